@@ -1,0 +1,59 @@
+# rsbatch: every routine task is a target here. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+PIP       := $(VENV)/bin/pip
+APT_PKGS  := python3-venv python3-qgis qgis-providers qgis xvfb xauth imagemagick
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Where `make demo` writes; the job's outputs, task log and rendering land here.
+DEMO_DIR  ?= demo-output
+BENCH_SIZE ?= 10980
+
+.PHONY: help
+help:  ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+# --- set-up -----------------------------------------------------------------
+.PHONY: setup
+setup: $(VENV)/.installed  ## install apt packages, the .venv, pinned deps and the project (idempotent)
+
+$(VENV)/.apt:
+	@if ! dpkg -s $(APT_PKGS) >/dev/null 2>&1; then \
+	  echo "installing apt packages: $(APT_PKGS)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PKGS) >/dev/null; \
+	fi
+	@# Debian's python3, not a pyenv build: only it can import QGIS's bindings.
+	@[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	@touch $@
+
+$(VENV)/.installed: $(VENV)/.apt requirements.txt pyproject.toml
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps -e .
+	@touch $@
+
+# --- checks -------------------------------------------------------------------
+.PHONY: test
+test: setup  ## run the whole offline test suite
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+.PHONY: lint
+lint: setup  ## ruff and mypy on core and worker
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# --- the product ---------------------------------------------------------------
+.PHONY: demo
+demo: setup  ## run the main job on generated sample scenes, on the local backend
+	$(PY) -m worker.demo --out $(DEMO_DIR)
+
+.PHONY: bench
+bench: setup  ## benchmarks: worker vs naive numpy vs rio calc vs decode floor (table in bench/results)
+	$(PY) -m bench.worker_bench --size $(BENCH_SIZE)
+
+.PHONY: clean
+clean:  ## remove build products and demo output (keeps .venv)
+	rm -rf build dist $(DEMO_DIR) *.egg-info

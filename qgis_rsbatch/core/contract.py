@@ -1,0 +1,316 @@
+"""The cell contract: the one JSON shape every part speaks (see DESIGN.md).
+
+A job is a list of cells; a cell is one Sentinel-2 tile on one date, with everything the
+worker needs to process it and nothing it has to look up. The planner writes cells, the
+Lambda and the worker validate them with `Cell.from_dict`, the task log keys on
+`task_id`, and `output_uri` is the one place output names are made. Pure stdlib, so the
+Lambda and QGIS's own Python can import it.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from .errors import InvalidInput
+
+PRODUCTS = ("rgb", "ndvi")
+BAND_KEYS = ("blue", "green", "red", "nir", "scl")
+#: which bands each product reads (scl is added when cloud masking is on)
+PRODUCT_BANDS = {"rgb": ("red", "green", "blue"), "ndvi": ("red", "nir")}
+#: Sentinel-2 band names, for band descriptions and the seed's file names
+BAND_NAMES = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "scl": "SCL"}
+
+_TILE_RE = re.compile(r"^(0?[1-9]|[1-5][0-9]|60)([C-HJ-NP-X])([A-HJ-NP-Z])([A-HJ-NP-V])$")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}$")
+_FIELDS = {
+    "job_id", "cell_id", "tile", "date", "bands", "products", "aoi", "cloud_mask",
+    "scale", "offset", "offset_check", "output", "requester_pays", "scene_id",
+}
+
+
+class Status(str, enum.Enum):
+    """Lifecycle of one cell in the task log."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def finished(self) -> bool:
+        return self in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    def __str__(self) -> str:  # so f-strings print "RUNNING", not "Status.RUNNING"
+        return self.value
+
+
+def normalize_tile(tile: str) -> str:
+    """'T48RXT', '48rxt' or '048RXT' → '48RXT'; InvalidInput when it is not an MGRS tile id."""
+    text = str(tile).strip().upper()
+    if text.startswith("T") and len(text) in (6, 7) and text[1].isdigit():
+        text = text[1:]
+    match = _TILE_RE.match(text)
+    if not match:
+        raise InvalidInput(f"'{tile}' is not a Sentinel-2 tile id (like 48RXT)")
+    return f"{int(match.group(1))}{match.group(2)}{match.group(3)}{match.group(4)}"
+
+
+def parse_date(value: str, field_name: str = "date") -> str:
+    """A calendar date as ISO 'YYYY-MM-DD'; also takes the seed's 'YYYYMMDD'."""
+    text = str(value).strip()
+    for fmt in ("%Y-%m-%d", "%Y%m%d"):
+        try:
+            return datetime.strptime(text, fmt).date().isoformat()  # noqa: DTZ007 - a date, no time
+        except ValueError:
+            continue
+    raise InvalidInput(f"{field_name} '{value}' is not a date (expected YYYY-MM-DD)")
+
+
+def cell_id_for(tile: str, date: str) -> str:
+    return f"{tile}_{date}"
+
+
+def task_id_for(job_id: str, cell_id: str) -> str:
+    """The task log's hash key (DESIGN.md): one record per cell of a job."""
+    return f"{job_id}#{cell_id}"
+
+
+def new_job_id(now: datetime | None = None) -> str:
+    """Sortable, readable, unique enough: 'rsb-20261128-234700-3f9a'."""
+    now = now or datetime.now(timezone.utc)
+    return f"rsb-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def output_name(tile: str, date: str, product: str) -> str:
+    return f"{tile}_{date}_{product}.tif"
+
+
+def join_uri(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def normalize_output(output: str) -> str:
+    """'s3://bucket/prefix' stays; a local path becomes an absolute 'file://' URI."""
+    text = str(output).strip()
+    if text.startswith("s3://"):
+        if len(text) <= len("s3://") or text[5] == "/":
+            raise InvalidInput(f"output '{output}' has no bucket name")
+        return text.rstrip("/")
+    if text.startswith("file://"):
+        path = text[len("file://"):]
+        if not path.startswith("/"):
+            raise InvalidInput(f"output '{output}' must be an absolute file:/// URI")
+        return "file://" + (path.rstrip("/") or "/")
+    if "://" in text:
+        raise InvalidInput(f"output '{output}' must be an s3:// or file:// URI or a folder")
+    import os
+
+    return "file://" + os.path.abspath(os.path.expanduser(text)).replace(os.sep, "/")
+
+
+def _require(data: Mapping[str, Any], key: str) -> Any:
+    if key not in data or data[key] is None:
+        raise InvalidInput(f"cell field '{key}' is missing")
+    return data[key]
+
+
+def _validate_aoi(aoi: Any) -> dict | None:
+    if aoi is None:
+        return None
+    if not isinstance(aoi, Mapping) or aoi.get("type") not in ("Polygon", "MultiPolygon"):
+        raise InvalidInput("cell field 'aoi' must be a GeoJSON Polygon or MultiPolygon (or null)")
+    polygons = aoi.get("coordinates")
+    if aoi["type"] == "Polygon":
+        polygons = [polygons]
+    try:
+        for polygon in polygons:
+            for ring in polygon:
+                if len(ring) < 4:
+                    raise InvalidInput("cell field 'aoi' has a ring with fewer than 4 positions")
+                for lon, lat, *_ in ring:
+                    if not (-180 <= float(lon) <= 180 and -90 <= float(lat) <= 90):
+                        raise InvalidInput(
+                            f"cell field 'aoi' has position ({lon}, {lat}) outside EPSG:4326 "
+                            "bounds; the AOI must be longitude/latitude"
+                        )
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, InvalidInput):
+            raise
+        raise InvalidInput("cell field 'aoi' has malformed coordinates") from exc
+    return dict(aoi)
+
+
+def _number(data: Mapping[str, Any], key: str, default: float) -> float:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidInput(f"cell field '{key}' must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _flag(data: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"cell field '{key}' must be true or false, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (tile, date) of a job: the worker's whole input."""
+
+    job_id: str
+    cell_id: str
+    tile: str
+    date: str
+    bands: Mapping[str, str | None]
+    products: tuple[str, ...]
+    output: str
+    aoi: dict | None = None
+    cloud_mask: bool = True
+    scale: float = 0.0001
+    offset: float = 0.0
+    offset_check: bool = False
+    requester_pays: bool = False
+    scene_id: str | None = None
+
+    @property
+    def task_id(self) -> str:
+        return task_id_for(self.job_id, self.cell_id)
+
+    def output_uri(self, product: str) -> str:
+        """Where `product` of this cell is written: <output>/<job_id>/<tile>_<date>_<product>.tif."""
+        return join_uri(self.output, self.job_id, output_name(self.tile, self.date, product))
+
+    @property
+    def item_uri(self) -> str:
+        """The STAC item written beside the products, last, once they are all in place."""
+        return join_uri(self.output, self.job_id, f"{self.cell_id}.json")
+
+    def needed_bands(self) -> tuple[str, ...]:
+        keys = {key for product in self.products for key in PRODUCT_BANDS[product]}
+        if self.cloud_mask and "ndvi" in self.products:
+            keys.add("scl")
+        return tuple(key for key in BAND_KEYS if key in keys)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            "job_id": self.job_id, "cell_id": self.cell_id, "tile": self.tile,
+            "date": self.date, "bands": dict(self.bands), "products": list(self.products),
+            "aoi": self.aoi, "cloud_mask": self.cloud_mask, "scale": self.scale,
+            "offset": self.offset, "offset_check": self.offset_check, "output": self.output,
+            "requester_pays": self.requester_pays,
+        }
+        if self.scene_id:
+            data["scene_id"] = self.scene_id
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Cell:
+        """Validate a cell from JSON; InvalidInput names the first bad field."""
+        if not isinstance(data, Mapping):
+            raise InvalidInput(f"a cell must be a JSON object, got {type(data).__name__}")
+        unknown = sorted(set(data) - _FIELDS)
+        if unknown:
+            raise InvalidInput(f"cell has unknown field(s): {', '.join(unknown)}")
+        job_id = str(_require(data, "job_id"))
+        if not _ID_RE.match(job_id):
+            raise InvalidInput(
+                f"cell field 'job_id' '{job_id}' may only hold letters, digits, '_', '.', '-'"
+            )
+        tile = normalize_tile(_require(data, "tile"))
+        date = parse_date(_require(data, "date"), "cell field 'date'")
+        cell_id = str(data.get("cell_id") or cell_id_for(tile, date))
+        if not _ID_RE.match(cell_id):
+            raise InvalidInput(f"cell field 'cell_id' '{cell_id}' holds characters not allowed")
+
+        products = data.get("products", list(PRODUCTS))
+        if isinstance(products, str):
+            products = [p for p in products.split(",") if p]
+        if not isinstance(products, (list, tuple)) or not products:
+            raise InvalidInput("cell field 'products' must be a non-empty list of rgb, ndvi")
+        bad = [p for p in products if p not in PRODUCTS]
+        if bad:
+            raise InvalidInput(
+                f"cell field 'products' has unknown product(s) {bad}; known: {list(PRODUCTS)}"
+            )
+        products = tuple(p for p in PRODUCTS if p in products)
+
+        bands = _require(data, "bands")
+        if not isinstance(bands, Mapping):
+            raise InvalidInput("cell field 'bands' must be an object of band name → href")
+        unknown_bands = sorted(set(bands) - set(BAND_KEYS))
+        if unknown_bands:
+            raise InvalidInput(
+                f"cell field 'bands' has unknown band(s) {unknown_bands}; known: {list(BAND_KEYS)}"
+            )
+        clean_bands: dict[str, str | None] = {}
+        for key in BAND_KEYS:
+            href = bands.get(key)
+            if href is not None and (not isinstance(href, str) or not href.strip()):
+                raise InvalidInput(f"cell field 'bands.{key}' must be an href string or null")
+            clean_bands[key] = href.strip() if href else None
+
+        cell = cls(
+            job_id=job_id, cell_id=cell_id, tile=tile, date=date, bands=clean_bands,
+            products=products, output=normalize_output(_require(data, "output")),
+            aoi=_validate_aoi(data.get("aoi")),
+            cloud_mask=_flag(data, "cloud_mask", True),
+            scale=_number(data, "scale", 0.0001), offset=_number(data, "offset", 0.0),
+            offset_check=_flag(data, "offset_check", False),
+            requester_pays=_flag(data, "requester_pays", False),
+            scene_id=str(data["scene_id"]) if data.get("scene_id") else None,
+        )
+        if cell.scale <= 0:
+            raise InvalidInput(f"cell field 'scale' must be positive, got {cell.scale}")
+        for key in cell.needed_bands():
+            if not cell.bands.get(key):
+                why = "cloud masking" if key == "scl" else f"product(s) {', '.join(products)}"
+                raise InvalidInput(f"cell field 'bands.{key}' is missing; {why} need(s) it")
+        return cell
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job: its id, the parameters it was planned from, and its cells."""
+
+    job_id: str
+    cells: tuple[Cell, ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    created: str = field(
+        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id, "created": self.created, "params": dict(self.params),
+            "cells": [cell.to_dict() for cell in self.cells],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Job:
+        if not isinstance(data, Mapping) or not isinstance(data.get("cells"), list):
+            raise InvalidInput("a job must be a JSON object with a 'cells' list")
+        job_id = str(_require(data, "job_id"))
+        cells = []
+        for index, raw in enumerate(data["cells"]):
+            try:
+                cell = Cell.from_dict({"job_id": job_id, **raw})
+            except InvalidInput as exc:
+                raise InvalidInput(f"cell {index}: {exc}") from exc
+            if cell.job_id != job_id:
+                raise InvalidInput(f"cell {index}: job_id '{cell.job_id}' is not the job's")
+            cells.append(cell)
+        ids = [cell.cell_id for cell in cells]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise InvalidInput(f"job has duplicate cell ids: {', '.join(dupes)}")
+        created = str(data.get("created") or datetime.now(timezone.utc).isoformat())
+        return cls(job_id=job_id, cells=tuple(cells), params=dict(data.get("params") or {}),
+                   created=created)

@@ -1,0 +1,84 @@
+"""One small hierarchy of errors whose messages a person can act on.
+
+Entry points turn them into exit codes (`exit_code`), FAILED task-log records or
+message-bar notices. Each class also inherits the builtin it resembles, so callers
+that only know Python's own exceptions still catch them sensibly.
+"""
+
+from __future__ import annotations
+
+
+class RsbatchError(Exception):
+    """Base of every error rsbatch raises on purpose."""
+
+    #: process exit code an entry point uses for this error
+    exit_code = 1
+    #: whether running the same thing again may succeed (AWS Batch retries these)
+    retryable = True
+
+
+class InvalidInput(RsbatchError, ValueError):
+    """The request itself is wrong: retrying cannot help."""
+
+    exit_code = 2
+    retryable = False
+
+
+class MissingInput(InvalidInput, FileNotFoundError):
+    """A band, file or object that the request names does not exist."""
+
+
+class CorruptInput(InvalidInput):
+    """An input exists but cannot be decoded as a raster."""
+
+
+class SourceUnavailable(RsbatchError, OSError):
+    """An input exists (or may) but could not be reached now: network, throttling, 5xx."""
+
+
+class AccessDenied(RsbatchError, PermissionError):
+    """Credentials are missing, expired or lack a permission."""
+
+    exit_code = 2
+    retryable = False
+
+
+class OutputFailed(RsbatchError, OSError):
+    """The result could not be written to its destination."""
+
+
+class CatalogError(SourceUnavailable):
+    """The STAC catalog could not be reached or answered with something unusable."""
+
+
+class TransitionRejected(RsbatchError):
+    """A task-log write was refused because the record is not in an expected state."""
+
+    retryable = False
+
+
+class Cancelled(RsbatchError):
+    """The cell's job was cancelled before or while the cell ran."""
+
+    exit_code = 3
+    retryable = False
+
+
+class DependencyMissing(RsbatchError, ImportError):
+    """An optional package is needed for this feature; the message says which."""
+
+    exit_code = 2
+    retryable = False
+
+
+def require(module: str, feature: str, pip_name: str | None = None):  # noqa: ANN201
+    """Import an optional dependency, or raise DependencyMissing naming what to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        package = pip_name or module.split(".")[0]
+        raise DependencyMissing(
+            f"{feature} needs the Python package '{package}': pip install {package}"
+        ) from exc

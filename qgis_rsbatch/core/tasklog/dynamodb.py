@@ -1,0 +1,111 @@
+"""The AWS task log: DynamoDB table `task-log` (hash key TaskID, GSI on JobId).
+
+Every write is conditional and its outcome checked (cirrus-geo #202: writes that looked
+successful were not). boto3 is imported lazily and clients are made per store, never at
+module level, so the Lambda, the worker and tests pick up their own credentials.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Iterator
+
+from ..errors import AccessDenied, SourceUnavailable, require
+from .base import CompareAndSetLog
+from .schema import HASH_KEY, JOB_INDEX, JOB_INDEX_KEY, TABLE_NAME, Record
+
+_DENIED = {"AccessDeniedException", "UnrecognizedClientException",
+           "ExpiredTokenException", "InvalidSignatureException"}
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB returns numbers as Decimal; records want ints and floats."""
+    if isinstance(value, Decimal):
+        return int(value) if value == int(value) else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+class DynamoTaskLog(CompareAndSetLog):
+    """Task log in a DynamoDB table."""
+
+    def __init__(self, table: str = TABLE_NAME, *, region: str | None = None,
+                 endpoint_url: str | None = None, session: Any = None) -> None:
+        boto3 = require("boto3", "the DynamoDB task log")
+        session = session or boto3.session.Session(region_name=region)
+        self.table_name = table
+        self._table = session.resource("dynamodb", endpoint_url=endpoint_url).Table(table)
+        self._errors = session.client("dynamodb", endpoint_url=endpoint_url).exceptions
+
+    @property
+    def uri(self) -> str:
+        region = self._table.meta.client.meta.region_name
+        return f"dynamodb://{self.table_name}?region={region}"
+
+    def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "ConditionalCheckFailedException":
+                return None
+            if code in _DENIED:
+                raise AccessDenied(
+                    f"DynamoDB {what} on table '{self.table_name}' was denied ({code}): "
+                    "check the AWS profile or role and that its credentials have not expired"
+                ) from exc
+            if code == "ResourceNotFoundException":
+                raise SourceUnavailable(
+                    f"DynamoDB table '{self.table_name}' does not exist in region "
+                    f"{self._table.meta.client.meta.region_name}: is the stack deployed?"
+                ) from exc
+            raise SourceUnavailable(f"DynamoDB {what} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise SourceUnavailable(f"DynamoDB {what} failed: {exc}") from exc
+
+    def get(self, task_id: str) -> Record | None:
+        response = self._call("get", self._table.get_item, Key={HASH_KEY: task_id},
+                              ConsistentRead=True)
+        item = response.get("Item") if response else None
+        return Record.from_item(_plain(item)) if item else None
+
+    def _query(self, job_id: str) -> Iterator[dict]:
+        kwargs: dict[str, Any] = {
+            "IndexName": JOB_INDEX,
+            "KeyConditionExpression": "#j = :j",
+            "ExpressionAttributeNames": {"#j": JOB_INDEX_KEY},
+            "ExpressionAttributeValues": {":j": job_id},
+        }
+        while True:
+            page = self._call("query", self._table.query, **kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def job_records(self, job_id: str) -> list[Record]:
+        records = [Record.from_item(_plain(item)) for item in self._query(job_id)]
+        return sorted(records, key=lambda record: record.cell_id)
+
+    def _insert(self, record: Record) -> bool:
+        response = self._call(
+            "put", self._table.put_item, Item=record.to_item(),
+            ConditionExpression="attribute_not_exists(#k)",
+            ExpressionAttributeNames={"#k": HASH_KEY},
+        )
+        return response is not None
+
+    def _replace(self, old: Record, new: Record) -> bool:
+        response = self._call(
+            "put", self._table.put_item, Item=new.to_item(),
+            ConditionExpression="#s = :s AND #u = :u AND #a = :a",
+            ExpressionAttributeNames={"#s": "Status", "#u": "UpdatedAt", "#a": "Attempts"},
+            ExpressionAttributeValues={":s": old.status.value, ":u": old.updated_at,
+                                       ":a": old.attempts},
+        )
+        return response is not None

@@ -1,0 +1,135 @@
+"""The task-log schema: one record per cell, keyed `<job_id>#<cell_id>` (DESIGN.md).
+
+This module is the single source of the table's shape. The CloudFormation template's
+table is checked against it by a test, the SQLite store creates its table from it and the
+DynamoDB store maps records through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping, Protocol
+
+from ..contract import Cell, Status
+from ..errors import InvalidInput
+
+TABLE_NAME = "task-log"
+HASH_KEY = "TaskID"
+JOB_INDEX = "JobId-index"
+JOB_INDEX_KEY = "JobId"
+#: DynamoDB's view of the keys: (attribute, type) for the table and its GSI
+KEY_ATTRIBUTES = {HASH_KEY: "S", JOB_INDEX_KEY: "S"}
+#: attribute holding an epoch time after which DynamoDB may expire the record
+TTL_ATTRIBUTE = "ExpiresAt"
+
+#: status → the statuses a record may move to from it. A record never moves backwards
+#: from SUCCEEDED; FAILED/CANCELLED may go back to PENDING (resume) and FAILED/RUNNING
+#: to RUNNING (a retry of the same cell after a crash or a Spot interruption).
+TRANSITIONS: Mapping[Status | None, frozenset[Status]] = {
+    None: frozenset({Status.PENDING, Status.RUNNING}),
+    Status.PENDING: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED}),
+    Status.RUNNING: frozenset({Status.RUNNING, Status.SUCCEEDED, Status.FAILED,
+                               Status.CANCELLED}),
+    Status.FAILED: frozenset({Status.PENDING, Status.RUNNING}),
+    Status.CANCELLED: frozenset({Status.PENDING}),
+    Status.SUCCEEDED: frozenset(),
+}
+
+
+def sources_of(status: Status) -> frozenset[Status | None]:
+    """The statuses from which `status` may be reached (None: no record yet)."""
+    return frozenset(src for src, targets in TRANSITIONS.items() if status in targets)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One cell's entry in the task log."""
+
+    task_id: str
+    job_id: str
+    cell_id: str
+    tile: str
+    date: str
+    status: Status
+    attempts: int = 0
+    updated_at: str = field(default_factory=utc_now)
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+    #: extra attributes kept for compatibility (the seed's files/date/exec_time/result)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_cell(cls, cell: Cell, status: Status = Status.PENDING) -> Record:
+        return cls(task_id=cell.task_id, job_id=cell.job_id, cell_id=cell.cell_id,
+                   tile=cell.tile, date=cell.date, status=status)
+
+    def moved(self, status: Status, *, outputs: Mapping[str, str] | None = None,
+              error: str | None = None, warnings: Iterable[str] = (),
+              extra: Mapping[str, Any] | None = None) -> Record:
+        """The record after a transition to `status` (attempts count the RUNNINGs)."""
+        if status not in TRANSITIONS[self.status]:
+            raise InvalidInput(f"{self.task_id}: {self.status} cannot become {status}")
+        return replace(
+            self,
+            status=status,
+            attempts=self.attempts + (1 if status is Status.RUNNING else 0),
+            updated_at=utc_now(),
+            outputs=dict(outputs) if outputs is not None else
+            ({} if status in (Status.PENDING, Status.RUNNING) else dict(self.outputs)),
+            error=error if status in (Status.FAILED, Status.CANCELLED) else None,
+            warnings=tuple(warnings),
+            extra={**self.extra, **(extra or {})},
+        )
+
+    def to_item(self) -> dict[str, Any]:
+        """The record as DynamoDB-style attributes (also the JSON the CLI prints)."""
+        item: dict[str, Any] = {
+            HASH_KEY: self.task_id, JOB_INDEX_KEY: self.job_id, "CellId": self.cell_id,
+            "Tile": self.tile, "Date": self.date, "Status": self.status.value,
+            "Attempts": self.attempts, "UpdatedAt": self.updated_at,
+            "Outputs": dict(self.outputs),
+        }
+        if self.error:
+            item["Error"] = self.error
+        if self.warnings:
+            item["Warnings"] = list(self.warnings)
+        item.update(self.extra)
+        return item
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> Record:
+        known = {HASH_KEY, JOB_INDEX_KEY, "CellId", "Tile", "Date", "Status", "Attempts",
+                 "UpdatedAt", "Outputs", "Error", "Warnings", TTL_ATTRIBUTE}
+        return cls(
+            task_id=str(item[HASH_KEY]), job_id=str(item.get(JOB_INDEX_KEY, "")),
+            cell_id=str(item.get("CellId", "")), tile=str(item.get("Tile", "")),
+            date=str(item.get("Date", "")), status=Status(item.get("Status", "PENDING")),
+            attempts=int(item.get("Attempts", 0)), updated_at=str(item.get("UpdatedAt", "")),
+            outputs={str(k): str(v) for k, v in dict(item.get("Outputs") or {}).items()},
+            error=item.get("Error"), warnings=tuple(item.get("Warnings") or ()),
+            extra={k: v for k, v in item.items() if k not in known},
+        )
+
+
+class TaskLog(Protocol):
+    """What every task-log store offers (SQLite locally, DynamoDB on AWS)."""
+
+    def register(self, cells: Iterable[Cell], status: Status = Status.PENDING) -> int:
+        """Create a record per cell unless one exists; returns how many were created."""
+
+    def transition(self, task_id: str, status: Status, *, outputs: Mapping[str, str] | None = None,
+                   error: str | None = None, warnings: Iterable[str] = (),
+                   extra: Mapping[str, Any] | None = None) -> Record:
+        """Move a record to `status` with a conditional write; TransitionRejected if not allowed."""
+
+    def get(self, task_id: str) -> Record | None:
+        """The record, or None."""
+
+    def job_records(self, job_id: str) -> list[Record]:
+        """Every record of a job, ordered by cell id."""
