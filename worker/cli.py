@@ -1,0 +1,151 @@
+"""`rsbatch-worker`: process one cell. The container's entrypoint and the local backend's
+subprocess run exactly this command.
+
+    rsbatch-worker run CELL          CELL: a JSON file, '-' for stdin, or the JSON itself
+    rsbatch-worker                   the seed's mode: env files, date, output_bucket, region_name
+    rsbatch-worker check FILE.tif    validate a Cloud-Optimized GeoTIFF's layout
+
+The task log is named by --task-log or $RSBATCH_TASK_LOG (sqlite:///path or
+dynamodb://task-log?region=…); default: the local SQLite log, or in the seed's mode the
+DynamoDB table `task-log` of `region_name`. Exit codes: 0 success, 1 failure that a retry
+may fix, 2 bad input (retrying cannot help), 3 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from qgis_rsbatch.core.contract import Cell, Status
+from qgis_rsbatch.core.errors import InvalidInput, RsbatchError
+from qgis_rsbatch.core.tasklog import open_task_log
+
+log = logging.getLogger("rsbatch.worker")
+
+
+def _load_cell(spec: str) -> Cell:
+    if spec == "-":
+        text = sys.stdin.read()
+    elif spec.lstrip().startswith("{"):
+        text = spec
+    else:
+        try:
+            with open(spec, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read cell file {spec}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput(f"cell is not valid JSON: {exc}") from exc
+    return Cell.from_dict(data)
+
+
+def _progress(cell_id: str, quiet: bool) -> Any:
+    last = [-1]
+
+    def report(fraction: float, message: str) -> None:
+        percent = int(fraction * 100)
+        if not quiet and (percent >= last[0] + 10 or fraction >= 1.0):
+            last[0] = percent
+            log.info("%s %3d%% %s", cell_id, percent, message)
+
+    return report
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rsbatch-worker",
+        description="Process one Sentinel-2 cell (tile, date) into RGB/NDVI COGs.",
+    )
+    parser.add_argument("--task-log", default=os.environ.get("RSBATCH_TASK_LOG"),
+                        help="sqlite:///path or dynamodb://table?region=… (env RSBATCH_TASK_LOG)")
+    parser.add_argument("--no-task-log", action="store_true", help="do not record status")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="process one cell of the contract")
+    run.add_argument("cell", nargs="?", default=os.environ.get("RSBATCH_CELL"),
+                     help="cell JSON file, '-' for stdin, or inline JSON (env RSBATCH_CELL)")
+    check = sub.add_parser("check", help="validate a Cloud-Optimized GeoTIFF")
+    check.add_argument("path")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        if args.command == "check":
+            return _check(args.path)
+        return _run(args)
+    except RsbatchError as exc:
+        print(f"rsbatch-worker: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("rsbatch-worker: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so in one line, keep the traceback for the log
+        log.debug("traceback", exc_info=True)
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        print(f"rsbatch-worker: internal error ({type(exc).__name__}: {exc}); please report it",
+              file=sys.stderr)
+        return 1
+
+
+def _check(path: str) -> int:
+    from .cog import validate_cog
+
+    report = validate_cog(path)
+    print(json.dumps({"path": path, "valid": report.valid, "errors": report.errors,
+                      "warnings": report.warnings, "blocksize": report.blocksize,
+                      "overviews": report.overviews}, indent=1))
+    return 0 if report.valid else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .process import process_cell
+
+    seed = None
+    region = None
+    if args.command == "run":
+        if not args.cell:
+            raise InvalidInput("no cell given: rsbatch-worker run CELL.json (or set RSBATCH_CELL)")
+        cell = _load_cell(args.cell)
+        task_log_uri = args.task_log
+    elif os.environ.get("files"):
+        from .seedmode import cell_from_env
+
+        region = os.environ.get("region_name")
+        cell, seed, how = cell_from_env(os.environ)
+        log.info("seed input %s → cell %s of job %s; offset %g (%s)", seed["files"],
+                 cell.cell_id, cell.job_id, cell.offset, how)
+        task_log_uri = args.task_log or f"dynamodb://task-log?region={region or ''}"
+    else:
+        _parser().print_usage(sys.stderr)
+        raise InvalidInput("nothing to do: give `run CELL.json`, or set the seed's environment "
+                           "variables files, date, output_bucket, region_name")
+    task_log = None if args.no_task_log else open_task_log(task_log_uri)
+    result = process_cell(cell, task_log=task_log, seed=seed, region=region,
+                          progress=_progress(cell.cell_id, args.quiet))
+    if result.status is Status.CANCELLED:
+        print(f"rsbatch-worker: {result.error}", file=sys.stderr)
+        return 3
+    for warning in result.warnings:
+        log.warning("%s: %s", cell.cell_id, warning)
+    done = "already complete" if result.skipped else f"done in {result.seconds:.1f} s"
+    print(json.dumps({"cell_id": cell.cell_id, "status": result.status.value,
+                      "outputs": result.outputs, "warnings": result.warnings,
+                      "skipped": result.skipped}))
+    log.info("%s %s", cell.cell_id, done)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Where results go: a local folder (file://) or S3 (s3://), never half-written.
+
+Locally the COG writer works beside the destination and renames into place; for S3 it
+works in a scratch folder and the finished file is uploaded (an S3 object appears only
+once its upload completes). The STAC item is published last: it is the cell's completion
+marker, listing every product with its size, which is how a retried cell knows its
+outputs are already valid and need not be made again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from typing import Any
+from urllib.parse import urlparse
+
+from qgis_rsbatch.core.errors import AccessDenied, OutputFailed, SourceUnavailable
+
+
+class LocalDestination:
+    """file:// outputs."""
+
+    def __init__(self, base_uri: str) -> None:
+        self.base = urlparse(base_uri).path
+
+    @staticmethod
+    def path(uri: str) -> str:
+        return urlparse(uri).path
+
+    def prepare(self, uri: str) -> str:
+        """Make the folder and prove it is writable; returns the local path to write to."""
+        path = self.path(uri)
+        folder = os.path.dirname(path)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            probe = os.path.join(folder, f".rsbatch-write-test-{uuid.uuid4().hex[:8]}")
+            with open(probe, "w") as fh:
+                fh.write("")
+            os.remove(probe)
+        except PermissionError as exc:
+            raise AccessDenied(f"cannot write the output folder {folder}: permission denied"
+                               ) from exc
+        except OSError as exc:
+            raise OutputFailed(f"cannot write the output folder {folder}: {exc.strerror}"
+                               ) from exc
+        return path
+
+    def publish(self, local_path: str, uri: str) -> None:
+        target = self.path(uri)
+        if os.path.abspath(local_path) != os.path.abspath(target):
+            os.replace(local_path, target)
+
+    def size(self, uri: str) -> int | None:
+        path = self.path(uri)
+        return os.path.getsize(path) if os.path.isfile(path) else None
+
+    def local_copy(self, uri: str) -> str | None:
+        path = self.path(uri)
+        return path if os.path.isfile(path) else None
+
+    def read_json(self, uri: str) -> Any:
+        try:
+            with open(self.path(uri)) as fh:
+                return json.load(fh)
+        except (OSError, ValueError):
+            return None
+
+    def write_json(self, uri: str, data: Any) -> None:
+        path = self.path(uri)
+        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}")
+        try:
+            with open(tmp, "w") as fh:
+                json.dump(data, fh, indent=1)
+            os.replace(tmp, path)
+        except OSError as exc:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise OutputFailed(f"cannot write {path}: {exc.strerror}") from exc
+
+    def close(self) -> None:
+        pass
+
+
+class S3Destination:
+    """s3:// outputs, uploaded with boto3 (multipart for large files)."""
+
+    def __init__(self, base_uri: str, region: str | None = None) -> None:
+        import boto3
+
+        self._s3 = boto3.session.Session(region_name=region).client("s3")
+        self._scratch = tempfile.mkdtemp(prefix="rsbatch-out-")
+
+    @staticmethod
+    def _split(uri: str) -> tuple[str, str]:
+        parsed = urlparse(uri)
+        return parsed.netloc, parsed.path.lstrip("/")
+
+    def _fail(self, what: str, uri: str, exc: Exception) -> Exception:
+        from botocore.exceptions import ClientError, NoCredentialsError
+
+        if isinstance(exc, NoCredentialsError):
+            return AccessDenied(f"cannot {what} {uri}: no AWS credentials found")
+        if isinstance(exc, ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("AccessDenied", "403", "ExpiredToken", "InvalidAccessKeyId",
+                        "SignatureDoesNotMatch", "AllAccessDisabled"):
+                return AccessDenied(f"cannot {what} {uri}: access denied ({code}); check the "
+                                    "credentials and the bucket policy")
+            if code in ("NoSuchBucket",):
+                return OutputFailed(f"cannot {what} {uri}: the bucket does not exist")
+            return OutputFailed(f"cannot {what} {uri}: {code}")
+        return SourceUnavailable(f"cannot {what} {uri}: {exc}")
+
+    def prepare(self, uri: str) -> str:
+        return os.path.join(self._scratch, os.path.basename(self._split(uri)[1]))
+
+    def publish(self, local_path: str, uri: str) -> None:
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket, key = self._split(uri)
+        try:
+            self._s3.upload_file(local_path, bucket, key,
+                                 ExtraArgs={"ContentType": _content_type(key)})
+        except S3UploadFailedError as exc:
+            raise self._fail("upload", uri, exc.__cause__ or exc) from exc  # type: ignore[arg-type]
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail("upload", uri, exc) from exc
+        finally:
+            if os.path.exists(local_path):
+                os.remove(local_path)
+
+    def size(self, uri: str) -> int | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket, key = self._split(uri)
+        try:
+            return int(self._s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._fail("check", uri, exc) from exc
+        except BotoCoreError as exc:
+            raise self._fail("check", uri, exc) from exc
+
+    def local_copy(self, uri: str) -> str | None:
+        return None  # the layout was validated before upload; size is the check here
+
+    def read_json(self, uri: str) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket, key = self._split(uri)
+        try:
+            body = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return json.loads(body)
+        except (ClientError, BotoCoreError, ValueError):
+            return None
+
+    def write_json(self, uri: str, data: Any) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket, key = self._split(uri)
+        try:
+            self._s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(data, indent=1).encode(),
+                                ContentType="application/json")
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("write", uri, exc) from exc
+
+    def close(self) -> None:
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def _content_type(key: str) -> str:
+    if key.endswith(".tif"):
+        return "image/tiff; application=geotiff; profile=cloud-optimized"
+    return "application/json" if key.endswith(".json") else "application/octet-stream"
+
+
+def destination_for(base_uri: str, region: str | None = None) -> LocalDestination | S3Destination:
+    if base_uri.startswith("s3://"):
+        return S3Destination(base_uri, region)
+    return LocalDestination(base_uri)

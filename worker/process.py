@@ -1,0 +1,237 @@
+"""One cell, start to finish: task log RUNNING → bands → products → COGs → STAC item → SUCCEEDED.
+
+Everything the worker does for a cell is in `process_cell`; the command line only parses
+arguments and maps errors to exit codes. Any failure is recorded as FAILED with a reason a
+person can act on, and no output appears under its final name unless it is complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from qgis_rsbatch.core.contract import Cell, Status
+from qgis_rsbatch.core.errors import Cancelled, InvalidInput, RsbatchError, TransitionRejected
+
+from . import compute, offset
+from .cog import CogWriter, validate_cog
+from .outputs import destination_for
+from .profiles import product_profile
+from .reader import AoiClip, BandSet, Grid, strips
+from .sources import band_env
+from .stac import cell_item, complete_products
+
+log = logging.getLogger("rsbatch.worker")
+
+#: rows per strip: a multiple of the inputs' 1024-row blocks and of the 512-row output blocks
+STRIP_ROWS = 1024
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class CellResult:
+    cell_id: str
+    status: Status
+    outputs: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    skipped: bool = False
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def _start(task_log: Any, cell: Cell, extra: dict | None) -> None:
+    """Register the cell (if the planner did not) and mark it RUNNING."""
+    if task_log is None:
+        return
+    task_log.register([cell])
+    current = task_log.get(cell.task_id)
+    if current is not None and current.status is Status.CANCELLED:
+        raise Cancelled(f"cell {cell.cell_id} of job {cell.job_id} was cancelled")
+    if current is not None and current.status is Status.SUCCEEDED:
+        return  # finished earlier; process_cell will find the outputs and skip
+    task_log.transition(cell.task_id, Status.RUNNING, extra=extra)
+
+
+def _seed_fields(seed: dict | None, result: str | None = None) -> dict | None:
+    """The seed's own task-log fields (files, date, exec_time, result), kept readable."""
+    if seed is None:
+        return None
+    fields = dict(seed)
+    if result is not None:
+        fields["exec_time"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        fields["result"] = result
+    return fields
+
+
+def process_cell(cell: Cell, *, task_log: Any = None, progress: Progress | None = None,
+                 seed: dict | None = None, region: str | None = None) -> CellResult:
+    """Process one cell and record it in `task_log` (any store, or None).
+
+    `seed` holds the seed's `files` and `date` when the cell came from its execution input;
+    they are written into the record with the seed's `exec_time` and `result`.
+    """
+    started = time.monotonic()
+    report = progress or (lambda fraction, message: None)
+    try:
+        _start(task_log, cell, _seed_fields(seed))
+        outputs, warnings, skipped = _run(cell, report, region)
+    except Cancelled as exc:
+        return CellResult(cell.cell_id, Status.CANCELLED, error=str(exc),
+                          seconds=time.monotonic() - started)
+    except BaseException as exc:
+        message = str(exc) if isinstance(exc, RsbatchError) else (
+            f"internal error ({type(exc).__name__}: {exc}); please report it")
+        if isinstance(exc, KeyboardInterrupt):
+            message = "interrupted"
+        _record(task_log, cell, Status.FAILED, error=message,
+                extra=_seed_fields(seed, "failed"))
+        raise
+    _record(task_log, cell, Status.SUCCEEDED, outputs=outputs, warnings=warnings,
+            extra=_seed_fields(seed, "success"))
+    return CellResult(cell.cell_id, Status.SUCCEEDED, outputs, warnings, skipped,
+                      time.monotonic() - started)
+
+
+def _record(task_log: Any, cell: Cell, status: Status, **kwargs: Any) -> None:
+    if task_log is None:
+        return
+    current = task_log.get(cell.task_id)
+    if current is not None and current.status is status is Status.SUCCEEDED:
+        return
+    try:
+        task_log.transition(cell.task_id, status, **kwargs)
+    except TransitionRejected as exc:
+        log.warning("task log not updated: %s", exc)
+
+
+def _run(cell: Cell, report: Progress, region: str | None) -> tuple[dict, list, bool]:
+    destination = destination_for(cell.output, region)
+    try:
+        done = _existing_outputs(cell, destination)
+        if done is not None:
+            report(1.0, "outputs already complete; nothing to do")
+            return done, [], True
+        hrefs = {key: str(cell.bands[key]) for key in cell.needed_bands()}
+        if cell.offset_check and cell.bands.get("scl"):
+            hrefs["scl"] = str(cell.bands["scl"])
+        with band_env(list(hrefs.values()), requester_pays=cell.requester_pays, region=region):
+            with BandSet(hrefs, requester_pays=cell.requester_pays) as bands:
+                outputs, warnings = _make_products(cell, bands, destination, report)
+        return outputs, warnings, False
+    finally:
+        destination.close()
+
+
+def _existing_outputs(cell: Cell, destination: Any) -> dict[str, str] | None:
+    """The outputs, when an earlier run already made all of them completely."""
+    expected = complete_products(destination.read_json(cell.item_uri), cell)
+    if set(expected) != set(cell.products):
+        return None
+    for product, size in expected.items():
+        uri = cell.output_uri(product)
+        if destination.size(uri) != size:
+            return None
+        local = destination.local_copy(uri)
+        if local is not None and not validate_cog(local).valid:
+            return None
+    return {product: cell.output_uri(product) for product in cell.products}
+
+
+def _decide_offset(cell: Cell, bands: BandSet) -> offset.OffsetDecision:
+    if not cell.offset_check:
+        return offset.not_checked(cell.offset, "offset_check not requested")
+    if "scl" not in bands.datasets:
+        return offset.not_checked(cell.offset, "offset unverified: the cell has no SCL band")
+    red, scl = bands.overview(offset.VIEW_SIZE)
+    return offset.decide(red, scl, cell.offset, cell.scale)
+
+
+def _make_products(cell: Cell, bands: BandSet, destination: Any,
+                   report: Progress) -> tuple[dict[str, str], list[str]]:
+    warnings: list[str] = []
+    decision = _decide_offset(cell, bands)
+    if decision.verdict in ("corrected", "unverified"):
+        warnings.append(decision.detail)
+        log.warning("%s: %s", cell.cell_id, decision.detail)
+    report(0.02, decision.detail)
+
+    grid = bands.grid
+    if cell.aoi is not None:
+        clip: AoiClip | None = AoiClip(cell.aoi, grid, cell.tile)
+        row, col, rows, cols = clip.row, clip.col, clip.rows, clip.cols  # type: ignore[union-attr]
+    else:
+        clip = None
+        row, col, rows, cols = 0, 0, grid.height, grid.width
+    from rasterio.windows import Window
+    from rasterio.windows import transform as window_transform
+
+    out_grid = Grid(grid.crs, window_transform(Window(col, row, cols, rows), grid.transform),
+                    cols, rows)
+    read_keys = cell.needed_bands()
+
+    writers: dict[str, CogWriter] = {}
+    paths: dict[str, str] = {}
+    try:
+        for product in cell.products:
+            paths[product] = destination.prepare(cell.output_uri(product))
+            writers[product] = _writer(product, paths[product], cell, out_grid, decision)
+        inside_total = 0
+        for strip_row, strip_rows in strips(row, rows, STRIP_ROWS):
+            data = bands.read(read_keys, strip_row, col, strip_rows, cols)
+            inside = clip.mask(strip_row, col, strip_rows, cols) if clip else None
+            inside_total += int(inside.sum()) if inside is not None else strip_rows * cols
+            at = strip_row - row
+            if "rgb" in writers:
+                writers["rgb"].write(compute.rgb(data["red"], data["green"], data["blue"],
+                                                 cell.scale, decision.offset, inside), at, 0)
+            if "ndvi" in writers:
+                scl = data.get("scl") if cell.cloud_mask else None
+                writers["ndvi"].write(compute.ndvi(data["red"], data["nir"], cell.scale,
+                                                   decision.offset, scl, inside)[None], at, 0)
+            report(0.05 + 0.8 * (at + strip_rows) / rows, f"rows {at + strip_rows}/{rows}")
+        if inside_total == 0:
+            raise InvalidInput(f"the AOI covers no pixel centre of tile {cell.tile}")
+        report(0.9, "writing Cloud-Optimized GeoTIFFs")
+        assets: dict[str, dict[str, Any]] = {}
+        for product, writer in writers.items():
+            path = writer.close()
+            check = validate_cog(path)
+            if not check.valid:
+                raise RsbatchError(f"{product} output is not a valid COG: {check.errors}")
+            stats = {b: writer.stats.tags(b) for b in range(writer.profile["count"])} \
+                if writer.stats else {}
+            valid = writer.stats.valid_fraction() if writer.stats else 1.0
+            if product == "ndvi" and valid == 0:
+                warnings.append("NDVI has no valid pixel (all masked as cloud, shadow or no data)")
+            assets[product] = {"uri": cell.output_uri(product), "size": os.path.getsize(path),
+                               "stats": stats}
+            destination.publish(path, cell.output_uri(product))
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    destination.write_json(cell.item_uri, cell_item(cell, out_grid, assets, decision, warnings))
+    report(1.0, "done")
+    return {product: info["uri"] for product, info in assets.items()}, warnings
+
+
+def _writer(product: str, path: str, cell: Cell, grid: Grid,
+            decision: offset.OffsetDecision) -> CogWriter:
+    spec = product_profile(product)
+    profile = {"dtype": spec["dtype"], "count": spec["count"], "nodata": spec["nodata"],
+               "crs": grid.crs, "transform": grid.transform, "width": grid.width,
+               "height": grid.height}
+    tags = {"RSBATCH_PRODUCT": product, "RSBATCH_JOB_ID": cell.job_id, "TILE": cell.tile,
+            "DATE": cell.date, "REFLECTANCE_OFFSET_APPLIED": repr(decision.offset),
+            "REFLECTANCE_SCALE": repr(cell.scale), "OFFSET_CHECK": decision.verdict}
+    if cell.scene_id:
+        tags["SOURCE_ITEM"] = cell.scene_id
+    return CogWriter(path, profile, descriptions=spec["descriptions"], scales=spec["scales"],
+                     offsets=spec["offsets"], colorinterp=spec["colorinterp"], tags=tags,
+                     overview_resampling=spec["overview_resampling"],
+                     options={"predictor": spec["predictor"]})

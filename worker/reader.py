@@ -1,0 +1,214 @@
+"""Reading a cell's bands: one grid, windows clipped to the AOI, strips, decimated views.
+
+The 10 m bands must share CRS and grid exactly; SCL must be on the same origin at an
+integer multiple of the 10 m pixel (20 m in Sentinel-2) and is upsampled by repetition,
+which is nearest-neighbour resampling with no interpolation ambiguity at all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from qgis_rsbatch.core.errors import InvalidInput
+
+from .sources import diagnose, open_band
+
+
+@dataclass
+class Grid:
+    """The 10 m pixel grid of a cell (or of a window of it)."""
+
+    crs: Any
+    transform: Any  # affine.Affine
+    width: int
+    height: int
+
+    def describe(self) -> str:
+        t = self.transform
+        return f"{self.width}×{self.height} px of {t.a:g} m at ({t.c:.0f}, {t.f:.0f}) {self.crs}"
+
+
+class BandSet:
+    """The open bands of one cell; `grid` is the 10 m grid every band is checked against."""
+
+    def __init__(self, hrefs: dict[str, str], *, requester_pays: bool = False) -> None:
+        self.hrefs = dict(hrefs)
+        self.requester_pays = requester_pays
+        self.datasets: dict[str, Any] = {}
+        try:
+            for key, href in self.hrefs.items():
+                self.datasets[key] = open_band(href, key, requester_pays=requester_pays)
+            self.grid, self.scl_factor = self._check_grids()
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_grids(self) -> tuple[Grid, int]:
+        fine = {k: d for k, d in self.datasets.items() if k != "scl"}
+        first_key, first = next(iter(fine.items()))
+        grid = Grid(first.crs, first.transform, first.width, first.height)
+        if first.crs is None or not first.crs.is_projected:
+            raise InvalidInput(f"band {first_key} has no projected CRS ({first.crs}); "
+                               "Sentinel-2 bands are in UTM")
+        for key, ds in fine.items():
+            other = Grid(ds.crs, ds.transform, ds.width, ds.height)
+            if ds.count < 1:
+                raise InvalidInput(f"band {key} ({self.hrefs[key]}) holds no raster band")
+            if (ds.crs != grid.crs or not ds.transform.almost_equals(grid.transform)
+                    or (ds.width, ds.height) != (grid.width, grid.height)):
+                raise InvalidInput(
+                    f"bands are on different grids: {first_key} is {grid.describe()}, "
+                    f"{key} is {other.describe()}"
+                )
+        factor = 1
+        scl = self.datasets.get("scl")
+        if scl is not None:
+            ratio = scl.transform.a / grid.transform.a
+            factor = round(ratio)
+            aligned = (abs(scl.transform.c - grid.transform.c) < 1e-6
+                       and abs(scl.transform.f - grid.transform.f) < 1e-6
+                       and abs(ratio - factor) < 1e-9 and factor >= 1
+                       and abs(scl.transform.e + scl.transform.a) < 1e-9)
+            if scl.crs != grid.crs or not aligned:
+                raise InvalidInput(
+                    f"band scl is not on the bands' grid: {grid.describe()} vs "
+                    f"{Grid(scl.crs, scl.transform, scl.width, scl.height).describe()}"
+                )
+        return grid, factor
+
+    def close(self) -> None:
+        for ds in self.datasets.values():
+            ds.close()
+        self.datasets.clear()
+
+    def __enter__(self) -> BandSet:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # --- reading ------------------------------------------------------------------------
+    def _read(self, key: str, window: Any, **kwargs: Any) -> np.ndarray:
+        from rasterio.errors import RasterioError
+
+        try:
+            return self.datasets[key].read(1, window=window, **kwargs)
+        except RasterioError as exc:
+            error = diagnose(self.hrefs[key], key, exc, requester_pays=self.requester_pays)
+            raise error from exc
+
+    def read(self, keys: tuple[str, ...], row: int, col: int, rows: int,
+             cols: int) -> dict[str, np.ndarray]:
+        """Bands `keys` for a window of the 10 m grid; SCL comes upsampled onto it."""
+        from rasterio.windows import Window
+
+        out = {}
+        for key in keys:
+            if key == "scl":
+                out[key] = self._read_scl(row, col, rows, cols)
+            else:
+                out[key] = self._read(key, Window(col, row, cols, rows))
+        return out
+
+    def _read_scl(self, row: int, col: int, rows: int, cols: int) -> np.ndarray:
+        from rasterio.windows import Window
+
+        k = self.scl_factor
+        ds = self.datasets["scl"]
+        r0, c0 = row // k, col // k
+        r1 = min(-(-(row + rows) // k), ds.height)
+        c1 = min(-(-(col + cols) // k), ds.width)
+        coarse = self._read("scl", Window(c0, r0, c1 - c0, r1 - r0))
+        if k > 1:
+            coarse = np.repeat(np.repeat(coarse, k, axis=0), k, axis=1)
+        fine = coarse[row - r0 * k: row - r0 * k + rows, col - c0 * k: col - c0 * k + cols]
+        if fine.shape != (rows, cols):  # an SCL raster a little short of the 10 m extent
+            fine = np.pad(fine, ((0, rows - fine.shape[0]), (0, cols - fine.shape[1])),
+                          mode="edge")
+        return fine
+
+    def overview(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decimated red DNs and SCL classes over the whole grid, co-registered (nearest)."""
+        from rasterio.enums import Resampling
+        from rasterio.windows import Window
+
+        g = self.grid
+        step = max(1, math.ceil(max(g.width, g.height) / size))
+        shape = (max(1, g.height // step), max(1, g.width // step))
+        red = self._read("red", Window(0, 0, shape[1] * step, shape[0] * step),
+                         out_shape=shape, resampling=Resampling.nearest)
+        k = self.scl_factor
+        scl = self._read("scl", Window(0, 0, shape[1] * step / k, shape[0] * step / k),
+                         out_shape=shape, resampling=Resampling.nearest)
+        return red, scl
+
+
+def _densify(ring: list, max_step: float) -> list:
+    """Insert points so that no edge is longer than `max_step` degrees.
+
+    GeoJSON edges are straight in longitude/latitude; in UTM they are curves, so the
+    polygon is densified before it is projected onto the tile's grid.
+    """
+    out = []
+    for (x0, y0, *_), (x1, y1, *_) in zip(ring, ring[1:]):
+        n = max(1, math.ceil(max(abs(x1 - x0), abs(y1 - y0)) / max_step))
+        out.extend((x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n) for i in range(n))
+    out.append(tuple(ring[-1][:2]))
+    return out
+
+
+class AoiClip:
+    """The AOI on a tile's grid: the pixel window that covers it and per-strip masks."""
+
+    def __init__(self, aoi: dict, grid: Grid, tile: str) -> None:
+        from rasterio.warp import transform_geom
+
+        polygons = [aoi["coordinates"]] if aoi["type"] == "Polygon" else aoi["coordinates"]
+        dense = {"type": "MultiPolygon",
+                 "coordinates": [[_densify(ring, 0.005) for ring in poly] for poly in polygons]}
+        try:
+            self.geometry = transform_geom("EPSG:4326", grid.crs, dense)
+        except Exception as exc:  # noqa: BLE001 - PROJ raises several kinds
+            raise InvalidInput(f"the AOI cannot be projected to the tile's CRS: {exc}") from exc
+        xs, ys = [], []
+        for poly in self.geometry["coordinates"]:
+            for x, y, *_ in poly[0]:
+                xs.append(x)
+                ys.append(y)
+        t = grid.transform
+        col0 = max(0, math.floor((min(xs) - t.c) / t.a))
+        col1 = min(grid.width, math.ceil((max(xs) - t.c) / t.a))
+        row0 = max(0, math.floor((t.f - max(ys)) / -t.e))
+        row1 = min(grid.height, math.ceil((t.f - min(ys)) / -t.e))
+        if col1 <= col0 or row1 <= row0:
+            raise InvalidInput(f"the AOI does not overlap tile {tile} ({grid.describe()})")
+        self.row, self.col = row0, col0
+        self.rows, self.cols = row1 - row0, col1 - col0
+        self.grid = grid
+
+    def mask(self, row: int, col: int, rows: int, cols: int) -> np.ndarray:
+        """True for pixels of the window whose centre lies inside the AOI."""
+        from rasterio.features import geometry_mask
+        from rasterio.windows import Window, transform
+
+        window_transform = transform(Window(col, row, cols, rows), self.grid.transform)
+        return geometry_mask([self.geometry], out_shape=(rows, cols),
+                             transform=window_transform, invert=True)
+
+
+def strips(row: int, rows: int, height: int) -> Iterator[tuple[int, int]]:
+    """Row ranges covering [row, row+rows), cut at multiples of `height` in tile rows.
+
+    Cutting at absolute multiples keeps every read aligned to the inputs' blocks, so each
+    compressed block is decoded once.
+    """
+    start, end = row, row + rows
+    while start < end:
+        stop = min(end, (start // height + 1) * height)
+        yield start, stop - start
+        start = stop

@@ -1,0 +1,131 @@
+"""The STAC item written beside a cell's products: what was made, from what, and how.
+
+It records the reflectance offset actually applied and any correction of the catalog's
+value (DESIGN.md "Reflectance"), and each asset's size, which the worker reads back to
+decide that a cell's outputs are complete.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from datetime import datetime, timezone
+from typing import Any
+
+from qgis_rsbatch.core.contract import BAND_NAMES, Cell
+
+from .offset import OffsetDecision
+from .reader import Grid
+
+EXTENSIONS = [
+    "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
+    "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+    "https://stac-extensions.github.io/file/v2.1.0/schema.json",
+    "https://stac-extensions.github.io/processing/v1.1.0/schema.json",
+    "https://stac-extensions.github.io/grid/v1.1.0/schema.json",
+]
+COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+
+
+def _footprint(grid: Grid) -> dict:
+    from rasterio.warp import transform_geom
+
+    t = grid.transform
+    x0, y0 = t.c, t.f
+    x1, y1 = x0 + grid.width * t.a, y0 + grid.height * t.e
+    steps = 8
+    ring = ([(x0 + (x1 - x0) * i / steps, y0) for i in range(steps)]
+            + [(x1, y0 + (y1 - y0) * i / steps) for i in range(steps)]
+            + [(x1 - (x1 - x0) * i / steps, y1) for i in range(steps)]
+            + [(x0, y1 - (y1 - y0) * i / steps) for i in range(steps)] + [(x0, y0)])
+    return transform_geom(grid.crs, "EPSG:4326", {"type": "Polygon", "coordinates": [ring]})
+
+
+def _bbox(geometry: dict) -> list[float]:
+    xs = [p[0] for p in geometry["coordinates"][0]]
+    ys = [p[1] for p in geometry["coordinates"][0]]
+    return [min(xs), min(ys), max(xs), max(ys)]
+
+
+def _raster_bands(product: str, stats: dict[int, dict[str, str]]) -> list[dict]:
+    if product == "rgb":
+        bands = [{"data_type": "uint16", "nodata": 0, "scale": 0.0001, "offset": 0.0,
+                  "unit": "reflectance", "name": BAND_NAMES[key]}
+                 for key in ("red", "green", "blue")]
+    else:
+        bands = [{"data_type": "float32", "nodata": "nan", "name": "ndvi"}]
+    for index, band in enumerate(bands):
+        s = stats.get(index, {})
+        if "STATISTICS_MINIMUM" in s:
+            band["statistics"] = {
+                "minimum": float(s["STATISTICS_MINIMUM"]),
+                "maximum": float(s["STATISTICS_MAXIMUM"]),
+                "mean": float(s["STATISTICS_MEAN"]),
+                "stddev": float(s["STATISTICS_STDDEV"]),
+                "valid_percent": float(s["STATISTICS_VALID_PERCENT"]),
+            }
+    return bands
+
+
+def cell_item(cell: Cell, grid: Grid, assets: dict[str, dict[str, Any]],
+              decision: OffsetDecision, warnings: list[str]) -> dict[str, Any]:
+    """The item; `assets` maps product → {"uri", "size", "stats"}."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        software = version("rsbatch")
+    except PackageNotFoundError:
+        software = "unknown"
+    geometry = _footprint(grid)
+    t = grid.transform
+    epsg = grid.crs.to_epsg()
+    item_dir = posixpath.dirname(cell.item_uri)
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "stac_extensions": EXTENSIONS,
+        "id": f"{cell.job_id}_{cell.cell_id}",
+        "geometry": geometry,
+        "bbox": _bbox(geometry),
+        "properties": {
+            "datetime": None,
+            "start_datetime": f"{cell.date}T00:00:00Z",
+            "end_datetime": f"{cell.date}T23:59:59Z",
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "grid:code": f"MGRS-{cell.tile}",
+            "proj:epsg": epsg,
+            "proj:shape": [grid.height, grid.width],
+            "proj:transform": [t.a, t.b, t.c, t.d, t.e, t.f],
+            "processing:software": {"rsbatch": software},
+            "rsbatch:job_id": cell.job_id,
+            "rsbatch:cell_id": cell.cell_id,
+            "rsbatch:source_item": cell.scene_id,
+            "rsbatch:cloud_mask": cell.cloud_mask,
+            "rsbatch:clipped_to_aoi": cell.aoi is not None,
+            "rsbatch:reflectance": {"scale": cell.scale, **decision.to_dict()},
+            "rsbatch:warnings": list(warnings),
+        },
+        "links": [],
+        "assets": {
+            product: {
+                "href": "./" + posixpath.relpath(info["uri"], item_dir),
+                "type": COG_TYPE,
+                "title": {"rgb": "True colour (B04, B03, B02) reflectance",
+                          "ndvi": "NDVI"}[product],
+                "roles": ["data", "visual"] if product == "rgb" else ["data"],
+                "file:size": info["size"],
+                "raster:bands": _raster_bands(product, info.get("stats", {})),
+            }
+            for product, info in assets.items()
+        },
+    }
+
+
+def complete_products(item: Any, cell: Cell) -> dict[str, int]:
+    """Products an existing item lists for this cell, with the size each should have."""
+    if not isinstance(item, dict) or item.get("properties", {}).get("rsbatch:cell_id") != cell.cell_id:
+        return {}
+    found = {}
+    for product, asset in (item.get("assets") or {}).items():
+        if product in cell.products and isinstance(asset.get("file:size"), int):
+            found[product] = asset["file:size"]
+    return found
