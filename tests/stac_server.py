@@ -222,7 +222,8 @@ class StacServer:
                         "body": {**params, **extra}, "merge": False}
             return {"rel": "next", "href": href, "method": "POST", "body": extra,
                     "merge": True}
-        query = {k: v for k, v in params.items() if k not in ("next", "token", "page")}
+        query = {k: _encode_get(v) for k, v in params.items()
+                 if k not in ("next", "token", "page")}
         return {"rel": "next", "href": f"{href}?{urlencode({**query, **extra})}",
                 "method": "GET", "type": "application/geo+json"}
 
@@ -405,6 +406,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
+def _encode_get(value: Any) -> str:
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
 def _decode_get(query: Mapping[str, str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for key, value in query.items():
@@ -467,7 +476,7 @@ def make_item(tile: str = "32TMT", when: str = "2020-03-05T10:37:41.587000Z", *,
     year, month, dom = int(when[:4]), int(when[5:7]), int(when[8:10])
     sensing = f"{day}T{when[11:13]}{when[14:16]}{when[17:19]}"
     old = collection == "sentinel-2-l2a"
-    sat = "S2A" if platform.endswith("a") else "S2B"
+    sat = "S2A" if platform.lower().endswith("a") else "S2B"
     item_id = f"{sat}_{tile}_{day}_{sequence}_L2A" if old else f"{sat}_T{tile}_{sensing}_L2A"
     props: dict[str, Any] = {
         "created": created or f"{year + 2}-01-01T00:00:00.000Z", "platform": platform,
