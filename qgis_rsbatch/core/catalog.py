@@ -453,6 +453,8 @@ def iter_items(tiles: Iterable[str] | str, start: str, end: str, *, catalog: str
     servers vary in what they filter. Arguments are checked before the first page."""
     wanted = _tiles(tiles)
     first, last = _date_range(start, end)
+    if isinstance(collections, str):
+        collections = [collections]
     client = HttpClient(timeout=timeout, opener=opener, proxies=proxies)
     source = _open_source(catalog, client, warnings if warnings is not None else [])
     return _filtered(source, wanted, first, last, collections=collections, aoi=aoi)
@@ -484,11 +486,20 @@ def search(tiles: Iterable[str] | str, start: str, end: str, *, max_cloud: float
     older run is never substituted for a newer one that is too cloudy. A run without all
     four bands is passed over for the next (with a warning). Scenes without a cloud cover
     are kept and say so. Warnings are in the result's `.warnings`.
+
+    `catalog`: None for Earth Search v1 (c1, then l2a), a STAC API root URL, a static
+    catalog.json (path, folder or URL) or an ItemCollection file. `collections` in order of
+    preference. `aoi`: a GeoJSON geometry in EPSG:4326, sent as `intersects`. `timeout`:
+    seconds one request may take with all its retries, so an unreachable catalog fails
+    (CatalogError) within about that long. `opener` or `proxies` reach the network the
+    caller's way (the plugin passes QGIS's proxy settings).
     """
     if max_cloud is not None and (
             isinstance(max_cloud, bool) or not isinstance(max_cloud, (int, float))
             or math.isnan(max_cloud) or not 0 <= max_cloud <= 100):
         raise InvalidInput(f"cloud limit {max_cloud!r} must be a percentage from 0 to 100")
+    if isinstance(collections, str):
+        collections = [collections]
     result = SceneList()
     order = list(collections or DEFAULT_COLLECTIONS)
     groups: dict[tuple[str, str], list[tuple[tuple, Scene]]] = {}

@@ -608,3 +608,23 @@ print('ok')
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
                           text=True, timeout=60, check=False)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_real_items_give_the_same_scenes_from_api_static_catalog_and_file(
+        real_items: list[dict], real_items_file: str, stac_server_factory: Factory,
+        tmp_path: os.PathLike) -> None:
+    tiles = sorted({scene_from_item(item).tile for item in real_items})
+    server = stac_server_factory(real_items, page_size=3)
+    static = write_static_catalog(tmp_path, real_items)
+
+    def run(where: str) -> list[dict]:
+        found = search(tiles, "2020-01-01", "2025-12-31", max_cloud=99.9, catalog=where)
+        return [scene.to_dict() for scene in found]
+
+    expected = run(real_items_file)
+    # 17 tile-dates; the newest runs of the four 2020-03-05 tile-dates are > 99.9 % cloudy
+    assert len(expected) == 13
+    assert not any(s["date"] == "2020-03-05" for s in expected)
+    assert run(server.url) == expected
+    assert run(static) == expected
+    assert len(server.searches()) == 9  # 25 items, pages of 3

@@ -151,6 +151,8 @@ def test_a_refused_port_fails_within_the_budget(refused_url: str) -> None:
 
 
 class _NoDns(urllib.request.BaseHandler):
+    handler_order = 100  # before urllib's own HTTPHandler
+
     def http_open(self, request: urllib.request.Request) -> None:
         raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
 
@@ -196,3 +198,37 @@ def test_opener_and_proxies_together_are_refused() -> None:
 def test_non_http_urls_are_refused() -> None:
     with pytest.raises(CatalogError, match="not an http"):
         client(retries=0).get_json("ftp://example.org/catalog.json")
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_the_default_budget_gives_up_within_30_seconds() -> None:
+    """With the defaults, a catalog that never answers costs about 30 s, not minutes:
+    every attempt waits its full timeout (simulated), back-offs included."""
+    clock = _Clock()
+    attempts: list[float] = []
+
+    class Hang(urllib.request.BaseHandler):
+        handler_order = 100
+
+        def http_open(self, request: urllib.request.Request) -> None:
+            attempts.append(request.timeout)
+            clock.now += request.timeout
+            raise urllib.error.URLError(socket.timeout("timed out"))
+
+    hanging = http.HttpClient(opener=urllib.request.build_opener(Hang()), clock=clock,
+                              sleep=clock.sleep)
+    with pytest.raises(CatalogError, match="no answer"):
+        hanging.get_json("http://catalog.example/v1")
+    assert 25 <= clock.now <= 30.0
+    assert len(attempts) >= 2  # a hang still leaves room for another try
+    assert max(attempts) <= 10.0
