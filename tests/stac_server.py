@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -548,8 +549,6 @@ def make_item(tile: str = "32TMT", when: str = "2020-03-05T10:37:41.587000Z", *,
 def write_static_catalog(folder: Any, items: Iterable[Mapping[str, Any]]) -> str:
     """A static catalog in `folder`: catalog.json → one collection.json per collection →
     one item JSON each, with relative child/item links. Returns catalog.json's path."""
-    import os
-
     root = str(folder)
     by_collection: dict[str, list[Mapping[str, Any]]] = {}
     for item in items:

@@ -383,13 +383,18 @@ def test_iter_items_pages_lazily(stac_server_factory: Factory) -> None:
     items.close()
 
 
-def test_get_search_when_post_is_not_allowed(stac_server_factory: Factory) -> None:
-    server = stac_server_factory(five_dates(), paging="page", post=False)
+@pytest.mark.parametrize(("paging", "key", "value"), [
+    ("page", "page", "2"), ("token", "token", "next:2"),
+    ("next", "next", "2020-03-04T10:37:41.587Z,S2A_32TMT_20200304_0_L2A,sentinel-2-l2a"),
+])
+def test_get_search_when_post_is_not_allowed(stac_server_factory: Factory, paging: str,
+                                             key: str, value: str) -> None:
+    server = stac_server_factory(five_dates(), paging=paging, post=False)
     scenes = search(["32TMT"], "2020-03-01", "2020-03-05", catalog=server.url)
     assert len(scenes) == 5
     methods = [r.method for r in server.searches()]
     assert methods == ["GET"] * 3  # the landing page offers only GET search
-    assert server.searches()[1].query["page"] == "2"
+    assert server.searches()[1].query[key] == value
     assert json.loads(server.searches()[0].query["query"]) == {
         "grid:code": {"in": ["MGRS-32TMT"]}}
 
