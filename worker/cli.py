@@ -1,7 +1,7 @@
 """`rsbatch-worker`: process one cell. The container's entrypoint and the local backend's
 subprocess run exactly this command.
 
-    rsbatch-worker run CELL          CELL: a JSON file, '-' for stdin, or the JSON itself
+    rsbatch-worker run CELL          CELL: a JSON file, an s3:// URI, '-' for stdin, or the JSON
     rsbatch-worker                   the seed's mode: env files, date, output_bucket, region_name
     rsbatch-worker check FILE.tif    validate a Cloud-Optimized GeoTIFF's layout
 
@@ -27,11 +27,24 @@ from qgis_rsbatch.core.tasklog import open_task_log
 log = logging.getLogger("rsbatch.worker")
 
 
+def _read_s3_text(uri: str) -> str:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    try:
+        return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    except (BotoCoreError, ClientError) as exc:
+        raise InvalidInput(f"cannot read cell {uri}: {exc}") from exc
+
+
 def _load_cell(spec: str) -> Cell:
     if spec == "-":
         text = sys.stdin.read()
     elif spec.lstrip().startswith("{"):
         text = spec
+    elif spec.startswith("s3://"):
+        text = _read_s3_text(spec)
     else:
         try:
             with open(spec, encoding="utf-8") as fh:

@@ -1,27 +1,30 @@
 """One writer and one checker for Cloud-Optimized GeoTIFFs.
 
-`CogWriter` takes blocks as they are computed and writes them into an uncompressed,
-tiled scratch GeoTIFF beside the destination; `close()` lets GDAL's COG driver build the
-overviews and the final layout (compressed, IFDs first, smallest overview's data first)
-into a second scratch name, and only then renames it to the final name. A reader never
-sees a half-written file under that name, and a crash leaves only dot-files to clean.
+`CogWriter` takes full-width strips in row order. Each strip is compressed once, by GDAL's
+worker threads, into a tiled scratch GeoTIFF for the full resolution; the writer also
+averages it down into every overview level as it goes (nodata-aware, exact means of the
+valid full-resolution pixels) and writes those into scratch files of their own. `close()`
+moves the compressed tiles into the COG layout (`tiff.assemble`) under a scratch name
+beside the destination and renames it into place: no pixel is compressed twice, memory
+holds one strip, and no reader ever sees a half-written file under the final name.
 
-`validate_cog` reads the TIFF structure itself (IFDs, tile offsets, GDAL's layout
-header) so the tests check the layout independently of the writer.
+`validate_cog` reads the TIFF structure itself, so tests check the layout independently
+of the writer.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import struct
 import uuid
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from . import tiff
 from .profiles import cog_options
 
 
@@ -36,23 +39,22 @@ class _Stats:
         self.high = np.full(count, -np.inf)
         self.pixels = 0
 
-    def add(self, data: np.ndarray, nodata: float | None) -> None:
-        self.pixels += data.shape[1] * data.shape[2]
-        for band, values in enumerate(data):
-            if nodata is None:
-                valid = values.ravel()
-            elif isinstance(nodata, float) and math.isnan(nodata):
-                valid = values[~np.isnan(values)]
-            else:
-                valid = values[values != nodata]
-            if valid.size == 0:
-                continue
-            as64 = valid.astype(np.float64)
-            self.n[band] += valid.size
-            self.total[band] += as64.sum()
-            self.squares[band] += np.dot(as64, as64)
-            self.low[band] = min(self.low[band], float(valid.min()))
-            self.high[band] = max(self.high[band], float(valid.max()))
+    def add(self, zeroed: np.ndarray, valid: np.ndarray) -> None:
+        """Add a strip whose invalid pixels are 0 (`valid` says which): no copies made."""
+        self.pixels += valid.size
+        n = int(np.count_nonzero(valid))
+        if n == 0:
+            return
+        big, small = ((np.iinfo(zeroed.dtype).max, np.iinfo(zeroed.dtype).min)
+                      if zeroed.dtype.kind in "ui" else (np.inf, -np.inf))
+        for band, values in enumerate(zeroed):
+            self.n[band] += n
+            self.total[band] += np.add.reduce(values, axis=None, dtype=np.float64)
+            self.squares[band] += np.einsum("ij,ij->", values, values, dtype=np.float64)
+            low = np.minimum.reduce(values, axis=None, where=valid, initial=big)
+            high = np.maximum.reduce(values, axis=None, where=valid, initial=small)
+            self.low[band] = min(self.low[band], float(low))
+            self.high[band] = max(self.high[band], float(high))
 
     def tags(self, band: int) -> dict[str, str]:
         n = int(self.n[band])
@@ -72,101 +74,241 @@ class _Stats:
         return float(self.n.max()) / max(self.pixels, 1)
 
 
-class CogWriter:
-    """Blocks in, a Cloud-Optimized GeoTIFF out at `path`, never visible half-written.
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
-    `profile` holds dtype, count, nodata, crs, transform, width, height. `fmt` "COG" is the
-    product format; "GTiff" (striped, no overviews) and "JP2" (lossless JPEG 2000) exist so
-    the sample generator can write the other inputs the worker must read.
+
+def valid_mask(data: np.ndarray, nodata: Any) -> np.ndarray:
+    """(rows, cols) True where a pixel holds data in every band."""
+    if nodata is None:
+        return np.ones(data.shape[1:], dtype=bool)
+    if _is_nan(nodata):
+        return ~np.isnan(data).any(axis=0)
+    return ~(data == nodata).any(axis=0)
+
+
+class _Level:
+    """One overview level being built: carries an odd leftover row between strips."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self.sums: np.ndarray | None = None    # (bands, rows, cols) float64 carry
+        self.counts: np.ndarray | None = None  # (rows, cols) int64 carry
+        self.row = 0                           # next row of this level to write
+
+
+def _halve(sums: np.ndarray, counts: np.ndarray, sum_type: Any,
+           count_type: Any) -> tuple[np.ndarray, np.ndarray]:
+    """2 × 2 block sums of an even number of rows; an odd last column is summed alone."""
+    rows = np.add(sums[:, 0::2], sums[:, 1::2], dtype=sum_type)
+    row_counts = np.add(counts[0::2], counts[1::2], dtype=count_type)
+    width = rows.shape[2]
+    even = width - width % 2
+    half = np.add(rows[:, :, 0:even:2], rows[:, :, 1:even:2])
+    half_counts = np.add(row_counts[:, 0:even:2], row_counts[:, 1:even:2])
+    if width % 2:
+        half = np.concatenate([half, rows[:, :, -1:]], axis=2)
+        half_counts = np.concatenate([half_counts, row_counts[:, -1:]], axis=1)
+    return half, half_counts
+
+
+class CogWriter:
+    """Full-width strips in row order → a Cloud-Optimized GeoTIFF at `path`.
+
+    `profile` holds dtype, count, nodata, crs, transform, width, height. Overviews are
+    averages of the valid pixels (nodata-aware) or, with `overview_resampling="nearest"`
+    (class maps), the upper-left pixel of each 2 × 2 block.
     """
 
-    def __init__(self, path: str, profile: dict[str, Any], *, fmt: str = "COG",
-                 blocksize: int = 512, overview_resampling: str = "average",
-                 descriptions: Sequence[str] = (), scales: Sequence[float] | None = None,
-                 offsets: Sequence[float] | None = None,
-                 colorinterp: Sequence[str] | None = None,
-                 tags: dict[str, str] | None = None, band_tags: Sequence[dict] | None = None,
-                 statistics: bool = True, options: dict[str, Any] | None = None) -> None:
+    def __init__(self, path: str, profile: dict[str, Any], *, blocksize: int = 512,
+                 overview_resampling: str = "average", descriptions: Sequence[str] = (),
+                 scales: Sequence[float] | None = None, offsets: Sequence[float] | None = None,
+                 colorinterp: Sequence[str] | None = None, tags: dict[str, str] | None = None,
+                 band_tags: Sequence[dict] | None = None, statistics: bool = True,
+                 options: dict[str, Any] | None = None) -> None:
         import rasterio
+        from rasterio.errors import NotGeoreferencedWarning
 
         self.path = os.path.abspath(path)
-        self.fmt = fmt
         self.profile = dict(profile)
+        self.nodata = profile.get("nodata")
+        self.count = int(profile["count"])
+        self.dtype = np.dtype(profile["dtype"])
         self.blocksize = blocksize
-        self.overview_resampling = overview_resampling
+        self.nearest = overview_resampling == "nearest"
         self.descriptions, self.scales, self.offsets = descriptions, scales, offsets
-        self.colorinterp = colorinterp
+        self.colorinterp = tuple(colorinterp or ())
         self.tags, self.band_tags = dict(tags or {}), list(band_tags or [])
-        self.options = dict(options or {})
-        self.stats = _Stats(profile["count"]) if statistics else None
+        self.stats = _Stats(self.count) if statistics else None
+        self.rows_written = 0
+        self._closed = False
         folder, base = os.path.split(self.path)
         token = f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
-        self._raw = os.path.join(folder, f".{base}.{token}.raw.tif")
         self._part = os.path.join(folder, f".{base}.{token}.part")
-        self._closed = False
-        raw = {
-            "driver": "GTiff", "tiled": True, "blockxsize": blocksize,
-            "blockysize": blocksize, "bigtiff": "IF_SAFER", "sparse_ok": True,
-            "interleave": "pixel" if profile["count"] > 1 else "band",
-            **{k: profile[k] for k in ("dtype", "count", "nodata", "crs", "transform",
-                                       "width", "height")},
-        }
-        if tuple(colorinterp or ()) == ("red", "green", "blue"):
-            raw["photometric"] = "RGB"  # must be set at creation; GDAL refuses it later
-            self.colorinterp = None
-        self._ds = rasterio.open(self._raw, "w", **raw)
 
-    def write(self, data: np.ndarray, row_off: int, col_off: int) -> None:
-        """Write `data` (bands, rows, cols) with its upper-left pixel at (row_off, col_off)."""
+        options = cog_options(**(options or {}))
+        creation = {
+            "driver": "GTiff", "tiled": True, "blockxsize": blocksize, "blockysize": blocksize,
+            "bigtiff": "NO", "sparse_ok": True, "compress": options["compress"],
+            "num_threads": options.get("num_threads", "ALL_CPUS"),
+            "interleave": "pixel" if self.count > 1 else "band",
+            "dtype": self.dtype.name, "count": self.count, "nodata": self.nodata,
+            "crs": profile.get("crs"), "transform": profile.get("transform"),
+        }
+        if options.get("predictor"):
+            creation["predictor"] = options["predictor"]
+        level_option = {"ZSTD": "zstd_level", "DEFLATE": "zlevel", "LERC_ZSTD": "zstd_level"}
+        if options.get("level") is not None and options["compress"].upper() in level_option:
+            creation[level_option[options["compress"].upper()]] = options["level"]
+        if self.colorinterp == ("red", "green", "blue"):
+            creation["photometric"] = "RGB"  # must be set at creation; GDAL refuses it later
+        sizes = [(int(profile["width"]), int(profile["height"]))]
+        while max(sizes[-1]) > blocksize:
+            w, h = sizes[-1]
+            sizes.append(((w + 1) // 2, (h + 1) // 2))
+        self._levels = [_Level(w, h) for w, h in sizes[1:]]
+        self._paths = [os.path.join(folder, f".{base}.{token}.L{i}.tif")
+                       for i in range(len(sizes))]
+        self._datasets: list[Any] = []
+        try:
+            for index, (w, h) in enumerate(sizes):
+                level_profile = dict(creation, width=w, height=h)
+                if index:
+                    level_profile.pop("crs")
+                    level_profile.pop("transform")
+                with warnings.catch_warnings():  # overview levels carry no georeferencing
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                    self._datasets.append(rasterio.open(self._paths[index], "w",
+                                                        **level_profile))
+        except BaseException:
+            self.abort()
+            raise
+
+    # --- writing -------------------------------------------------------------------------
+    def write(self, data: np.ndarray, row_off: int, col_off: int = 0) -> None:
+        """Write `data` (bands, rows, cols): full-width rows, directly after the last ones."""
         from rasterio.windows import Window
 
-        window = Window(col_off, row_off, data.shape[2], data.shape[1])
-        self._ds.write(data, window=window)
+        bands, rows, cols = data.shape
+        if col_off != 0 or cols != self.profile["width"] or row_off != self.rows_written:
+            raise ValueError("CogWriter takes full-width strips in row order")
+        self._datasets[0].write(data, window=Window(0, row_off, cols, rows))
+        self.rows_written += rows
+        if self.stats is None and (not self._levels or self.nearest):
+            if self._levels:
+                self._feed_nearest(data, row_off)
+            return
+        valid = valid_mask(data, self.nodata)
+        if self.nodata in (0, None) and data.dtype.kind in "ui":
+            zeroed = data  # nodata is already 0
+        else:
+            zeroed = np.where(valid, data, np.zeros((), data.dtype))
         if self.stats is not None:
-            self.stats.add(data, self.profile.get("nodata"))
+            self.stats.add(zeroed, valid)
+        if self.nearest:
+            self._feed_nearest(data, row_off)
+        elif self._levels:
+            self._feed(0, zeroed, valid)
 
-    def _finish_raw(self) -> None:
+    def _feed_nearest(self, data: np.ndarray, row_off: int) -> None:
+        from rasterio.windows import Window
+
+        for index, level in enumerate(self._levels, start=1):
+            step = 2 ** index
+            first = -(-row_off // step) * step - row_off
+            picked = data[:, first::step, ::step]
+            if picked.shape[1]:
+                self._datasets[index].write(picked, window=Window(0, level.row, level.width,
+                                                                  picked.shape[1]))
+                level.row += picked.shape[1]
+
+    def _feed(self, index: int, sums: np.ndarray, counts: np.ndarray) -> None:
+        """Add full-width rows (sums, counts) of level `index` and pass halves down."""
+        if index >= len(self._levels):
+            return
+        level = self._levels[index]
+        if level.sums is not None:
+            sums = np.concatenate([level.sums, sums], axis=1)
+            counts = np.concatenate([level.counts, counts], axis=0)  # type: ignore[list-item]
+            level.sums = level.counts = None
+        even = sums.shape[1] - sums.shape[1] % 2
+        if even < sums.shape[1]:
+            level.sums, level.counts = sums[:, even:].copy(), counts[even:].copy()
+        if even:
+            # the full-resolution strip is summed in float32 or uint32 (exact for four
+            # 16-bit values) to keep memory at one strip; deeper levels in float64
+            first = index == 0
+            sum_type = (np.float32 if sums.dtype.kind == "f" else np.uint32) if first \
+                else np.float64
+            half_sums, half_counts = _halve(sums[:, :even], counts[:even], sum_type, np.int32)
+            half_sums = half_sums.astype(np.float64, copy=False)
+            self._emit(index, half_sums, half_counts)
+            self._feed(index + 1, half_sums, half_counts)
+
+    def _emit(self, index: int, sums: np.ndarray, counts: np.ndarray) -> None:
+        from rasterio.windows import Window
+
+        level = self._levels[index]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = sums / counts
+        empty = counts == 0
+        if np.issubdtype(self.dtype, np.integer):
+            means = np.rint(means)
+            means[:, empty] = self.nodata if self.nodata is not None else 0
+        else:
+            means[:, empty] = self.nodata if self.nodata is not None else np.nan
+        rows = means.shape[1]
+        self._datasets[index + 1].write(means.astype(self.dtype),
+                                        window=Window(0, level.row, level.width, rows))
+        level.row += rows
+
+    def _flush(self) -> None:
+        """At the end, a level left with one odd row is averaged on its own."""
+        for index, level in enumerate(self._levels):
+            if level.sums is not None:
+                sums, counts = level.sums, level.counts
+                level.sums = level.counts = None
+                sums = np.concatenate([sums, np.zeros_like(sums)], axis=1)
+                counts = np.concatenate([counts, np.zeros_like(counts)], axis=0)  # type: ignore[list-item]
+                half_sums, half_counts = _halve(sums, counts, np.float64, np.int32)
+                self._emit(index, half_sums, half_counts)
+                self._feed(index + 1, half_sums, half_counts)
+
+    # --- finishing -----------------------------------------------------------------------
+    def _describe(self) -> None:
         from rasterio.enums import ColorInterp
 
-        ds = self._ds
+        ds = self._datasets[0]
         for band, text in enumerate(self.descriptions, start=1):
             ds.set_band_description(band, text)
         if self.scales is not None:
             ds.scales = tuple(self.scales)
         if self.offsets is not None:
             ds.offsets = tuple(self.offsets)
-        if self.colorinterp:
+        if self.colorinterp and self.colorinterp != ("red", "green", "blue"):
             ds.colorinterp = [ColorInterp[name] for name in self.colorinterp]
         if self.tags:
             ds.update_tags(**self.tags)
-        for band in range(1, self.profile["count"] + 1):
+        for band in range(1, self.count + 1):
             extra = dict(self.band_tags[band - 1]) if band - 1 < len(self.band_tags) else {}
             if self.stats is not None:
                 extra.update(self.stats.tags(band - 1))
             if extra:
                 ds.update_tags(band, **extra)
-        ds.close()
 
     def close(self) -> str:
-        """Finish: overviews, compression, COG layout, then the atomic rename. Returns path."""
-        from rasterio.shutil import copy as gdal_copy
-
+        """Finish the pyramid, assemble the COG layout, rename into place. Returns the path."""
         if self._closed:
             return self.path
         try:
-            self._finish_raw()
-            if self.fmt == "COG":
-                options = cog_options(blocksize=self.blocksize,
-                                      overview_resampling=self.overview_resampling)
-                options.update(self.options)
-                gdal_copy(self._raw, self._part, driver="COG", **options)
-            elif self.fmt == "GTiff":
-                gdal_copy(self._raw, self._part, driver="GTiff", compress="DEFLATE")
-            elif self.fmt == "JP2":
-                gdal_copy(self._raw, self._part, driver="JP2OpenJPEG", quality=100,
-                          reversible="YES", blockxsize=1024, blockysize=1024)
-            else:
-                raise ValueError(f"unknown output format {self.fmt}")
+            if self.rows_written != self.profile["height"]:
+                raise ValueError(f"{self.rows_written} of {self.profile['height']} rows written")
+            if not self.nearest:
+                self._flush()
+            self._describe()
+            for ds in self._datasets:
+                ds.close()
+            tiff.assemble(self._paths, self._part)
             os.replace(self._part, self.path)
             self._closed = True
             return self.path
@@ -175,16 +317,17 @@ class CogWriter:
 
     def abort(self) -> None:
         """Drop everything written so far (safe to call after close)."""
-        if not self._closed:
-            if not self._ds.closed:
-                self._ds.close()
-            self._closed = True
+        self._closed = True
         self._cleanup()
 
     def _cleanup(self) -> None:
-        for path in (self._raw, self._part, self._part + ".aux.xml", self._raw + ".aux.xml"):
-            if os.path.exists(path):
-                os.remove(path)
+        for ds in self._datasets:
+            if not ds.closed:
+                ds.close()
+        for path in (*self._paths, self._part):
+            for candidate in (path, path + ".aux.xml"):
+                if os.path.exists(candidate):
+                    os.remove(candidate)
 
     def __enter__(self) -> CogWriter:
         return self
@@ -197,12 +340,6 @@ class CogWriter:
 
 
 # --- the checker ---------------------------------------------------------------------------
-
-_TAG_SUBFILE, _TAG_WIDTH, _TAG_HEIGHT = 254, 256, 257
-_TAG_TILE_W, _TAG_TILE_H, _TAG_TILE_OFFSETS, _TAG_TILE_COUNTS = 322, 323, 324, 325
-_TAG_STRIP_OFFSETS = 273
-_TYPES = {1: "B", 2: "B", 3: "H", 4: "I", 6: "b", 7: "B", 8: "h", 9: "i", 16: "Q", 17: "q", 18: "Q"}
-
 
 @dataclass
 class CogReport:
@@ -219,94 +356,70 @@ class CogReport:
         return not self.errors
 
 
-def _read_ifds(fh: Any) -> tuple[list[dict[int, Any]], list[int], int]:
-    """Every IFD as {tag: value(s)}, their file offsets, and the header size."""
-    head = fh.read(16)
-    order = {b"II": "<", b"MM": ">"}.get(head[:2])
-    if order is None:
-        raise ValueError("not a TIFF file")
-    magic = struct.unpack(order + "H", head[2:4])[0]
-    big = magic == 43
-    if magic not in (42, 43):
-        raise ValueError("not a TIFF file")
-    offset = struct.unpack(order + ("Q" if big else "I"), head[8:16] if big else head[4:8])[0]
-    ifds, offsets = [], []
-    while offset and len(ifds) < 64:
-        offsets.append(offset)
-        fh.seek(offset)
-        count = struct.unpack(order + ("Q" if big else "H"), fh.read(8 if big else 2))[0]
-        size = 20 if big else 12
-        raw = fh.read(count * size)
-        tags: dict[int, Any] = {}
-        for i in range(count):
-            entry = raw[i * size:(i + 1) * size]
-            tag, typ = struct.unpack(order + "HH", entry[:4])
-            n = struct.unpack(order + ("Q" if big else "I"), entry[4:12] if big else entry[4:8])[0]
-            fmt = _TYPES.get(typ)
-            if fmt is None:
-                continue
-            nbytes = struct.calcsize(fmt) * n
-            inline = entry[12:20] if big else entry[8:12]
-            if nbytes <= len(inline):
-                data = inline[:nbytes]
-            else:
-                pos = fh.tell()
-                fh.seek(struct.unpack(order + ("Q" if big else "I"), inline)[0])
-                data = fh.read(nbytes)
-                fh.seek(pos)
-            tags[tag] = struct.unpack(order + fmt * n, data) if typ != 2 else data
-        ifds.append(tags)
-        offset = struct.unpack(order + ("Q" if big else "I"), fh.read(8 if big else 4))[0]
-    return ifds, offsets, 16 if big else 8
-
-
 def validate_cog(path: str) -> CogReport:
     """Check the Cloud-Optimized GeoTIFF layout of a local file, independently of GDAL.
 
     Errors: not tiled; large image without overviews; an IFD after image data; overview
-    data not stored smallest-first before the full-resolution data. Warnings: no GDAL
-    layout header (readers cannot trust the block order), blocks other than 512.
+    data not stored smallest-first before the full-resolution data; a tile whose GDAL size
+    leader disagrees with its byte count. Warnings: no GDAL layout header, blocks not 512.
     """
     report = CogReport(path)
     try:
         with open(path, "rb") as fh:
-            ifds, ifd_offsets, header = _read_ifds(fh)
-            fh.seek(header)
-            ghost = fh.read(200)
-    except (OSError, ValueError, struct.error) as exc:
+            info = tiff.read_structure(fh)
+            leaders_ok = _check_leaders(fh, info)
+    except (OSError, ValueError) as exc:
         report.errors.append(f"cannot read TIFF structure: {exc}")
         return report
-    images = [i for i in ifds if not (i.get(_TAG_SUBFILE, (0,))[0] & 4)]  # skip masks
+    images = [ifd for ifd in info.ifds if not ifd.value(tiff.TAG_SUBFILE) & 4]  # no masks
     main = images[0]
-    if _TAG_TILE_W not in main:
+    if tiff.TAG_TILE_W not in main.fields:
         report.errors.append("the full-resolution image is not tiled")
         return report
-    report.blocksize = (main[_TAG_TILE_W][0], main[_TAG_TILE_H][0])
+    report.blocksize = (main.value(tiff.TAG_TILE_W), main.value(tiff.TAG_TILE_H))
     if report.blocksize != (512, 512):
         report.warnings.append(f"blocks are {report.blocksize}, not 512 × 512")
-    width, height = main[_TAG_WIDTH][0], main[_TAG_HEIGHT][0]
-    report.overviews = [(i[_TAG_WIDTH][0], i[_TAG_HEIGHT][0]) for i in images[1:]]
+    width, height = main.value(tiff.TAG_WIDTH), main.value(tiff.TAG_HEIGHT)
+    report.overviews = [(i.value(tiff.TAG_WIDTH), i.value(tiff.TAG_HEIGHT)) for i in images[1:]]
     if max(width, height) > max(report.blocksize) and not report.overviews:
         report.errors.append(f"{width} × {height} image has no internal overviews")
     for previous, current in zip([(width, height), *report.overviews], report.overviews):
         if current[0] >= previous[0]:
             report.errors.append("overviews are not in decreasing size order")
-    data_offsets = [min(o for o in i.get(_TAG_TILE_OFFSETS, i.get(_TAG_STRIP_OFFSETS, ())) if o)
-                    for i in ifds if any(i.get(_TAG_TILE_OFFSETS, i.get(_TAG_STRIP_OFFSETS, ())))]
-    if data_offsets and max(ifd_offsets) > min(data_offsets):
+    firsts = [min((o for o in i.array(tiff.TAG_TILE_OFFSETS) if o), default=None)
+              for i in info.ifds]
+    data_start = min((f for f in firsts if f is not None), default=None)
+    if data_start is not None and max(i.offset for i in info.ifds) > data_start:
         report.errors.append("an IFD is stored after image data (IFDs must come first)")
-    # each smaller overview's data must lie before the data of the larger one
     spans = []
     for image in images:
-        offs = [o for o in image.get(_TAG_TILE_OFFSETS, ()) if o]
-        if offs:
-            spans.append((min(offs), max(offs)))
+        offsets = [o for o in image.array(tiff.TAG_TILE_OFFSETS) if o]
+        if offsets:
+            spans.append((min(offsets), max(offsets)))
     for larger, smaller in zip(spans, spans[1:]):
         if smaller[1] > larger[0]:
             report.errors.append("overview data is not stored before the larger image's data")
             break
-    if b"LAYOUT=IFDS_BEFORE_DATA" not in ghost:
+    if b"LAYOUT=IFDS_BEFORE_DATA" not in info.header:
         report.warnings.append("no GDAL COG layout header (GDAL_STRUCTURAL_METADATA)")
-    elif b"KNOWN_INCOMPATIBLE_EDITION=YES" in ghost:
+    elif b"KNOWN_INCOMPATIBLE_EDITION=YES" in info.header:
         report.errors.append("file was edited after creation; its COG layout is broken")
+    if not leaders_ok:
+        report.errors.append("a tile's size leader does not match its byte count")
     return report
+
+
+def _check_leaders(fh: Any, info: tiff.TiffInfo) -> bool:
+    """With BLOCK_LEADER=SIZE_AS_UINT4, the 4 bytes before each tile hold its size."""
+    import struct
+
+    if b"BLOCK_LEADER=SIZE_AS_UINT4" not in info.header:
+        return True
+    for ifd in info.ifds:
+        pairs = list(zip(ifd.array(tiff.TAG_TILE_OFFSETS), ifd.array(tiff.TAG_TILE_COUNTS)))
+        for offset, size in pairs[:: max(1, len(pairs) // 16)]:  # a sample is enough
+            if offset:
+                fh.seek(offset - 4)
+                if struct.unpack(info.order + "I", fh.read(4))[0] != size:
+                    return False
+    return True

@@ -17,9 +17,21 @@ RGB_QUANTIFICATION = 10000.0
 
 def reflectance(dn: np.ndarray, scale: float, offset: float) -> np.ndarray:
     """Surface reflectance as float32, clamped at 0."""
-    out = dn.astype(np.float32)
-    out *= np.float32(scale)
+    out = np.multiply(dn, np.float32(scale), dtype=np.float32)
     out += np.float32(offset)
+    np.maximum(out, 0, out=out)
+    return out
+
+
+def _offset_dn(scale: float, offset: float) -> int | None:
+    """The offset in DNs when it is a whole number of them (−1000 for baseline 04.00)."""
+    shift = offset / scale
+    return int(round(shift)) if abs(shift - round(shift)) < 1e-6 and shift <= 0 else None
+
+
+def _shifted(dn: np.ndarray, shift: int) -> np.ndarray:
+    """max(DN + shift, 0) as float32: reflectance / scale, exact for 16-bit DNs."""
+    out = np.subtract(dn, np.float32(-shift), dtype=np.float32)
     np.maximum(out, 0, out=out)
     return out
 
@@ -32,20 +44,30 @@ def cloud_mask(scl: np.ndarray) -> np.ndarray:
 
 
 def ndvi(red: np.ndarray, nir: np.ndarray, scale: float, offset: float,
-         scl: np.ndarray | None = None, inside: np.ndarray | None = None) -> np.ndarray:
-    """(NIR − Red)/(NIR + Red) of reflectances; NaN where no data, masked or outside the AOI."""
-    r = reflectance(red, scale, offset)
-    n = reflectance(nir, scale, offset)
+         masked: np.ndarray | None = None, inside: np.ndarray | None = None) -> np.ndarray:
+    """(NIR − Red)/(NIR + Red) of reflectances; NaN where no data, masked or outside the AOI.
+
+    `masked` is True where the pixel is cloud, shadow or otherwise unusable (`cloud_mask`).
+    When the offset is a whole number of DNs the ratio is taken of DN + offset directly:
+    the scale cancels, and the arithmetic is exact.
+    """
+    shift = _offset_dn(scale, offset)
+    if shift is None:
+        r, n = reflectance(red, scale, offset), reflectance(nir, scale, offset)
+    else:
+        r, n = _shifted(red, shift), _shifted(nir, shift)
     total = n + r
-    invalid = (red == 0) | (nir == 0) | (total == 0)
-    if scl is not None:
-        invalid |= cloud_mask(scl)
+    invalid = red == 0
+    invalid |= nir == 0
+    invalid |= total == 0
+    if masked is not None:
+        invalid |= masked
     if inside is not None:
         invalid |= ~inside
+    n -= r
     with np.errstate(divide="ignore", invalid="ignore"):
-        n -= r
         n /= total
-    n[invalid] = np.nan
+    np.copyto(n, np.float32(np.nan), where=invalid)
     return n
 
 
@@ -56,15 +78,22 @@ def rgb(red: np.ndarray, green: np.ndarray, blue: np.ndarray, scale: float, offs
     A valid pixel whose reflectance clamps to 0 is stored as 1, so it stays distinct from nodata.
     """
     out = np.empty((3, *red.shape), dtype=np.uint16)
-    nodata = (red == 0) | (green == 0) | (blue == 0)
+    nodata = red == 0
+    nodata |= green == 0
+    nodata |= blue == 0
     if inside is not None:
         nodata |= ~inside
+    shift = _offset_dn(scale, offset) if np.isclose(scale * RGB_QUANTIFICATION, 1) else None
     for index, dn in enumerate((red, green, blue)):
-        values = reflectance(dn, scale, offset)
-        values *= np.float32(RGB_QUANTIFICATION)
-        np.rint(values, out=values)
-        np.clip(values, 1, 65535, out=values)
-        band = values.astype(np.uint16)
-        band[nodata] = 0
-        out[index] = band
+        if shift is not None:  # reflectance × 10000 is DN + shift: integer arithmetic
+            band = out[index]
+            np.maximum(dn, 1 - shift, out=band)
+            band += np.uint16(shift % 65536)  # wraps modulo 2**16: adds the negative shift
+        else:
+            values = reflectance(dn, scale, offset)
+            values *= np.float32(RGB_QUANTIFICATION)
+            np.rint(values, out=values)
+            np.clip(values, 1, 65535, out=values)
+            out[index] = values
+        np.copyto(out[index], np.uint16(0), where=nodata)
     return out

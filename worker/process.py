@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,8 +181,16 @@ def _make_products(cell: Cell, bands: BandSet, destination: Any,
             paths[product] = destination.prepare(cell.output_uri(product))
             writers[product] = _writer(product, paths[product], cell, out_grid, decision)
         inside_total = 0
-        for strip_row, strip_rows in strips(row, rows, STRIP_ROWS):
-            data = bands.read(read_keys, strip_row, col, strip_rows, cols)
+        scl_map = compute.cloud_mask if cell.cloud_mask else None
+
+        def load(strip: tuple[int, int]) -> tuple[int, int, dict[str, Any]]:
+            strip_row, strip_rows = strip
+            return strip_row, strip_rows, bands.read(read_keys, strip_row, col, strip_rows, cols,
+                                                     scl_map=scl_map)
+
+        # read the next strip in a second thread while this one is computed and written:
+        # GDAL decodes, numpy computes and GDAL compresses, mostly without the GIL
+        for strip_row, strip_rows, data in prefetched(load, strips(row, rows, STRIP_ROWS)):
             inside = clip.mask(strip_row, col, strip_rows, cols) if clip else None
             inside_total += int(inside.sum()) if inside is not None else strip_rows * cols
             at = strip_row - row
@@ -190,9 +198,10 @@ def _make_products(cell: Cell, bands: BandSet, destination: Any,
                 writers["rgb"].write(compute.rgb(data["red"], data["green"], data["blue"],
                                                  cell.scale, decision.offset, inside), at, 0)
             if "ndvi" in writers:
-                scl = data.get("scl") if cell.cloud_mask else None
                 writers["ndvi"].write(compute.ndvi(data["red"], data["nir"], cell.scale,
-                                                   decision.offset, scl, inside)[None], at, 0)
+                                                   decision.offset, data.get("scl"),
+                                                   inside)[None], at, 0)
+            del data
             report(0.05 + 0.8 * (at + strip_rows) / rows, f"rows {at + strip_rows}/{rows}")
         if inside_total == 0:
             raise InvalidInput(f"the AOI covers no pixel centre of tile {cell.tile}")
@@ -218,6 +227,21 @@ def _make_products(cell: Cell, bands: BandSet, destination: Any,
     destination.write_json(cell.item_uri, cell_item(cell, out_grid, assets, decision, warnings))
     report(1.0, "done")
     return {product: info["uri"] for product, info in assets.items()}, warnings
+
+
+def prefetched(load: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+    """`load(item)` for each item, the next one loading in a thread while the caller works."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rsbatch-read") as pool:
+        pending = None
+        for item in items:
+            upcoming = pool.submit(load, item)
+            if pending is not None:
+                yield pending.result()
+            pending = upcoming
+        if pending is not None:
+            yield pending.result()
 
 
 def _writer(product: str, path: str, cell: Cell, grid: Grid,

@@ -8,7 +8,7 @@ which is nearest-neighbour resampling with no interpolation ambiguity at all.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,13 +36,15 @@ class Grid:
 class BandSet:
     """The open bands of one cell; `grid` is the 10 m grid every band is checked against."""
 
-    def __init__(self, hrefs: dict[str, str], *, requester_pays: bool = False) -> None:
+    def __init__(self, hrefs: dict[str, str], *, requester_pays: bool = False,
+                 threads: int | str = "ALL_CPUS") -> None:
         self.hrefs = dict(hrefs)
         self.requester_pays = requester_pays
         self.datasets: dict[str, Any] = {}
         try:
             for key, href in self.hrefs.items():
-                self.datasets[key] = open_band(href, key, requester_pays=requester_pays)
+                self.datasets[key] = open_band(href, key, requester_pays=requester_pays,
+                                               threads=threads)
             self.grid, self.scl_factor = self._check_grids()
         except BaseException:
             self.close()
@@ -102,20 +104,26 @@ class BandSet:
             error = diagnose(self.hrefs[key], key, exc, requester_pays=self.requester_pays)
             raise error from exc
 
-    def read(self, keys: tuple[str, ...], row: int, col: int, rows: int,
-             cols: int) -> dict[str, np.ndarray]:
-        """Bands `keys` for a window of the 10 m grid; SCL comes upsampled onto it."""
+    def read(self, keys: tuple[str, ...], row: int, col: int, rows: int, cols: int,
+             scl_map: Callable[[np.ndarray], np.ndarray] | None = None
+             ) -> dict[str, np.ndarray]:
+        """Bands `keys` for a window of the 10 m grid; SCL comes upsampled onto it.
+
+        `scl_map` (e.g. classes → cloud mask) is applied to SCL at its own resolution,
+        before upsampling, where it costs a quarter as much.
+        """
         from rasterio.windows import Window
 
         out = {}
         for key in keys:
             if key == "scl":
-                out[key] = self._read_scl(row, col, rows, cols)
+                out[key] = self._read_scl(row, col, rows, cols, scl_map)
             else:
                 out[key] = self._read(key, Window(col, row, cols, rows))
         return out
 
-    def _read_scl(self, row: int, col: int, rows: int, cols: int) -> np.ndarray:
+    def _read_scl(self, row: int, col: int, rows: int, cols: int,
+                  scl_map: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
         from rasterio.windows import Window
 
         k = self.scl_factor
@@ -124,6 +132,8 @@ class BandSet:
         r1 = min(-(-(row + rows) // k), ds.height)
         c1 = min(-(-(col + cols) // k), ds.width)
         coarse = self._read("scl", Window(c0, r0, c1 - c0, r1 - r0))
+        if scl_map is not None:
+            coarse = scl_map(coarse)
         if k > 1:
             coarse = np.repeat(np.repeat(coarse, k, axis=0), k, axis=1)
         fine = coarse[row - r0 * k: row - r0 * k + rows, col - c0 * k: col - c0 * k + cols]

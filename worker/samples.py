@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -161,6 +162,38 @@ def _strips(total: int, step: int) -> Iterator[tuple[int, int]]:
         yield start, min(step, total - start)
 
 
+class _PlainWriter:
+    """Non-COG inputs the worker must also read: striped GeoTIFF, or lossless JPEG 2000."""
+
+    def __init__(self, path: str, profile: dict, fmt: str) -> None:
+        import rasterio
+
+        self.path, self.fmt = path, fmt
+        self.target = path + ".tmp.tif" if fmt == "JP2" else path
+        self.ds = rasterio.open(self.target, "w", driver="GTiff", compress="DEFLATE", **profile)
+
+    def write(self, data: np.ndarray, row_off: int, col_off: int = 0) -> None:
+        from rasterio.windows import Window
+
+        self.ds.write(data, window=Window(col_off, row_off, data.shape[2], data.shape[1]))
+
+    def close(self) -> None:
+        from rasterio.shutil import copy
+
+        if not self.ds.closed:
+            self.ds.close()
+            if self.fmt == "JP2":
+                copy(self.target, self.path, driver="JP2OpenJPEG", quality=100,
+                     reversible="YES", blockxsize=1024, blockysize=1024)
+                os.remove(self.target)
+
+    def abort(self) -> None:
+        if not self.ds.closed:
+            self.ds.close()
+        if self.fmt == "JP2" and os.path.exists(self.target):
+            os.remove(self.target)
+
+
 def write_scene(folder: str, spec: SampleScene, strip: int = 1024) -> dict[str, str]:
     """Write the scene's five band files into `folder`; returns band key → path."""
     import rasterio
@@ -178,7 +211,7 @@ def write_scene(folder: str, spec: SampleScene, strip: int = 1024) -> dict[str, 
         10: (Affine(10, 0, x0, 0, -10, y0), spec.size),
         20: (Affine(20, 0, x0, 0, -20, y0), spec.scl_size),
     }
-    writers = {}
+    writers: dict[str, Any] = {}
     for key, path in paths.items():
         res = 20 if key == "scl" else 10
         transform, size = grids[res]
@@ -186,10 +219,13 @@ def write_scene(folder: str, spec: SampleScene, strip: int = 1024) -> dict[str, 
             "dtype": "uint8" if key == "scl" else "uint16", "count": 1, "nodata": 0,
             "crs": crs, "transform": transform, "width": size, "height": size,
         }
-        writers[key] = CogWriter(path, profile, fmt=spec.fmt, blocksize=spec.blocksize,
-                                 overview_resampling="nearest" if key == "scl" else "average",
-                                 descriptions=(BAND_FILES[key],), statistics=False,
-                                 options=dict(_INPUT_COG_OPTIONS))
+        if spec.fmt == "COG":
+            writers[key] = CogWriter(
+                path, profile, blocksize=spec.blocksize, descriptions=(BAND_FILES[key],),
+                overview_resampling="nearest" if key == "scl" else "average",
+                statistics=False, options=dict(_INPUT_COG_OPTIONS))
+        else:
+            writers[key] = _PlainWriter(path, profile, spec.fmt)
     try:
         for row0, nrows in _strips(spec.size, strip):
             dns = model.bands(row0, nrows)
@@ -199,7 +235,8 @@ def write_scene(folder: str, spec: SampleScene, strip: int = 1024) -> dict[str, 
             writers["scl"].write(model.classes(r20, (nrows + 1) // 2)[None], r20, 0)
         for writer in writers.values():
             writer.close()
-    finally:
+    except BaseException:
         for writer in writers.values():
             writer.abort()
+        raise
     return paths

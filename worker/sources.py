@@ -165,12 +165,16 @@ def _diagnose_s3(href: str, label: str, text: str, requester_pays: bool) -> Exce
     return CorruptInput(f"{label} is not a readable raster: {_short(text)}")
 
 
-def open_band(href: str, key: str, *, requester_pays: bool = False) -> Any:
-    """Open a band (inside `band_env`), or raise the diagnosed error."""
+def open_band(href: str, key: str, *, requester_pays: bool = False,
+              threads: int | str = "ALL_CPUS") -> Any:
+    """Open a band (inside `band_env`), or raise the diagnosed error.
+
+    `threads`: GDAL decodes the blocks of one read in this many threads (GeoTIFF).
+    """
     import rasterio
     from rasterio.errors import RasterioIOError
 
     try:
-        return rasterio.open(gdal_path(href))
+        return rasterio.open(gdal_path(href), NUM_THREADS=str(threads))
     except RasterioIOError as exc:
         raise diagnose(href, key, exc, requester_pays=requester_pays) from exc

@@ -1,0 +1,245 @@
+"""TIFF structure, read and written directly: IFDs, tags and tile offsets.
+
+GDAL's COG driver can only make a COG by re-encoding a finished source, so every pixel
+would be compressed twice. Instead the writer lets GDAL compress each pyramid level once,
+into plain tiled GeoTIFFs, and `assemble` moves the compressed tiles, untouched, into one
+file in the Cloud-Optimized layout: all IFDs first, then the tiles of the smallest
+overview up to the full resolution, each tile with GDAL's size leader and trailer, under
+GDAL's structural-metadata header. The same reader backs the independent COG checker.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+TAG_SUBFILE, TAG_WIDTH, TAG_HEIGHT = 254, 256, 257
+TAG_STRIP_OFFSETS, TAG_STRIP_COUNTS = 273, 279
+TAG_TILE_W, TAG_TILE_H, TAG_TILE_OFFSETS, TAG_TILE_COUNTS = 322, 323, 324, 325
+#: tags that only belong to the full-resolution image (georeferencing, GDAL metadata)
+MAIN_ONLY_TAGS = {33550, 33922, 34264, 34735, 34736, 34737, 42112}
+
+# TIFF field type → (struct code, values per count unit)
+_TYPES = {1: ("B", 1), 2: ("s", 1), 3: ("H", 1), 4: ("I", 1), 5: ("I", 2), 6: ("b", 1),
+          7: ("B", 1), 8: ("h", 1), 9: ("i", 1), 10: ("i", 2), 11: ("f", 1), 12: ("d", 1),
+          16: ("Q", 1), 17: ("q", 1), 18: ("Q", 1)}
+_LONG, _LONG8 = 4, 16
+
+
+@dataclass
+class Field:
+    tag: int
+    type: int
+    count: int
+    values: tuple | bytes  # bytes for ASCII/UNDEFINED, a tuple otherwise
+
+    def payload(self, order: str) -> bytes:
+        code, per = _TYPES[self.type]
+        if code == "s":
+            return bytes(self.values)  # type: ignore[arg-type]
+        return struct.pack(order + code * (self.count * per), *self.values)
+
+
+@dataclass
+class Ifd:
+    offset: int
+    fields: dict[int, Field]
+
+    def value(self, tag: int, default: int = 0) -> int:
+        field = self.fields.get(tag)
+        return int(field.values[0]) if field and field.values else default  # type: ignore[index]
+
+    def array(self, tag: int) -> tuple:
+        field = self.fields.get(tag)
+        return tuple(field.values) if field else ()  # type: ignore[arg-type]
+
+
+@dataclass
+class TiffInfo:
+    order: str
+    bigtiff: bool
+    ifds: list[Ifd]
+    header: bytes  # what follows the TIFF header (GDAL's structural metadata, if any)
+
+
+def read_structure(fh: BinaryIO, max_ifds: int = 64) -> TiffInfo:
+    """Every IFD of a TIFF with its fields (values decoded), plus the bytes after the header."""
+    head = fh.read(16)
+    order = {b"II": "<", b"MM": ">"}.get(head[:2])
+    if order is None or len(head) < 8:
+        raise ValueError("not a TIFF file")
+    magic = struct.unpack(order + "H", head[2:4])[0]
+    if magic not in (42, 43):
+        raise ValueError("not a TIFF file")
+    big = magic == 43
+    ptr, cnt_fmt, entry_size = ("Q", "Q", 20) if big else ("I", "H", 12)
+    offset = struct.unpack(order + ptr, head[8:16] if big else head[4:8])[0]
+    fh.seek(16 if big else 8)
+    after_header = fh.read(200)
+    ifds: list[Ifd] = []
+    while offset and len(ifds) < max_ifds:
+        fh.seek(offset)
+        count = struct.unpack(order + cnt_fmt, fh.read(struct.calcsize(cnt_fmt)))[0]
+        raw = fh.read(count * entry_size)
+        next_offset = struct.unpack(order + ptr, fh.read(struct.calcsize(ptr)))[0]
+        fields = {}
+        for i in range(count):
+            entry = raw[i * entry_size:(i + 1) * entry_size]
+            tag, typ = struct.unpack(order + "HH", entry[:4])
+            if typ not in _TYPES:
+                continue
+            n = struct.unpack(order + ptr, entry[4:12] if big else entry[4:8])[0]
+            code, per = _TYPES[typ]
+            nbytes = struct.calcsize(code) * n * per
+            inline = entry[12:20] if big else entry[8:12]
+            if nbytes <= len(inline):
+                data = inline[:nbytes]
+            else:
+                fh.seek(struct.unpack(order + ptr, inline)[0])
+                data = fh.read(nbytes)
+            values: tuple | bytes = data if code == "s" else struct.unpack(
+                order + code * (n * per), data)
+            fields[tag] = Field(tag, typ, n, values)
+        ifds.append(Ifd(offset, fields))
+        offset = next_offset
+    return TiffInfo(order, big, ifds, after_header)
+
+
+def _ghost_header() -> bytes:
+    """GDAL's structural metadata: tells readers the layout may be trusted (COG)."""
+    body = ("LAYOUT=IFDS_BEFORE_DATA\nBLOCK_ORDER=ROW_MAJOR\nBLOCK_LEADER=SIZE_AS_UINT4\n"
+            "BLOCK_TRAILER=LAST_4_BYTES_REPEATED\nKNOWN_INCOMPATIBLE_EDITION=NO\n ")
+    return (f"GDAL_STRUCTURAL_METADATA_SIZE={len(body):06d} bytes\n" + body).encode("ascii")
+
+
+class _Plan:
+    """Where each IFD and each tile of the output goes, computed before anything is written."""
+
+    def __init__(self, levels: list[TiffInfo], bigtiff: bool) -> None:
+        self.bigtiff = bigtiff
+        self.ptr = "Q" if bigtiff else "I"
+        self.entry = 20 if bigtiff else 12
+        self.inline = 8 if bigtiff else 4
+        self.fields: list[list[Field]] = []
+        for index, info in enumerate(levels):
+            ifd = info.ifds[0]
+            if TAG_TILE_OFFSETS not in ifd.fields:
+                raise ValueError("pyramid levels must be tiled")
+            fields = dict(ifd.fields)
+            if index > 0:
+                for tag in MAIN_ONLY_TAGS:
+                    fields.pop(tag, None)
+                fields[TAG_SUBFILE] = Field(TAG_SUBFILE, _LONG, 1, (1,))
+            else:
+                fields.pop(TAG_SUBFILE, None)
+            self.fields.append([fields[tag] for tag in sorted(fields)])
+
+    def ifd_size(self, fields: Sequence[Field]) -> int:
+        count = 8 if self.bigtiff else 2
+        size = count + len(fields) * self.entry + struct.calcsize(self.ptr)
+        for field in fields:
+            n = self._nbytes(field)
+            if n > self.inline:
+                size += n + (n & 1)  # word-aligned out-of-line values
+        return size
+
+    def _nbytes(self, field: Field) -> int:
+        if field.tag in (TAG_TILE_OFFSETS, TAG_TILE_COUNTS):
+            return field.count * (8 if self.bigtiff else 4)
+        code, per = _TYPES[field.type]
+        return struct.calcsize(code) * field.count * per
+
+
+def assemble(level_paths: Sequence[str], dest: str, *, bigtiff: bool | None = None) -> None:
+    """Write `dest` as a COG from single-image tiled TIFFs: full resolution first, then
+    each overview, all with the same tiling, compression and bands."""
+    handles = [open(path, "rb") for path in level_paths]  # noqa: SIM115 - closed below
+    try:
+        levels = [read_structure(fh, max_ifds=1) for fh in handles]
+        order = levels[0].order
+        tiles = [list(zip(info.ifds[0].array(TAG_TILE_OFFSETS),
+                          info.ifds[0].array(TAG_TILE_COUNTS))) for info in levels]
+        data_bytes = sum(size + 8 for level in tiles for _, size in level if size)
+        if bigtiff is None:
+            bigtiff = data_bytes > 0xFFFFFFFF - (64 << 20)
+        plan = _Plan(levels, bigtiff)
+        ghost = _ghost_header()
+        header_size = 16 if bigtiff else 8
+        cursor = header_size + len(ghost)
+        ifd_offsets = []
+        for fields in plan.fields:
+            cursor += cursor & 1
+            ifd_offsets.append(cursor)
+            cursor += plan.ifd_size(fields)
+        # tile data: smallest overview first, full resolution last
+        new_offsets: list[list[int]] = [[] for _ in levels]
+        for index in reversed(range(len(levels))):
+            for _, size in tiles[index]:
+                if size == 0:
+                    new_offsets[index].append(0)
+                    continue
+                new_offsets[index].append(cursor + 4)  # after the 4-byte size leader
+                cursor += size + 8
+        if not bigtiff and cursor > 0xFFFFFFFF:
+            raise ValueError("output exceeds 4 GB; BigTIFF needed")
+        with open(dest, "wb") as out:
+            if bigtiff:
+                out.write(struct.pack(order + "HHHHQ", 0x4949 if order == "<" else 0x4D4D,
+                                      43, 8, 0, ifd_offsets[0]))
+            else:
+                out.write(struct.pack(order + "HHI", 0x4949 if order == "<" else 0x4D4D, 42,
+                                      ifd_offsets[0]))
+            out.write(ghost)
+            for index, fields in enumerate(plan.fields):
+                following = ifd_offsets[index + 1] if index + 1 < len(ifd_offsets) else 0
+                _write_ifd(out, order, plan, fields, ifd_offsets[index], following,
+                           new_offsets[index], [s for _, s in tiles[index]])
+            for index in reversed(range(len(levels))):
+                src = handles[index]
+                for (offset, size), target in zip(tiles[index], new_offsets[index]):
+                    if size == 0:
+                        continue
+                    if out.tell() != target - 4:
+                        raise AssertionError("COG layout plan and writer disagree")
+                    src.seek(offset)
+                    data = src.read(size)
+                    if len(data) != size:
+                        raise ValueError(f"truncated tile in {level_paths[index]}")
+                    out.write(struct.pack(order + "I", size))
+                    out.write(data)
+                    out.write(data[-4:] if size >= 4 else data.rjust(4, b"\0"))
+    finally:
+        for fh in handles:
+            fh.close()
+
+
+def _write_ifd(out: BinaryIO, order: str, plan: _Plan, fields: Sequence[Field], at: int,
+               following: int, offsets: Sequence[int], counts: Sequence[int]) -> None:
+    out.write(b"\0" * (at - out.tell()))
+    ptr = plan.ptr
+    entries = []
+    extra = b""
+    extra_at = at + (8 if plan.bigtiff else 2) + len(fields) * plan.entry + struct.calcsize(ptr)
+    for field in fields:
+        if field.tag in (TAG_TILE_OFFSETS, TAG_TILE_COUNTS):
+            typ = _LONG8 if plan.bigtiff else _LONG
+            values = offsets if field.tag == TAG_TILE_OFFSETS else counts
+            payload = struct.pack(order + ("Q" if plan.bigtiff else "I") * len(values), *values)
+            count = len(values)
+        else:
+            typ, count, payload = field.type, field.count, field.payload(order)
+            if not plan.bigtiff and typ in (16, 17, 18):
+                raise ValueError(f"tag {field.tag} is 64-bit; BigTIFF needed")
+        if len(payload) <= plan.inline:
+            value = payload.ljust(plan.inline, b"\0")
+        else:
+            value = struct.pack(order + ptr, extra_at + len(extra))
+            extra += payload + (b"\0" if len(payload) & 1 else b"")
+        entries.append(struct.pack(order + "HH", field.tag, typ)
+                       + struct.pack(order + ptr, count) + value)
+    out.write(struct.pack(order + ("Q" if plan.bigtiff else "H"), len(fields)))
+    out.write(b"".join(entries))
+    out.write(struct.pack(order + ptr, following))
+    out.write(extra)
