@@ -35,9 +35,14 @@ $(VENV)/.installed: $(VENV)/.apt requirements.txt pyproject.toml
 	$(PIP) install -q --no-deps -e .
 	@touch $@
 
+# The AWS stack's targets (deploy, destroy, push-image, its lint tools) live beside it.
+# infra.mk may add prerequisites of `make test` to TEST_DEPS (e.g. asl-validator, checkov).
+TEST_DEPS :=
+-include infra/infra.mk
+
 # --- checks -------------------------------------------------------------------
 .PHONY: test
-test: setup  ## run the whole offline test suite
+test: setup $(TEST_DEPS)  ## run the whole offline test suite
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
 .PHONY: lint
