@@ -16,11 +16,11 @@ RGB_QUANTIFICATION = 10000.0
 
 
 def reflectance(dn: np.ndarray, scale: float, offset: float) -> np.ndarray:
-    """Surface reflectance as float32, clamped at 0."""
-    out = np.multiply(dn, np.float32(scale), dtype=np.float32)
-    out += np.float32(offset)
+    """Surface reflectance as float32, clamped at 0 (computed in float64: the general path
+    for offsets that are not whole DNs, where float32 would misjudge values near 0)."""
+    out = dn * scale + offset
     np.maximum(out, 0, out=out)
-    return out
+    return out.astype(np.float32)
 
 
 def _offset_dn(scale: float, offset: float) -> int | None:

@@ -1,0 +1,182 @@
+"""The COG writer against GDAL and the independent layout checker."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import Affine
+
+from worker import tiff
+from worker.cog import CogWriter, validate_cog
+
+TRANSFORM = Affine(10, 0, 399960, 0, -10, 5300040)
+
+
+def _profile(width, height, dtype="float32", count=1, nodata=np.nan):
+    return {"dtype": dtype, "count": count, "nodata": nodata, "crs": "EPSG:32632",
+            "transform": TRANSFORM, "width": width, "height": height}
+
+
+def _write(path, data, strip_rows, **kwargs):
+    profile = _profile(data.shape[2], data.shape[1], data.dtype.name, data.shape[0],
+                       kwargs.pop("nodata", np.nan))
+    with CogWriter(str(path), profile, **kwargs) as writer:
+        for row in range(0, data.shape[1], strip_rows):
+            writer.write(data[:, row:row + strip_rows], row)
+    return writer
+
+
+def _block_mean(a):
+    """Reference 2 × 2 nodata-aware mean for odd sizes too (NaN = nodata)."""
+    h, w = a.shape
+    padded = np.full(((h + 1) // 2 * 2, (w + 1) // 2 * 2), np.nan)
+    padded[:h, :w] = a
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2),
+                          axis=(1, 3))
+
+
+@pytest.mark.parametrize(("width", "height", "strip"), [(1300, 1100, 333), (1025, 1537, 1024),
+                                                        (700, 600, 600), (300, 200, 64)])
+def test_float_cog_round_trips_and_overviews_are_exact_means(tmp_path, width, height, strip):
+    rng = np.random.default_rng(width)
+    data = rng.random((1, height, width)).astype(np.float32)
+    data[0, 50:180, 40:300] = np.nan
+    path = tmp_path / "ndvi.tif"
+    _write(path, data, strip, options={"predictor": 3})
+
+    report = validate_cog(str(path))
+    assert report.valid, report.errors
+    assert report.blocksize == (512, 512)
+    with rasterio.open(path) as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"  # GDAL agrees
+        assert ds.crs.to_epsg() == 32632 and ds.transform == TRANSFORM
+        np.testing.assert_array_equal(ds.read(), data)
+        expected_levels = 0
+        size = max(width, height)
+        while size > 512:
+            size = (size + 1) // 2
+            expected_levels += 1
+        assert len(ds.overviews(1)) == expected_levels
+        stats = ds.tags(1)
+        valid = data[~np.isnan(data)]
+        assert float(stats["STATISTICS_MINIMUM"]) == pytest.approx(valid.min())
+        assert float(stats["STATISTICS_MAXIMUM"]) == pytest.approx(valid.max())
+        assert float(stats["STATISTICS_MEAN"]) == pytest.approx(valid.mean(), rel=1e-6)
+        assert float(stats["STATISTICS_STDDEV"]) == pytest.approx(valid.std(), rel=1e-4)
+    reference = data[0].astype(np.float64)
+    for level in range(expected_levels):
+        reference = _block_mean_weighted(reference, level, data[0])
+        with rasterio.open(path, overview_level=level) as ov:
+            got = ov.read(1)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(reference))
+        np.testing.assert_allclose(got[~np.isnan(got)], reference[~np.isnan(reference)],
+                                   rtol=1e-5)
+
+
+def _block_mean_weighted(_previous, level, full):
+    """The mean of all valid full-resolution pixels under each overview pixel."""
+    step = 2 ** (level + 1)
+    h, w = full.shape
+    oh, ow = -(-h // step), -(-w // step)
+    padded = np.full((oh * step, ow * step), np.nan)
+    padded[:h, :w] = full
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(padded.reshape(oh, step, ow, step), axis=(1, 3))
+
+
+def test_rgb_cog_keeps_interleave_colours_and_nodata(tmp_path):
+    rng = np.random.default_rng(1)
+    data = rng.integers(1, 4000, (3, 900, 1000), dtype=np.uint16)
+    data[:, :100, :] = 0
+    path = tmp_path / "rgb.tif"
+    _write(path, data, 256, nodata=0, colorinterp=("red", "green", "blue"),
+           descriptions=("r", "g", "b"), scales=(0.0001,) * 3, offsets=(0.0,) * 3,
+           options={"predictor": 2})
+    assert validate_cog(str(path)).valid
+    with rasterio.open(path) as ds:
+        assert [c.name for c in ds.colorinterp] == ["red", "green", "blue"]
+        assert ds.nodata == 0 and ds.scales == (0.0001,) * 3 and ds.descriptions == ("r", "g", "b")
+        np.testing.assert_array_equal(ds.read(), data)
+    with rasterio.open(path, overview_level=0) as ov:
+        got = ov.read()
+    assert (got[:, :50] == 0).all()                   # all-nodata blocks stay nodata
+    block = data[:, 100:102, 0:2].reshape(3, -1).astype(float).mean(axis=1)
+    np.testing.assert_array_equal(got[:, 50, 0], np.rint(block))
+
+
+def test_nothing_is_visible_under_the_final_name_until_close(tmp_path):
+    data = np.ones((1, 600, 600), np.float32)
+    path = tmp_path / "out.tif"
+    writer = CogWriter(str(path), _profile(600, 600))
+    writer.write(data[:, :300], 0)
+    assert not path.exists()
+    writer.abort()
+    assert os.listdir(tmp_path) == []   # scratch files are gone too
+
+
+def test_closing_an_incomplete_raster_fails_and_leaves_nothing(tmp_path):
+    writer = CogWriter(str(tmp_path / "out.tif"), _profile(600, 600))
+    writer.write(np.ones((1, 100, 600), np.float32), 0)
+    with pytest.raises(ValueError, match="rows written"):
+        writer.close()
+    assert os.listdir(tmp_path) == []
+
+
+def test_strips_must_come_in_order(tmp_path):
+    writer = CogWriter(str(tmp_path / "out.tif"), _profile(600, 600))
+    with pytest.raises(ValueError, match="row order"):
+        writer.write(np.ones((1, 100, 600), np.float32), 100)
+    writer.abort()
+
+
+def test_checker_rejects_a_plain_geotiff_with_overviews_appended(tmp_path):
+    path = tmp_path / "plain.tif"
+    data = np.arange(1200 * 1200, dtype=np.float32).reshape(1, 1200, 1200)
+    with rasterio.open(path, "w", driver="GTiff", tiled=True, blockxsize=512, blockysize=512,
+                       **_profile(1200, 1200)) as ds:
+        ds.write(data)
+    with rasterio.open(path, "r+") as ds:
+        ds.build_overviews([2, 4])
+    report = validate_cog(str(path))
+    assert not report.valid
+    assert any("IFD" in e or "overview data" in e for e in report.errors)
+
+
+def test_checker_rejects_striped_and_unreadable_files(tmp_path):
+    striped = tmp_path / "striped.tif"
+    with rasterio.open(striped, "w", driver="GTiff", **_profile(100, 100)) as ds:
+        ds.write(np.ones((1, 100, 100), np.float32))
+    assert validate_cog(str(striped)).errors == ["the full-resolution image is not tiled"]
+    junk = tmp_path / "junk.tif"
+    junk.write_bytes(b"this is not a tiff")
+    assert not validate_cog(str(junk)).valid
+
+
+def test_assembly_also_writes_bigtiff(tmp_path):
+    """The assembler's BigTIFF path (used above 4 GB) gives a file GDAL reads identically."""
+    data = np.random.default_rng(3).random((1, 700, 800)).astype(np.float32)
+    source = tmp_path / "small.tif"
+    _write(source, data, 700)
+    levels = []
+    for index in range(2):
+        level = tmp_path / f"L{index}.tif"
+        with rasterio.open(source, overview_level=index - 1 if index else None) as src:
+            profile = src.profile | {"driver": "GTiff", "tiled": True, "blockxsize": 512,
+                                     "blockysize": 512, "compress": "ZSTD"}
+            with rasterio.open(level, "w", **profile) as dst:
+                dst.write(src.read())
+        levels.append(str(level))
+    big = tmp_path / "big.tif"
+    tiff.assemble(levels, str(big), bigtiff=True)
+    assert big.read_bytes()[2:4] == b"\x2b\x00"
+    assert validate_cog(str(big)).valid
+    with rasterio.open(big) as ds:
+        np.testing.assert_array_equal(ds.read(), data)
+        assert ds.overviews(1) == [2]
