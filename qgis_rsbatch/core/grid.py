@@ -218,18 +218,26 @@ def _origin(col: int, row: int) -> tuple[int, int]:
     return x0, y0
 
 
-def _make_tile(zone: int, col: int, row: int, band: str) -> Tile:
-    south = band < "N"
+@cache
+def _footprint_ring(col: int, row: int) -> tuple[tuple[float, float], ...]:
+    """The tile's boundary, densified, as (longitude from the central meridian, latitude):
+    the same for every zone, so a continent-sized AOI computes each row's shapes once."""
     x0, y0 = _origin(col, row)
-    lon0 = utm.central_meridian(zone)
     step = TILE_SIZE / _FOOTPRINT_POINTS
     y1 = y0 - TILE_SIZE
     ring_xy = ([(x0 + k * step, y1) for k in range(_FOOTPRINT_POINTS)]
                + [(x0 + TILE_SIZE, y1 + k * step) for k in range(_FOOTPRINT_POINTS)]
                + [(x0 + TILE_SIZE - k * step, y0) for k in range(_FOOTPRINT_POINTS)]
                + [(x0, y0 - k * step) for k in range(_FOOTPRINT_POINTS)])
-    ring = [[round(c, 9) for c in utm.inverse_tm(x, y, lon0)] for x, y in ring_xy]
-    ring.append(list(ring[0]))
+    ring = [utm.inverse_tm(x, y, 0.0) for x, y in ring_xy]
+    return (*ring, ring[0])
+
+
+def _make_tile(zone: int, col: int, row: int, band: str) -> Tile:
+    south = band < "N"
+    x0, y0 = _origin(col, row)
+    lon0 = utm.central_meridian(zone)
+    ring = [[round(lon0 + lon, 9), round(lat, 9)] for lon, lat in _footprint_ring(col, row)]
     footprint = aoi_mod.split_antimeridian({"type": "Polygon", "coordinates": [ring]})
     false_northing = utm.FALSE_NORTHING_SOUTH if south else 0.0
     return Tile(tile=f"{zone}{band}{_letters(zone, col, row)}",
