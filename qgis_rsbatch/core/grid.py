@@ -34,6 +34,7 @@ and by users of Google Earth Engine confirm the naming):
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -95,15 +96,15 @@ class Tile:
 
     def shape(self, resolution: float = 10) -> tuple[int, int]:
         """(rows, cols) at `resolution` metres: (10980, 10980) at 10 m, (1830, 1830) at 60 m."""
-        count = TILE_SIZE / float(resolution)
-        if resolution <= 0 or abs(count - round(count)) > 1e-9:
+        count = TILE_SIZE / float(resolution) if resolution > 0 else 0.5
+        if abs(count - round(count)) > 1e-9:
             raise InvalidInput(f"resolution {resolution} m does not divide the {TILE_SIZE} m "
                                "tile")
         return round(count), round(count)
 
     def to_dict(self) -> dict[str, Any]:
         return {"tile": self.tile, "epsg": self.epsg, "origin": list(self.origin),
-                "bounds": list(self.bounds()), "footprint": _copy(self.footprint)}
+                "bounds": list(self.bounds()), "footprint": copy.deepcopy(self.footprint)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Tile:
@@ -115,14 +116,6 @@ class Tile:
             raise InvalidInput(f"tile {tile.tile} has origin {list(tile.origin)}, "
                                f"not {data['origin']}")
         return tile
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
 
 
 # --- the lettering and the squares ---------------------------------------------------------

@@ -145,6 +145,8 @@ def test_tile_geometry_helpers():
     assert (tile.zone, tile.band, tile.square) == (39, "Q", "TA")
     with pytest.raises(InvalidInput, match="does not divide"):
         tile.shape(7)
+    with pytest.raises(InvalidInput, match="does not divide"):
+        tile.shape(0)
     with pytest.raises(InvalidInput, match="positive"):
         tile.transform(0)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from qgis_rsbatch.core import utm
@@ -11,15 +9,16 @@ from qgis_rsbatch.core import utm
 MM = 1e-3
 
 
-def _sample_points(count: int = 60, spread: float = 9.0, seed: int = 7):
-    """(zone, south, lon, lat): every 7th zone, both hemispheres, up to `spread`° off-meridian."""
-    rng = random.Random(seed)
+def _sample_points(spread: float = 9.0):
+    """(zone, south, lon, lat) on a regular grid: every 7th zone, both hemispheres, 80°S to
+    84°N, up to `spread`° either side of the central meridian (tiles reach past zone edges)."""
+    offsets = [spread * k / 4 for k in range(-4, 5)]
     for zone in range(1, 61, 7):
         for south in (False, True):
-            for _ in range(count):
-                lat = rng.uniform(0.0, 84.0 if not south else 80.0)
-                lon = utm.central_meridian(zone) + rng.uniform(-spread, spread)
-                yield zone, south, lon, (-lat if south else lat)
+            lats = range(-80, 1, 5) if south else range(0, 85, 5)
+            for lat in lats:
+                for offset in offsets:
+                    yield zone, south, utm.central_meridian(zone) + offset + 0.123, lat + 0.456
 
 
 def test_central_meridian_maps_to_false_easting():
