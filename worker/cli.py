@@ -90,8 +90,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    # our own progress at INFO; libraries (botocore, rasterio's GDAL echo) only when they warn
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("rsbatch").setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
         if args.command == "check":
             return _check(args.path)

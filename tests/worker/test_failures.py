@@ -1,0 +1,174 @@
+"""Bad input: a clear one-line error, a FAILED record with the reason, and nothing half-written.
+
+Most cases run the real `rsbatch-worker` command, as AWS Batch and the local backend do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from qgis_rsbatch.core.contract import Status
+from qgis_rsbatch.core.tasklog.sqlite import SqliteTaskLog
+from tests.worker.test_process import AOI
+
+
+def run_worker(*args, env=None, user=None):
+    command = [sys.executable, "-m", "worker.cli", *args]
+    if user is not None:
+        command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})}, check=False)
+
+
+def cell_json(bands, out, **fields):
+    return {"job_id": "bad", "tile": "32TMT", "date": "2024-06-01", "bands": bands,
+            "products": ["rgb", "ndvi"], "output": str(out), "offset": -0.1, **fields}
+
+
+def assert_failed(tmp_path, proc, code, message, task_id="bad#32TMT_2024-06-01"):
+    assert proc.returncode == code, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "rsbatch-worker: error:" in line]
+    assert len(errors) == 1 and message in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    record = SqliteTaskLog(str(tmp_path / "log.sqlite")).get(task_id)
+    assert record is not None and record.status is Status.FAILED
+    assert message in record.error
+    out = tmp_path / "out"
+    leftovers = [p for p in out.rglob("*")] if out.exists() else []
+    assert [p for p in leftovers if p.is_file()] == [], leftovers   # nothing, not even scratch
+
+
+def _run(tmp_path, cell, **kwargs):
+    path = tmp_path / "cell.json"
+    path.write_text(json.dumps(cell))
+    return run_worker("--task-log", f"sqlite://{tmp_path / 'log.sqlite'}", "run", str(path),
+                      **kwargs)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"products": ["rgb", "evi"]}, "cell field 'products' has unknown product(s) ['evi']"),
+    ({"date": "2024-13-01"}, "cell field 'date' '2024-13-01' is not a date"),
+    ({"tile": "99ZZZ"}, "'99ZZZ' is not a Sentinel-2 tile id"),
+    ({"bands": {"red": "a.tif"}}, "cell field 'bands.blue' is missing"),
+    ({"cloudmask": True}, "cell has unknown field(s): cloudmask"),
+    ({"scale": "0.0001"}, "cell field 'scale' must be a finite number"),
+])
+def test_invalid_cell_json_names_the_field(tmp_path, scene, change, message):
+    cell = {**cell_json(scene, tmp_path / "out"), **change}
+    proc = _run(tmp_path, cell)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"rsbatch-worker: error: {message}" \
+        or message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_not_json_at_all(tmp_path):
+    (tmp_path / "cell.json").write_text("{not json")
+    proc = run_worker("run", str(tmp_path / "cell.json"))
+    assert proc.returncode == 2 and "cell is not valid JSON" in proc.stderr
+
+
+def test_missing_band(tmp_path, scene):
+    bands = {**scene, "nir": str(tmp_path / "nowhere" / "B08.tif")}
+    proc = _run(tmp_path, cell_json(bands, tmp_path / "out"))
+    assert_failed(tmp_path, proc, 2, f"band nir ({bands['nir']}) does not exist")
+
+
+def test_corrupt_raster(tmp_path, scene):
+    broken = tmp_path / "B04.tif"
+    broken.write_bytes(b"II*\x00" + os.urandom(5000))
+    proc = _run(tmp_path, cell_json({**scene, "red": str(broken)}, tmp_path / "out"))
+    assert_failed(tmp_path, proc, 2, f"band red ({broken}) is not a readable raster")
+
+
+def test_truncated_raster_fails_while_reading(tmp_path, scene):
+    truncated = tmp_path / "B08.tif"
+    data = open(scene["nir"], "rb").read()
+    truncated.write_bytes(data[: len(data) // 2])
+    proc = _run(tmp_path, cell_json({**scene, "nir": str(truncated)}, tmp_path / "out"))
+    assert_failed(tmp_path, proc, 2, f"band nir ({truncated}) is not a readable raster")
+
+
+def test_bands_on_different_grids(tmp_path, scene, scene_factory):
+    shifted = scene_factory(size=1000, origin=(399970.0, 5300040.0), epsg=32632, seed=3)
+    proc = _run(tmp_path, cell_json({**scene, "nir": shifted["nir"]}, tmp_path / "out"))
+    assert_failed(tmp_path, proc, 2, "bands are on different grids")
+    assert "399970" in proc.stderr
+
+
+def test_aoi_outside_the_tile(tmp_path, scene):
+    far = {"type": "Polygon", "coordinates": [[[20, 10], [20.1, 10], [20.1, 10.1], [20, 10]]]}
+    proc = _run(tmp_path, cell_json(scene, tmp_path / "out", aoi=far))
+    assert_failed(tmp_path, proc, 2, "the AOI does not overlap tile 32TMT")
+
+
+def test_unreachable_href(tmp_path, scene):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    href = f"http://127.0.0.1:{port}/B04.tif"
+    proc = _run(tmp_path, cell_json({**scene, "red": href}, tmp_path / "out"),
+                env={"GDAL_HTTP_MAX_RETRY": "0"})
+    assert_failed(tmp_path, proc, 1, f"band red ({href}) is unreachable")
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None or os.geteuid() != 0,
+                    reason="needs root to run the worker as an unprivileged user")
+def test_no_permission_to_write_the_output(scene):
+    # pytest's tmp folders are private to root: build a world-readable one for the user
+    root = tempfile.mkdtemp(prefix="rsbatch-perm-")
+    try:
+        os.chmod(root, 0o755)
+        bands = {}
+        for key, path in scene.items():
+            bands[key] = shutil.copy(path, os.path.join(root, os.path.basename(path)))
+        readonly = os.path.join(root, "out")
+        os.mkdir(readonly, 0o755)
+        home = os.path.join(root, "home")
+        os.mkdir(home)
+        os.chmod(home, 0o777)
+        log = os.path.join(home, "log.sqlite")
+        cell = json.dumps(cell_json(bands, os.path.join(readonly, "sub")))
+        proc = run_worker("--task-log", f"sqlite://{log}", "run", cell,
+                          env={"RSBATCH_HOME": home}, user=65534)
+        assert proc.returncode == 2, proc.stderr
+        assert f"cannot write the output folder {readonly}/sub/bad" in proc.stderr
+        assert "permission denied" in proc.stderr
+        record = SqliteTaskLog(log).get("bad#32TMT_2024-06-01")
+        assert record.status is Status.FAILED and "permission denied" in record.error
+    finally:
+        shutil.rmtree(root)
+
+
+def test_a_failed_cell_can_be_retried_and_then_succeeds(tmp_path, scene):
+    bands = {**scene, "nir": str(tmp_path / "later" / "B08.tif")}
+    assert _run(tmp_path, cell_json(bands, tmp_path / "out")).returncode == 2
+    (tmp_path / "later").mkdir()
+    shutil.copy(scene["nir"], tmp_path / "later" / "B08.tif")
+    proc = _run(tmp_path, cell_json(bands, tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    record = SqliteTaskLog(str(tmp_path / "log.sqlite")).get("bad#32TMT_2024-06-01")
+    assert record.status is Status.SUCCEEDED and record.attempts == 2 and record.error is None
+    assert json.loads(proc.stdout)["outputs"]["ndvi"].endswith("32TMT_2024-06-01_ndvi.tif")
+
+
+def test_no_arguments_and_no_seed_environment_is_a_usage_error():
+    proc = run_worker(env={"files": ""})
+    assert proc.returncode == 2 and "nothing to do" in proc.stderr
+
+
+def test_check_command_reports_layout(tmp_path, scene):
+    proc = _run(tmp_path, cell_json(scene, tmp_path / "out", aoi=AOI))
+    assert proc.returncode == 0, proc.stderr
+    ndvi = json.loads(proc.stdout)["outputs"]["ndvi"].removeprefix("file://")
+    report = json.loads(run_worker("check", ndvi).stdout)
+    assert report["valid"] is True and report["blocksize"] == [512, 512]
+    assert run_worker("check", scene["red"]).returncode == 0
