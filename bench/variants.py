@@ -1,0 +1,129 @@
+"""The contenders of the worker benchmark, each run alone in a fresh process.
+
+    python -m bench.variants NAME SCENE_DIR OUT_DIR [PRODUCTS]
+
+prints one JSON line: {"seconds": …, "rss_mb": …}. Running each in its own process makes
+its peak RSS its own, and keeps GDAL's block cache from carrying over between contenders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+BANDS = {"blue": "B02.tif", "green": "B03.tif", "red": "B04.tif", "nir": "B08.tif",
+         "scl": "SCL.tif"}
+
+
+def ours(scene: str, out: str, products: str) -> None:
+    """(a) the worker itself, as the container runs it."""
+    from qgis_rsbatch.core.contract import Cell
+    from worker.process import process_cell
+
+    cell = Cell.from_dict({
+        "job_id": "bench", "tile": "32TMT", "date": "2024-06-01",
+        "bands": {k: os.path.join(scene, v) for k, v in BANDS.items()},
+        "products": products.split(","), "output": out, "offset": -0.1,
+    })
+    process_cell(cell)
+
+
+def naive(scene: str, out: str, products: str) -> None:
+    """(b) the seed's approach with numpy: whole arrays in memory, a GeoTIFF, gdaladdo-style
+    overviews and statistics afterwards (the seed's combands.py, plus NDVI the same way)."""
+    import rasterio
+
+    def read(key: str) -> tuple[np.ndarray, dict]:
+        with rasterio.open(os.path.join(scene, BANDS[key])) as ds:
+            return ds.read(1), ds.profile
+
+    red, source = read("red")
+    profile = {k: source[k] for k in ("width", "height", "crs", "transform", "dtype", "nodata")}
+    profile.update(driver="GTiff", count=1)
+    outputs = []
+    if "ndvi" in products:
+        nir, _ = read("nir")
+        r = np.maximum(red.astype(np.float32) * 0.0001 - 0.1, 0)
+        n = np.maximum(nir.astype(np.float32) * 0.0001 - 0.1, 0)
+        with np.errstate(all="ignore"):
+            ndvi = (n - r) / (n + r)
+        path = os.path.join(out, "ndvi.tif")
+        with rasterio.open(path, "w", **{**profile, "dtype": "float32", "nodata": np.nan}) as ds:
+            ds.write(ndvi, 1)
+        outputs.append(path)
+        del nir, r, n, ndvi
+    if "rgb" in products:
+        green, _ = read("green")
+        blue, _ = read("blue")
+        path = os.path.join(out, "rgb.tif")
+        with rasterio.open(path, "w", **{**profile, "count": 3}) as ds:
+            ds.write(np.stack([red, green, blue]))
+        outputs.append(path)
+    for path in outputs:  # the seed: ComputeStatistics, then BuildOverviews('average', …)
+        from osgeo import gdal
+
+        ds = gdal.Open(path, gdal.GA_Update)
+        for band in range(1, ds.RasterCount + 1):
+            ds.GetRasterBand(band).ComputeStatistics(False)
+        ds.BuildOverviews("AVERAGE", [2, 4, 8, 16, 32])
+        ds = None
+
+
+def rio_calc(scene: str, out: str, products: str) -> None:
+    """(c) `rio calc` (rasterio's own tool) on the same NDVI, offset applied, to a tiled
+    ZSTD GeoTIFF; it has no cloud mask, no overviews and no statistics."""
+    expression = ("(/ (- (maximum (- (read 2 1 'float32') 1000) 0) (maximum (- (read 1 1 'float32') 1000) 0))"
+                  " (+ (maximum (- (read 2 1 'float32') 1000) 0) (maximum (- (read 1 1 'float32') 1000) 0)))")
+    rio = os.path.join(os.path.dirname(sys.executable), "rio")
+    subprocess.run([rio, "calc", expression, os.path.join(scene, "B04.tif"),
+                    os.path.join(scene, "B08.tif"), os.path.join(out, "ndvi.tif"),
+                    "--dtype", "float32", "--overwrite", "--co", "tiled=true",
+                    "--co", "compress=zstd", "--co", "predictor=3"], check=True)
+
+
+def decode(scene: str, out: str, products: str) -> None:
+    """(d) the floor: decode the four 10 m bands (GDAL, all cores), nothing else."""
+    _decode(scene, "ALL_CPUS")
+
+
+def decode_one_thread(scene: str, out: str, products: str) -> None:
+    """(d') the same with one decoding thread, as a plain rasterio read does."""
+    _decode(scene, "1")
+
+
+def _decode(scene: str, threads: str) -> None:
+    import rasterio
+    from rasterio.windows import Window
+
+    with rasterio.Env(GDAL_CACHEMAX=256):
+        for key in ("blue", "green", "red", "nir"):
+            with rasterio.open(os.path.join(scene, BANDS[key]), NUM_THREADS=threads) as ds:
+                for row in range(0, ds.height, 1024):
+                    rows = min(1024, ds.height - row)
+                    ds.read(1, window=Window(0, row, ds.width, rows))
+
+
+def child_rss_mb() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(usage, children) / 1024
+
+
+def main() -> None:
+    name, scene, out = sys.argv[1:4]
+    products = sys.argv[4] if len(sys.argv) > 4 else "rgb,ndvi"
+    os.makedirs(out, exist_ok=True)
+    started = time.perf_counter()
+    globals()[name](scene, out, products)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "rss_mb": child_rss_mb()}))
+
+
+if __name__ == "__main__":
+    main()
