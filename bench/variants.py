@@ -78,8 +78,9 @@ def naive(scene: str, out: str, products: str) -> None:
 def rio_calc(scene: str, out: str, products: str) -> None:
     """(c) `rio calc` (rasterio's own tool) on the same NDVI, offset applied, to a tiled
     ZSTD GeoTIFF; it has no cloud mask, no overviews and no statistics."""
-    expression = ("(/ (- (maximum (- (read 2 1 'float32') 1000) 0) (maximum (- (read 1 1 'float32') 1000) 0))"
-                  " (+ (maximum (- (read 2 1 'float32') 1000) 0) (maximum (- (read 1 1 'float32') 1000) 0)))")
+    red = "(maximum (- (read 1 1 'float32') 1000) 0)"
+    nir = "(maximum (- (read 2 1 'float32') 1000) 0)"
+    expression = f"(/ (- {nir} {red}) (+ {nir} {red}))"
     rio = os.path.join(os.path.dirname(sys.executable), "rio")
     subprocess.run([rio, "calc", expression, os.path.join(scene, "B04.tif"),
                     os.path.join(scene, "B08.tif"), os.path.join(out, "ndvi.tif"),

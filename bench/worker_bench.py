@@ -87,8 +87,10 @@ def codec_table(scene: str, size: int) -> list[dict]:
     from worker.cog import CogWriter
     from worker.profiles import product_profile
 
+    names = {"red": "B04", "green": "B03", "blue": "B02", "nir": "B08"}
+
     def bands(key: str):
-        return rasterio.open(os.path.join(scene, f"{ {'red': 'B04', 'green': 'B03', 'blue': 'B02', 'nir': 'B08'}[key]}.tif"))
+        return rasterio.open(os.path.join(scene, f"{names[key]}.tif"))
 
     # compute the products once, strip by strip, into memory-mapped scratch arrays
     work = tempfile.mkdtemp(prefix="rsbatch-codec-", dir=os.path.dirname(scene))
@@ -169,8 +171,10 @@ def render(size: int, results: list[dict], codecs: list[dict]) -> str:
     lines += [
         "",
         "Ratios measured in this run:",
-        f"- worker RGB + NDVI vs seed approach: {by[('naive', 'rgb,ndvi')] / by[('ours', 'rgb,ndvi')]:.2f}× faster",
-        f"- worker NDVI vs seed approach: {by[('naive', 'ndvi')] / by[('ours', 'ndvi')]:.2f}× faster; "
+        "- worker RGB + NDVI vs seed approach: "
+        f"{by[('naive', 'rgb,ndvi')] / by[('ours', 'rgb,ndvi')]:.2f}× faster",
+        f"- worker NDVI vs seed approach: {by[('naive', 'ndvi')] / by[('ours', 'ndvi')]:.2f}× "
+        "faster; "
         f"vs rio calc: {by[('rio_calc', 'ndvi')] / by[('ours', 'ndvi')]:.2f}× faster",
         f"- worker NDVI alone vs the floor (d): {by[('ours', 'ndvi')] / floor:.2f}×",
         "",

@@ -5,7 +5,7 @@ works anywhere (the CLI, the Lambda, the worker image) without QGIS.
 """
 
 
-def classFactory(iface):  # noqa: N802 - the name QGIS looks for
+def classFactory(iface):
     from .plugin import RsbatchPlugin
 
     return RsbatchPlugin(iface)

@@ -91,7 +91,7 @@ def moto_server() -> Iterator[str]:
     deadline = time.monotonic() + 30
     while True:
         try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1)  # noqa: S310
+            urllib.request.urlopen(url + "/moto-api/", timeout=1)
             break
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
@@ -107,6 +107,6 @@ def moto_server() -> Iterator[str]:
 def aws_endpoint(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Point boto3 (and, through it, the worker's GDAL settings) at a fresh moto server."""
     request = urllib.request.Request(moto_server + "/moto-api/reset", method="POST")
-    urllib.request.urlopen(request, timeout=10)  # noqa: S310
+    urllib.request.urlopen(request, timeout=10)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     return moto_server

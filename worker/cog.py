@@ -189,7 +189,7 @@ class CogWriter:
         """Write `data` (bands, rows, cols): full-width rows, directly after the last ones."""
         from rasterio.windows import Window
 
-        bands, rows, cols = data.shape
+        _, rows, cols = data.shape
         if col_off != 0 or cols != self.profile["width"] or row_off != self.rows_written:
             raise ValueError("CogWriter takes full-width strips in row order")
         self._datasets[0].write(data, window=Window(0, row_off, cols, rows))
@@ -229,7 +229,7 @@ class CogWriter:
         level = self._levels[index]
         if level.sums is not None:
             sums = np.concatenate([level.sums, sums], axis=1)
-            counts = np.concatenate([level.counts, counts], axis=0)  # type: ignore[list-item]
+            counts = np.concatenate([level.counts, counts], axis=0)
             level.sums = level.counts = None
         even = sums.shape[1] - sums.shape[1] % 2
         if even < sums.shape[1]:
@@ -269,7 +269,7 @@ class CogWriter:
                 sums, counts = level.sums, level.counts
                 level.sums = level.counts = None
                 sums = np.concatenate([sums, np.zeros_like(sums)], axis=1)
-                counts = np.concatenate([counts, np.zeros_like(counts)], axis=0)  # type: ignore[list-item]
+                counts = np.concatenate([counts, np.zeros_like(counts)], axis=0)
                 half_sums, half_counts = _halve(sums, counts, np.float64, np.int32)
                 self._emit(index, half_sums, half_counts)
                 self._feed(index + 1, half_sums, half_counts)

@@ -26,7 +26,7 @@ def reflectance(dn: np.ndarray, scale: float, offset: float) -> np.ndarray:
 def _offset_dn(scale: float, offset: float) -> int | None:
     """The offset in DNs when it is a whole number of them (−1000 for baseline 04.00)."""
     shift = offset / scale
-    return int(round(shift)) if abs(shift - round(shift)) < 1e-6 and shift <= 0 else None
+    return round(shift) if abs(shift - round(shift)) < 1e-6 and shift <= 0 else None
 
 
 def _shifted(dn: np.ndarray, shift: int) -> np.ndarray:

@@ -70,7 +70,8 @@ class LocalDestination:
 
     def write_json(self, uri: str, data: Any) -> None:
         path = self.path(uri)
-        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}")
+        folder, name = os.path.split(path)
+        tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:8]}")
         try:
             with open(tmp, "w") as fh:
                 json.dump(data, fh, indent=1)
@@ -126,7 +127,7 @@ class S3Destination:
             self._s3.upload_file(local_path, bucket, key,
                                  ExtraArgs={"ContentType": _content_type(key)})
         except S3UploadFailedError as exc:
-            raise self._fail("upload", uri, exc.__cause__ or exc) from exc  # type: ignore[arg-type]
+            raise self._fail("upload", uri, exc.__cause__ or exc) from exc
         except (BotoCoreError, ClientError) as exc:
             raise self._fail("upload", uri, exc) from exc
         finally:

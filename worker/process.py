@@ -119,9 +119,9 @@ def _run(cell: Cell, report: Progress, region: str | None) -> tuple[dict, list, 
         hrefs = {key: str(cell.bands[key]) for key in cell.needed_bands()}
         if cell.offset_check and cell.bands.get("scl"):
             hrefs["scl"] = str(cell.bands["scl"])
-        with band_env(list(hrefs.values()), requester_pays=cell.requester_pays, region=region):
-            with BandSet(hrefs, requester_pays=cell.requester_pays) as bands:
-                outputs, warnings = _make_products(cell, bands, destination, report)
+        with band_env(list(hrefs.values()), requester_pays=cell.requester_pays, region=region), \
+                BandSet(hrefs, requester_pays=cell.requester_pays) as bands:
+            outputs, warnings = _make_products(cell, bands, destination, report)
         return outputs, warnings, False
     finally:
         destination.close()
@@ -159,67 +159,15 @@ def _make_products(cell: Cell, bands: BandSet, destination: Any,
         warnings.append(decision.detail)
         log.warning("%s: %s", cell.cell_id, decision.detail)
     report(0.02, decision.detail)
-
-    grid = bands.grid
-    if cell.aoi is not None:
-        clip: AoiClip | None = AoiClip(cell.aoi, grid, cell.tile)
-        row, col, rows, cols = clip.row, clip.col, clip.rows, clip.cols  # type: ignore[union-attr]
-    else:
-        clip = None
-        row, col, rows, cols = 0, 0, grid.height, grid.width
-    from rasterio.windows import Window
-    from rasterio.windows import transform as window_transform
-
-    out_grid = Grid(grid.crs, window_transform(Window(col, row, cols, rows), grid.transform),
-                    cols, rows)
-    read_keys = cell.needed_bands()
-
+    clip, window, out_grid = _output_window(cell, bands.grid)
     writers: dict[str, CogWriter] = {}
-    paths: dict[str, str] = {}
     try:
         for product in cell.products:
-            paths[product] = destination.prepare(cell.output_uri(product))
-            writers[product] = _writer(product, paths[product], cell, out_grid, decision)
-        inside_total = 0
-        scl_map = compute.cloud_mask if cell.cloud_mask else None
-
-        def load(strip: tuple[int, int]) -> tuple[int, int, dict[str, Any]]:
-            strip_row, strip_rows = strip
-            return strip_row, strip_rows, bands.read(read_keys, strip_row, col, strip_rows, cols,
-                                                     scl_map=scl_map)
-
-        # read the next strip in a second thread while this one is computed and written:
-        # GDAL decodes, numpy computes and GDAL compresses, mostly without the GIL
-        for strip_row, strip_rows, data in prefetched(load, strips(row, rows, STRIP_ROWS)):
-            inside = clip.mask(strip_row, col, strip_rows, cols) if clip else None
-            inside_total += int(inside.sum()) if inside is not None else strip_rows * cols
-            at = strip_row - row
-            if "rgb" in writers:
-                writers["rgb"].write(compute.rgb(data["red"], data["green"], data["blue"],
-                                                 cell.scale, decision.offset, inside), at, 0)
-            if "ndvi" in writers:
-                writers["ndvi"].write(compute.ndvi(data["red"], data["nir"], cell.scale,
-                                                   decision.offset, data.get("scl"),
-                                                   inside)[None], at, 0)
-            del data
-            report(0.05 + 0.8 * (at + strip_rows) / rows, f"rows {at + strip_rows}/{rows}")
-        if inside_total == 0:
-            raise InvalidInput(f"the AOI covers no pixel centre of tile {cell.tile}")
+            path = destination.prepare(cell.output_uri(product))
+            writers[product] = _writer(product, path, cell, out_grid, decision)
+        _fill(writers, bands, cell, decision.offset, clip, window, report)
         report(0.9, "writing Cloud-Optimized GeoTIFFs")
-        assets: dict[str, dict[str, Any]] = {}
-        for product, writer in writers.items():
-            path = writer.close()
-            check = validate_cog(path)
-            if not check.valid:
-                raise RsbatchError(f"{product} output is not a valid COG: {check.errors}")
-            stats = {b: writer.stats.tags(b) for b in range(writer.profile["count"])} \
-                if writer.stats else {}
-            valid = writer.stats.valid_fraction() if writer.stats else 1.0
-            if product == "ndvi" and valid == 0:
-                warnings.append("NDVI has no valid pixel (all masked as cloud, shadow or no data)")
-            assets[product] = {"uri": cell.output_uri(product), "size": os.path.getsize(path),
-                               "stats": stats}
-            destination.publish(path, cell.output_uri(product))
+        assets = _finish(writers, cell, destination, warnings)
     except BaseException:
         for writer in writers.values():
             writer.abort()
@@ -227,6 +175,73 @@ def _make_products(cell: Cell, bands: BandSet, destination: Any,
     destination.write_json(cell.item_uri, cell_item(cell, out_grid, assets, decision, warnings))
     report(1.0, "done")
     return {product: info["uri"] for product, info in assets.items()}, warnings
+
+
+def _output_window(cell: Cell, grid: Grid) -> tuple[AoiClip | None, Any, Grid]:
+    """The pixel window of the tile to produce (the AOI's, snapped to the 10 m grid)."""
+    from rasterio.windows import Window
+    from rasterio.windows import transform as window_transform
+
+    clip = AoiClip(cell.aoi, grid, cell.tile) if cell.aoi is not None else None
+    if clip is not None:
+        window = Window(clip.col, clip.row, clip.cols, clip.rows)
+    else:
+        window = Window(0, 0, grid.width, grid.height)
+    out_grid = Grid(grid.crs, window_transform(window, grid.transform), int(window.width),
+                    int(window.height))
+    return clip, window, out_grid
+
+
+def _fill(writers: dict[str, CogWriter], bands: BandSet, cell: Cell, offset_value: float,
+          clip: AoiClip | None, window: Any, report: Progress) -> None:
+    """Read, compute and write the window strip by strip."""
+    row, col = int(window.row_off), int(window.col_off)
+    rows, cols = int(window.height), int(window.width)
+    read_keys = cell.needed_bands()
+    scl_map = compute.cloud_mask if cell.cloud_mask else None
+
+    def load(strip: tuple[int, int]) -> tuple[int, int, dict[str, Any]]:
+        strip_row, strip_rows = strip
+        return strip_row, strip_rows, bands.read(read_keys, strip_row, col, strip_rows, cols,
+                                                 scl_map=scl_map)
+
+    inside_total = 0
+    # read the next strip in a second thread while this one is computed and written:
+    # GDAL decodes, numpy computes and GDAL compresses, mostly without the GIL
+    for strip_row, strip_rows, data in prefetched(load, strips(row, rows, STRIP_ROWS)):
+        inside = clip.mask(strip_row, col, strip_rows, cols) if clip else None
+        inside_total += int(inside.sum()) if inside is not None else strip_rows * cols
+        at = strip_row - row
+        if "rgb" in writers:
+            writers["rgb"].write(compute.rgb(data["red"], data["green"], data["blue"],
+                                             cell.scale, offset_value, inside), at)
+        if "ndvi" in writers:
+            writers["ndvi"].write(compute.ndvi(data["red"], data["nir"], cell.scale,
+                                               offset_value, data.get("scl"), inside)[None], at)
+        del data
+        report(0.05 + 0.8 * (at + strip_rows) / rows, f"rows {at + strip_rows}/{rows}")
+    if inside_total == 0:
+        raise InvalidInput(f"the AOI covers no pixel centre of tile {cell.tile}")
+
+
+def _finish(writers: dict[str, CogWriter], cell: Cell, destination: Any,
+            warnings: list[str]) -> dict[str, dict[str, Any]]:
+    """Close, check and publish each product; returns what the STAC item lists."""
+    assets: dict[str, dict[str, Any]] = {}
+    for product, writer in writers.items():
+        path = writer.close()
+        check = validate_cog(path)
+        if not check.valid:
+            raise RsbatchError(f"{product} output is not a valid COG: {check.errors}")
+        stats = writer.stats
+        if product == "ndvi" and stats is not None and stats.valid_fraction() == 0:
+            warnings.append("NDVI has no valid pixel (all masked as cloud, shadow or no data)")
+        assets[product] = {
+            "uri": cell.output_uri(product), "size": os.path.getsize(path),
+            "stats": {b: stats.tags(b) for b in range(writer.count)} if stats else {},
+        }
+        destination.publish(path, cell.output_uri(product))
+    return assets
 
 
 def prefetched(load: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:

@@ -164,7 +164,7 @@ def _densify(ring: list, max_step: float) -> list:
     GeoJSON edges are straight in longitude/latitude; in UTM they are curves, so the
     polygon is densified before it is projected onto the tile's grid.
     """
-    out = []
+    out: list[tuple[float, float]] = []
     for (x0, y0, *_), (x1, y1, *_) in zip(ring, ring[1:]):
         n = max(1, math.ceil(max(abs(x1 - x0), abs(y1 - y0)) / max_step))
         out.extend((x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n) for i in range(n))
@@ -183,7 +183,7 @@ class AoiClip:
                  "coordinates": [[_densify(ring, 0.005) for ring in poly] for poly in polygons]}
         try:
             self.geometry = transform_geom("EPSG:4326", grid.crs, dense)
-        except Exception as exc:  # noqa: BLE001 - PROJ raises several kinds
+        except Exception as exc:
             raise InvalidInput(f"the AOI cannot be projected to the tile's CRS: {exc}") from exc
         xs, ys = [], []
         for poly in self.geometry["coordinates"]:

@@ -122,7 +122,8 @@ def cell_item(cell: Cell, grid: Grid, assets: dict[str, dict[str, Any]],
 
 def complete_products(item: Any, cell: Cell) -> dict[str, int]:
     """Products an existing item lists for this cell, with the size each should have."""
-    if not isinstance(item, dict) or item.get("properties", {}).get("rsbatch:cell_id") != cell.cell_id:
+    properties = item.get("properties", {}) if isinstance(item, dict) else {}
+    if properties.get("rsbatch:cell_id") != cell.cell_id:
         return {}
     found = {}
     for product, asset in (item.get("assets") or {}).items():

@@ -38,7 +38,7 @@ class Field:
     def payload(self, order: str) -> bytes:
         code, per = _TYPES[self.type]
         if code == "s":
-            return bytes(self.values)  # type: ignore[arg-type]
+            return bytes(self.values)
         return struct.pack(order + code * (self.count * per), *self.values)
 
 
@@ -49,11 +49,11 @@ class Ifd:
 
     def value(self, tag: int, default: int = 0) -> int:
         field = self.fields.get(tag)
-        return int(field.values[0]) if field and field.values else default  # type: ignore[index]
+        return int(field.values[0]) if field and field.values else default
 
     def array(self, tag: int) -> tuple:
         field = self.fields.get(tag)
-        return tuple(field.values) if field else ()  # type: ignore[arg-type]
+        return tuple(field.values) if field else ()
 
 
 @dataclass

@@ -799,5 +799,5 @@ class _Api(_Source):
             seen.add(key)
 
 
-class _Refused(Exception):  # noqa: N818 - internal signal
+class _Refused(Exception):
     """The API rejected a search body (HTTP 400), e.g. a filter it does not support."""

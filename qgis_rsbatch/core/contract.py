@@ -13,9 +13,10 @@ import enum
 import math
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import InvalidInput
 
@@ -126,7 +127,7 @@ def _validate_aoi(aoi: Any) -> dict | None:
         return None
     if not isinstance(aoi, Mapping) or aoi.get("type") not in ("Polygon", "MultiPolygon"):
         raise InvalidInput("cell field 'aoi' must be a GeoJSON Polygon or MultiPolygon (or null)")
-    polygons = aoi.get("coordinates")
+    polygons = aoi.get("coordinates") or []
     if aoi["type"] == "Polygon":
         polygons = [polygons]
     try:
@@ -185,7 +186,7 @@ class Cell:
         return task_id_for(self.job_id, self.cell_id)
 
     def output_uri(self, product: str) -> str:
-        """Where `product` of this cell is written: <output>/<job_id>/<tile>_<date>_<product>.tif."""
+        """Where `product` is written: <output>/<job_id>/<tile>_<date>_<product>.tif."""
         return join_uri(self.output, self.job_id, output_name(self.tile, self.date, product))
 
     @property

@@ -71,14 +71,14 @@ class DependencyMissing(RsbatchError, ImportError):
     retryable = False
 
 
-def require(module: str, feature: str, pip_name: str | None = None):  # noqa: ANN201
+def require(module: str, feature: str, pip_name: str | None = None):
     """Import an optional dependency, or raise DependencyMissing naming what to install."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        package = pip_name or module.split(".")[0]
+        package = pip_name or module.split(".", maxsplit=1)[0]
         raise DependencyMissing(
             f"{feature} needs the Python package '{package}': pip install {package}"
         ) from exc

@@ -236,5 +236,5 @@ class HttpClient:
             raise _Transient(f"connection failed: {type(exc).__name__}: {exc}") from exc
 
 
-class _Transient(Exception):  # noqa: N818 - internal signal, never escapes this module
+class _Transient(Exception):
     """A failure another attempt may cure; turned into CatalogError when attempts run out."""

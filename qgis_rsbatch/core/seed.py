@@ -10,8 +10,8 @@ always agree on the task id.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from .contract import BAND_NAMES, Cell, cell_id_for, normalize_tile, parse_date
 from .errors import InvalidInput
@@ -79,7 +79,8 @@ def seed_cell(entry: Mapping[str, str], *, has_nir: bool = True, has_scl: bool =
         raise InvalidInput(f"seed date {entry['date']} does not match files {entry['files']}")
     bucket = str(entry["output_bucket"]).strip()
     output = bucket if bucket.startswith("s3://") else f"s3://{bucket}"
-    bands = {key: prefix.band_href(key) for key in ("blue", "green", "red")}
+    bands: dict[str, str | None] = {key: prefix.band_href(key)
+                                    for key in ("blue", "green", "red")}
     bands["nir"] = prefix.band_href("nir") if has_nir else None
     bands["scl"] = prefix.band_href("scl") if has_scl else None
     products = ["rgb", "ndvi"] if has_nir else ["rgb"]

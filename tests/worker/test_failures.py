@@ -91,7 +91,8 @@ def test_corrupt_raster(tmp_path, scene):
 
 def test_truncated_raster_fails_while_reading(tmp_path, scene):
     truncated = tmp_path / "B08.tif"
-    data = open(scene["nir"], "rb").read()
+    with open(scene["nir"], "rb") as fh:
+        data = fh.read()
     truncated.write_bytes(data[: len(data) // 2])
     proc = _run(tmp_path, cell_json({**scene, "nir": str(truncated)}, tmp_path / "out"))
     assert_failed(tmp_path, proc, 2, f"band nir ({truncated}) is not a readable raster")

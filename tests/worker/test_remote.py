@@ -50,7 +50,8 @@ def test_https_cog_is_read_with_ranges_not_downloaded(served, big_scene, tmp_pat
 def test_https_missing_band_is_named(served, tmp_path):
     _, hrefs = served
     hrefs = {**hrefs, "nir": hrefs["nir"].replace("B08", "B8A")}
-    with pytest.raises(FileNotFoundError, match=r"band nir \(.*B8A.tif\) does not exist \(HTTP 404\)"):
+    with pytest.raises(FileNotFoundError,
+                       match=r"band nir \(.*B8A.tif\) does not exist \(HTTP 404\)"):
         process_cell(make_cell(hrefs, tmp_path / "out"))
 
 

@@ -31,7 +31,7 @@ def default_sqlite_path() -> str:
     return os.path.join(user_data_dir(), "tasklog.sqlite")
 
 
-def open_task_log(uri: str | None = None):  # noqa: ANN201 - a TaskLog
+def open_task_log(uri: str | None = None):
     """Open the store a URI names; None → the local SQLite file in the user data folder."""
     if not uri:
         from .sqlite import SqliteTaskLog
@@ -45,10 +45,9 @@ def open_task_log(uri: str | None = None):  # noqa: ANN201 - a TaskLog
     if parsed.scheme == "dynamodb":
         from .dynamodb import DynamoTaskLog
 
-        query = parse_qs(parsed.query)
-        return DynamoTaskLog(parsed.netloc or TABLE_NAME,
-                             region=(query.get("region") or [None])[0],
-                             endpoint_url=(query.get("endpoint_url") or [None])[0])
+        query = {key: values[0] for key, values in parse_qs(parsed.query).items() if values}
+        return DynamoTaskLog(parsed.netloc or TABLE_NAME, region=query.get("region"),
+                             endpoint_url=query.get("endpoint_url"))
     raise InvalidInput(
         f"task log '{uri}' is not understood: use sqlite:///path or dynamodb://table?region=…"
     )

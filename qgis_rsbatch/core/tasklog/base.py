@@ -8,7 +8,8 @@ cell from moving a record backwards.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ..contract import Cell, Status
 from ..errors import TransitionRejected

@@ -7,8 +7,9 @@ module level, so the Lambda, the worker and tests pick up their own credentials.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import AccessDenied, SourceUnavailable, require
 from .base import CompareAndSetLog

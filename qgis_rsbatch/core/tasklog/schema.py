@@ -7,9 +7,10 @@ DynamoDB store maps records through it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Protocol
+from typing import Any, Protocol
 
 from ..contract import Cell, Status
 from ..errors import InvalidInput

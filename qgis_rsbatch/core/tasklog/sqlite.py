@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from ..contract import Job, Status
 from ..errors import OutputFailed
