@@ -150,7 +150,7 @@ class CogWriter:
         creation = {
             "driver": "GTiff", "tiled": True, "blockxsize": blocksize, "blockysize": blocksize,
             "bigtiff": "NO", "sparse_ok": True, "compress": options["compress"],
-            "num_threads": options.get("num_threads", "ALL_CPUS"),
+            "num_threads": options["num_threads"],
             "interleave": "pixel" if self.count > 1 else "band",
             "dtype": self.dtype.name, "count": self.count, "nodata": self.nodata,
             "crs": profile.get("crs"), "transform": profile.get("transform"),

@@ -1,25 +1,29 @@
 """Output profiles as data: one entry per product, copied on every use.
 
-The codec and layout were chosen by measurement (`make bench`, bench/results/cog_options.md):
-ZSTD with a predictor compresses Sentinel-2 reflectance about as well as DEFLATE at a
-fraction of the CPU time, and 512-pixel blocks keep overviews and HTTP range reads small.
+The codec and layout were chosen by measurement (`make bench`, the codec table in
+bench/results/worker.md): ZSTD level 1 with a predictor compresses Sentinel-2 reflectance
+and NDVI within a few percent of DEFLATE or ZSTD 9 at a fraction of their CPU time, and
+512-pixel blocks keep overviews and HTTP range reads small.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import os
 from typing import Any
 
-#: creation options for the final Cloud-Optimized GeoTIFF (GDAL COG driver)
+#: compression of the Cloud-Optimized GeoTIFFs (GDAL GTiff creation options)
 COG_OPTIONS: dict[str, Any] = {
     "compress": "ZSTD",
-    "level": 9,
-    "blocksize": 512,
-    "bigtiff": "IF_SAFER",
-    "num_threads": "ALL_CPUS",
-    "overviews": "AUTO",
+    "level": 1,
 }
+
+
+def gdal_threads() -> str:
+    """Threads GDAL may use to decode and compress: all cores, unless the local backend runs
+    several workers side by side and shares the cores out ($RSBATCH_GDAL_THREADS)."""
+    return os.environ.get("RSBATCH_GDAL_THREADS") or "ALL_CPUS"
 
 _PRODUCTS: dict[str, dict[str, Any]] = {
     # Reflectance × 10000 as uint16, offset already applied (so every baseline looks alike);
@@ -55,6 +59,6 @@ def product_profile(product: str) -> dict[str, Any]:
 
 
 def cog_options(**overrides: Any) -> dict[str, Any]:
-    options = dict(COG_OPTIONS)
+    options = dict(COG_OPTIONS, num_threads=gdal_threads())
     options.update(overrides)
     return options

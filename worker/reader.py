@@ -16,6 +16,7 @@ import numpy as np
 
 from qgis_rsbatch.core.errors import InvalidInput
 
+from .profiles import gdal_threads
 from .sources import diagnose, open_band
 
 
@@ -37,14 +38,14 @@ class BandSet:
     """The open bands of one cell; `grid` is the 10 m grid every band is checked against."""
 
     def __init__(self, hrefs: dict[str, str], *, requester_pays: bool = False,
-                 threads: int | str = "ALL_CPUS") -> None:
+                 threads: int | str | None = None) -> None:
         self.hrefs = dict(hrefs)
         self.requester_pays = requester_pays
         self.datasets: dict[str, Any] = {}
         try:
             for key, href in self.hrefs.items():
                 self.datasets[key] = open_band(href, key, requester_pays=requester_pays,
-                                               threads=threads)
+                                               threads=threads or gdal_threads())
             self.grid, self.scl_factor = self._check_grids()
         except BaseException:
             self.close()

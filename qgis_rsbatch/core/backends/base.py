@@ -1,0 +1,85 @@
+"""The one interface both backends offer, and the job summary every front end shows.
+
+A backend runs a Job's cells somewhere and reports each cell's record from the task log.
+`local` runs them in worker processes on this machine; `aws` starts the deployed Step
+Functions state machine. The command line and the QGIS dock only speak this interface.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..contract import Job, Status
+from ..tasklog.schema import Record
+
+#: called with the job's records whenever they change while waiting
+Progress = Callable[[list[Record]], None]
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A job's records, summarised."""
+
+    job_id: str
+    records: tuple[Record, ...]
+    backend: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = Counter(record.status.value for record in self.records)
+        return {status.value: counts.get(status.value, 0) for status in Status}
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.records) and all(record.status.finished for record in self.records)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.finished and all(r.status is Status.SUCCEEDED for r in self.records)
+
+    @property
+    def progress(self) -> float:
+        if not self.records:
+            return 0.0
+        return sum(record.status.finished for record in self.records) / len(self.records)
+
+    def outputs(self) -> dict[str, dict[str, str]]:
+        """cell id → product → URI, for the cells that succeeded."""
+        return {r.cell_id: dict(r.outputs) for r in self.records if r.status is Status.SUCCEEDED}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "backend": self.backend, "counts": self.counts,
+                "finished": self.finished, "notes": list(self.notes),
+                "cells": [record.to_item() for record in self.records]}
+
+
+class Backend(Protocol):
+    """Runs jobs; `local` and `aws` implement it, a contract test holds them to it."""
+
+    name: str
+
+    def submit(self, job: Job, *, wait: bool = False,
+               progress: Progress | None = None) -> JobStatus:
+        """Record the job's cells PENDING and start them. With `wait`, return when finished."""
+
+    def status(self, job_id: str) -> JobStatus:
+        """Every cell's record, reconciled with what is really running."""
+
+    def cancel(self, job_id: str) -> JobStatus:
+        """Stop the job: unfinished cells become CANCELLED."""
+
+    def resume(self, job_id: str, *, wait: bool = False,
+               progress: Progress | None = None) -> JobStatus:
+        """Run again the cells that did not succeed; finished outputs are not rewritten."""
+
+    def wait(self, job_id: str, progress: Progress | None = None,
+             interval: float = 1.0, timeout: float | None = None) -> JobStatus:
+        """Poll until every cell has finished."""
+
+
+def unfinished(records: Iterable[Record]) -> list[Record]:
+    return [record for record in records if not record.status.finished]

@@ -1,0 +1,124 @@
+"""What a job will cost before it runs: cells, input gigabytes, time, vCPU-hours and dollars.
+
+One function, `estimate(job, …)`, used by `rsbatch run --dry-run` and the QGIS dock. The
+per-cell cost is the worker's measured time on a full 10980 × 10980 tile (`make bench`),
+scaled by the share of the tile each cell really reads (its AOI window).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import aoi as aoi_mod
+from . import grid, utm
+from .contract import Cell, Job
+
+#: the worker on a full tile, from bench/results/worker.json (run 2026-11-29 on 2 vCPUs):
+#: wall seconds per product set, and the vCPUs it kept busy
+WORKER_BENCH: dict[str, Any] = {
+    "seconds": {("rgb", "ndvi"): 9.0, ("ndvi",): 4.0, ("rgb",): 6.0},
+    "vcpus": 2,
+    "source": "bench/results/worker.json, 2026-11-29, 2 vCPUs",
+}
+#: compressed bytes per 10 m pixel of an Earth Search band COG (B04: ~160 MB per tile)
+INPUT_BYTES_PER_PIXEL = 1.35
+#: output bytes per pixel, from the same benchmark (ZSTD + predictor, overviews included)
+OUTPUT_BYTES_PER_PIXEL = {"rgb": 4.2, "ndvi": 3.1}
+#: Step Functions standard workflow: $0.025 per 1,000 transitions, about 6 per cell
+ORCHESTRATION_DOLLARS_PER_CELL = 6 * 0.025 / 1000
+#: a typical Spot price per vCPU-hour of a compute-optimised instance (a parameter)
+DEFAULT_SPOT_PRICE = 0.02
+FULL_TILE_PIXELS = 10980 * 10980
+
+
+@dataclass(frozen=True)
+class Estimate:
+    cells: int
+    scenes: int
+    tiles: int
+    pixels: int                  # 10 m pixels the job produces, summed over cells
+    input_gb: float
+    output_gb: float
+    vcpu_hours: float
+    hours_local: float           # wall time on this machine with `workers` in parallel
+    dollars: float | None        # AWS only: Spot compute + orchestration
+    spot_price: float | None
+    basis: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        text = (f"{self.cells} cell(s) on {self.tiles} tile(s), {self.input_gb:.1f} GB to read, "
+                f"{self.output_gb:.1f} GB to write, {self.vcpu_hours:.2f} vCPU-hours")
+        if self.dollars is not None:
+            text += f", about ${self.dollars:.2f} at ${self.spot_price:g}/vCPU-hour Spot"
+        else:
+            text += f", about {_duration(self.hours_local)} here"
+        return text
+
+
+def _duration(hours: float) -> str:
+    minutes = hours * 60
+    return f"{minutes:.0f} min" if minutes < 120 else f"{hours:.1f} h"
+
+
+def window_pixels(cell: Cell) -> int:
+    """10 m pixels of the cell's output: its AOI's bounding box on the tile, or the tile."""
+    tile = grid.tile_info(cell.tile)
+    x0, y0, x1, y1 = tile.bounds()
+    if cell.aoi is None:
+        return tile.shape()[0] * tile.shape()[1]
+    zone, south = utm.parse_epsg(tile.epsg) or (0, False)
+    dense = aoi_mod.densify_geometry(aoi_mod.geometry_of(dict(cell.aoi)), 0.01)
+    xs, ys = [], []
+    for lon, lat in aoi_mod.iter_positions(dense):
+        x, y = utm.forward(lon, lat, zone, south)
+        xs.append(x)
+        ys.append(y)
+    left, right = max(min(xs), x0), min(max(xs), x1)
+    bottom, top = max(min(ys), y0), min(max(ys), y1)
+    if right <= left or top <= bottom:
+        return 0
+    return math.ceil((right - left) / 10) * math.ceil((top - bottom) / 10)
+
+
+def _seconds_per_full_tile(products: tuple[str, ...]) -> float:
+    table: Mapping[tuple[str, ...], float] = WORKER_BENCH["seconds"]
+    return table.get(tuple(products), table[("rgb", "ndvi")])
+
+
+def estimate(job: Job, *, backend: str = "local", workers: int | None = None,
+             spot_price: float = DEFAULT_SPOT_PRICE) -> Estimate:
+    """Estimate a job. `workers`: cells run at once locally (default: this machine's cores)."""
+    import os
+
+    pixels = input_bytes = output_bytes = 0.0
+    vcpu_seconds = 0.0
+    for cell in job.cells:
+        px = window_pixels(cell)
+        pixels += px
+        bands = len(cell.needed_bands()) - (1 if "scl" in cell.needed_bands() else 0)
+        input_bytes += px * INPUT_BYTES_PER_PIXEL * (bands + (0.25 if cell.bands.get("scl") else 0))
+        output_bytes += px * sum(OUTPUT_BYTES_PER_PIXEL[p] for p in cell.products)
+        share = px / FULL_TILE_PIXELS
+        # a small window still pays a fixed start-up (process, imports, metadata reads)
+        seconds = 2.0 + share * _seconds_per_full_tile(cell.products)
+        vcpu_seconds += seconds * WORKER_BENCH["vcpus"]
+    cores = os.cpu_count() or 1
+    workers = max(1, workers or cores)
+    local_hours = vcpu_seconds / max(1, min(cores, workers * WORKER_BENCH["vcpus"])) / 3600
+    vcpu_hours = vcpu_seconds / 3600
+    dollars = None
+    if backend == "aws":
+        dollars = vcpu_hours * spot_price + len(job.cells) * ORCHESTRATION_DOLLARS_PER_CELL
+    return Estimate(
+        cells=len(job.cells), scenes=len({c.scene_id or c.cell_id for c in job.cells}),
+        tiles=len({c.tile for c in job.cells}), pixels=int(pixels),
+        input_gb=input_bytes / 1e9, output_gb=output_bytes / 1e9, vcpu_hours=vcpu_hours,
+        hours_local=local_hours, dollars=dollars,
+        spot_price=spot_price if backend == "aws" else None, basis=WORKER_BENCH["source"],
+    )
