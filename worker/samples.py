@@ -53,7 +53,8 @@ class SampleScene:
     boa_offset: int = 1000          # 1000: baseline >= 04.00 DNs; 0: offset already removed
     cloud: float = 0.15             # rough fraction of the scene under cloud
     nodata_corner: bool = False     # leave a swath-edge triangle without data
-    seed: int = 1
+    seed: int = 1                   # clouds and pixel noise of this acquisition
+    ground_seed: int = 1            # the landscape, the same on every date
     fmt: str = "COG"                # "COG", "GTiff" or "JP2"
     blocksize: int = 1024           # Earth Search's COGs use 1024 × 1024 blocks
     extra: dict = field(default_factory=dict)
@@ -64,27 +65,38 @@ class SampleScene:
 
 
 class _Noise:
-    """Smooth value noise: random values on a coarse lattice, bilinearly interpolated."""
+    """Smooth value noise anchored to map coordinates, so overlapping tiles show the same
+    ground and the same clouds: hashed random values on a lattice of `cell` metres,
+    bilinearly interpolated."""
 
-    def __init__(self, rng: np.random.Generator, extent: int, cell: int) -> None:
+    def __init__(self, seed: int, cell: float) -> None:
+        self.seed = np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)
         self.cell = cell
-        # a margin of lattice cells on every side lets callers ask for rows just outside
-        # the raster (shadows are cast from clouds up to a few km away)
-        self.margin = 4
-        n = extent // cell + 2 * self.margin + 2
-        self.grid = rng.random((n, n), dtype=np.float64)
 
-    def rows(self, row0: int, nrows: int, ncols: int, scale: int = 1) -> np.ndarray:
-        """Noise for rows [row0, row0+nrows) of a raster whose pixel is `scale` base units."""
-        ys = (np.arange(row0, row0 + nrows, dtype=np.float64) + 0.5) * scale / self.cell
-        xs = (np.arange(ncols, dtype=np.float64) + 0.5) * scale / self.cell
-        ys, xs = ys + self.margin, xs + self.margin
-        y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
-        fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
-        g = self.grid
-        top = g[y0][:, x0] * (1 - fx) + g[y0][:, x0 + 1] * fx
-        bottom = g[y0 + 1][:, x0] * (1 - fx) + g[y0 + 1][:, x0 + 1] * fx
-        return top * (1 - fy) + bottom * fy
+    def _lattice(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            h = (i.astype(np.int64).view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+                 ^ j.astype(np.int64).view(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
+                 ^ self.seed)
+            h ^= h >> np.uint64(30)
+            h *= np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(27)
+            h *= np.uint64(0x94D049BB133111EB)
+            h ^= h >> np.uint64(31)
+        return (h >> np.uint64(11)).astype(np.float64) / 2.0**53
+
+    def at(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """Noise on the grid of map coordinates ys (rows) × xs (columns)."""
+        fx, fy = xs / self.cell, ys / self.cell
+        x0, y0 = np.floor(fx).astype(np.int64), np.floor(fy).astype(np.int64)
+        ix = np.arange(x0.min(), x0.max() + 2)
+        iy = np.arange(y0.min(), y0.max() + 2)
+        grid = self._lattice(iy[:, None], ix[None, :])
+        cx, cy = x0 - ix[0], y0 - iy[0]
+        tx, ty = (fx - x0)[None, :], (fy - y0)[:, None]
+        top = grid[cy][:, cx] * (1 - tx) + grid[cy][:, cx + 1] * tx
+        bottom = grid[cy + 1][:, cx] * (1 - tx) + grid[cy + 1][:, cx + 1] * tx
+        return top * (1 - ty) + bottom * ty
 
 
 class SceneModel:
@@ -92,37 +104,49 @@ class SceneModel:
 
     def __init__(self, spec: SampleScene) -> None:
         self.spec = spec
-        rng = np.random.default_rng(spec.seed)
-        extent = spec.size * 10  # metres
-        # land cover varies over ~2-6 km, clouds over ~3-8 km
-        self.terrain = [_Noise(rng, extent, 6000), _Noise(rng, extent, 1500)]
-        self.clouds = [_Noise(rng, extent, 8000), _Noise(rng, extent, 2000)]
-        self.texture = _Noise(rng, extent, 400)
+        # the ground (land cover, texture) is the same on every date; clouds are not.
+        # Land cover varies over ~2-6 km, clouds over ~3-8 km.
+        ground = spec.ground_seed
+        self.terrain = [_Noise(ground * 7 + 1, 6000), _Noise(ground * 7 + 2, 1500)]
+        self.texture = _Noise(ground * 7 + 3, 400)
+        self.clouds = [_Noise(spec.seed * 11 + 5, 8000), _Noise(spec.seed * 11 + 6, 2000)]
         self.seed = spec.seed
+
+    def _cloud_level(self) -> float:
+        """The cloudiness above which a pixel is cloud, so that about `cloud` of a large
+        area is covered (a quantile of the noise over a 50 km sample of this seed)."""
+        if not hasattr(self, "_level"):
+            x0, y0 = self.spec.origin
+            xs = x0 + np.arange(500) * 97.0
+            ys = y0 - np.arange(500) * 97.0
+            sample = 0.65 * self.clouds[0].at(xs, ys) + 0.35 * self.clouds[1].at(xs, ys)
+            self._level = float(np.quantile(sample, 1 - np.clip(self.spec.cloud, 0, 1) * 0.8))
+        return self._level
+
+    def _coords(self, row0: int, nrows: int, ncols: int, res: int) -> tuple[np.ndarray, ...]:
+        x0, y0 = self.spec.origin
+        xs = x0 + (np.arange(ncols) + 0.5) * res
+        ys = y0 - (np.arange(row0, row0 + nrows) + 0.5) * res
+        return xs, ys
 
     def classes(self, row0: int, nrows: int) -> np.ndarray:
         """SCL classes for 20 m rows [row0, row0 + nrows)."""
         spec = self.spec
         ncols = spec.scl_size
-        terrain = (0.7 * self.terrain[0].rows(row0, nrows, ncols, 20)
-                   + 0.3 * self.terrain[1].rows(row0, nrows, ncols, 20))
+        xs, ys = self._coords(row0, nrows, ncols, 20)
+        terrain = 0.7 * self.terrain[0].at(xs, ys) + 0.3 * self.terrain[1].at(xs, ys)
         scl = np.full((nrows, ncols), SCL_VEGETATION, np.uint8)
         scl[terrain < 0.33] = SCL_WATER
         scl[terrain > 0.62] = SCL_BARE
         if spec.cloud > 0:
-            def cloudiness(r0: int) -> np.ndarray:
-                return (0.65 * self.clouds[0].rows(r0, nrows, ncols, 20)
-                        + 0.35 * self.clouds[1].rows(r0, nrows, ncols, 20))
+            def cloudiness(dx: float, dy: float) -> np.ndarray:
+                return (0.65 * self.clouds[0].at(xs + dx, ys + dy)
+                        + 0.35 * self.clouds[1].at(xs + dx, ys + dy))
 
-            # threshold so that roughly `cloud` of the scene is covered
-            level = 1.0 - np.clip(spec.cloud, 0, 1) * 0.9
-            here = cloudiness(row0)
-            # shadows fall ~1.2 km away from their cloud (the sun is to the south-east)
-            shift = 60
-            above = cloudiness(row0 - shift)
-            shadow = np.zeros_like(here, dtype=bool)
-            shadow[:, shift:] = above[:, :-shift] > level
-            scl[shadow] = SCL_SHADOW
+            level = self._cloud_level()
+            here = cloudiness(0, 0)
+            # each cloud casts its shadow ~1.2 km to the south-east (sun in the north-west)
+            scl[cloudiness(-1200, 1200) > level] = SCL_SHADOW
             scl[(here > level - 0.06) & (here <= level)] = SCL_CIRRUS
             scl[(here > level) & (here <= level + 0.08)] = SCL_CLOUD_MEDIUM
             scl[here > level + 0.08] = SCL_CLOUD_HIGH
@@ -139,7 +163,8 @@ class SceneModel:
         n20 = (row0 + nrows + 1) // 2 - r20
         classes = np.repeat(np.repeat(self.classes(r20, n20), 2, axis=0), 2, axis=1)
         classes = classes[row0 - 2 * r20: row0 - 2 * r20 + nrows, : spec.size]
-        texture = self.texture.rows(row0, nrows, spec.size, 10) * 2 - 1  # -1..1
+        xs, ys = self._coords(row0, nrows, spec.size, 10)
+        texture = self.texture.at(xs, ys) * 2 - 1  # -1..1
         rng = np.random.default_rng([self.seed, row0])
         out: dict[str, np.ndarray] = {}
         for index, key in enumerate(("blue", "green", "red", "nir")):
@@ -240,3 +265,140 @@ def write_scene(folder: str, spec: SampleScene, strip: int = 1024) -> dict[str, 
             writer.abort()
         raise
     return paths
+
+
+# --- a sample catalog: what `make demo` and the end-to-end tests run a whole job on --------
+
+#: two neighbouring tiles of UTM zone 32 (their real grid origins); they overlap by 9.8 km
+SAMPLE_TILES = {"32TMT": (399960.0, 5300040.0), "32TNT": (499980.0, 5300040.0)}
+#: (date, clouds, seed): a clear acquisition and a cloudy one
+SAMPLE_DATES = (("2024-06-01", 0.08, 21), ("2024-06-11", 0.35, 34))
+_CLOUD_CLASSES = (SCL_CLOUD_MEDIUM, SCL_CLOUD_HIGH, SCL_CIRRUS)
+
+
+#: sample crops start this many rows below the tiles' top edge, south of the 9.8 km strip
+#: where the tiles of latitude band U (32UMU, 32UNU) overlap them
+_CROP_ROW = 1500
+
+
+def _sample_crop(tile: str, crop: int) -> tuple[float, float]:
+    """Upper-left corner of the sample's crop of `tile`: the side facing the other tile."""
+    x0, y0 = SAMPLE_TILES[tile]
+    top = y0 - _CROP_ROW * 10.0
+    if tile == "32TMT":  # the eastern edge of 32TMT …
+        return x0 + (10980 - crop) * 10.0, top
+    return x0, top       # … and the western edge of 32TNT
+
+
+def sample_aoi(crop: int = 1600) -> dict:
+    """An AOI polygon (EPSG:4326) across both sample crops, inside their common rows."""
+    from rasterio.warp import transform
+
+    corners = [_sample_crop(tile, crop) for tile in SAMPLE_TILES]
+    west = min(x for x, _ in corners)
+    east = max(x for x, _ in corners) + crop * 10
+    top = corners[0][1]
+    width, height = east - west, crop * 10
+    xs = [0.15, 0.5, 0.85, 0.8, 0.2, 0.15]
+    ys = [0.12, 0.08, 0.3, 0.88, 0.85, 0.12]
+    lons, lats = transform("EPSG:32632", "EPSG:4326", [west + f * width for f in xs],
+                           [top - f * height for f in ys])
+    ring = [[round(x, 6), round(y, 6)] for x, y in zip(lons, lats)]
+    ring[-1] = ring[0]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+def _sample_item(tile: str, date: str, folder: str, spec: SampleScene, cloud_cover: float,
+                 files: dict[str, str]) -> dict:
+    x0, y0 = spec.origin
+    zone, band, square = tile[:2], tile[2], tile[3:]
+    item_id = f"S2B_{tile}_{date.replace('-', '')}_0_L2A"
+    names = {"blue": ("B02", "blue"), "green": ("B03", "green"), "red": ("B04", "red"),
+             "nir": ("B08", "nir")}
+    assets: dict[str, Any] = {}
+    for key, path in files.items():
+        res = 20 if key == "scl" else 10
+        shape = [spec.scl_size if key == "scl" else spec.size] * 2
+        asset: dict[str, Any] = {
+            "href": "./" + os.path.relpath(path, folder).replace(os.sep, "/"),
+            "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+            "roles": ["data"], "proj:shape": shape,
+            "proj:transform": [res, 0, x0, 0, -res, y0],
+        }
+        if key == "scl":
+            asset["raster:bands"] = [{"nodata": 0, "data_type": "uint8"}]
+        else:
+            name, common = names[key]
+            asset["eo:bands"] = [{"name": name, "common_name": common}]
+            asset["raster:bands"] = [{"nodata": 0, "data_type": "uint16", "scale": 0.0001,
+                                      "offset": -0.1}]
+        assets[key] = asset
+    from rasterio.warp import transform_geom
+
+    right, bottom = x0 + spec.size * 10, y0 - spec.size * 10
+    ring = [[x0, y0], [right, y0], [right, bottom], [x0, bottom], [x0, y0]]
+    geometry = transform_geom(f"EPSG:{spec.epsg}", "EPSG:4326",
+                              {"type": "Polygon", "coordinates": [ring]})
+    lons = [p[0] for p in geometry["coordinates"][0]]
+    lats = [p[1] for p in geometry["coordinates"][0]]
+    return {
+        "type": "Feature", "stac_version": "1.0.0", "id": item_id,
+        "stac_extensions": [
+            "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+            "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+            "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
+        ],
+        "geometry": geometry, "bbox": [min(lons), min(lats), max(lons), max(lats)],
+        "properties": {
+            "datetime": f"{date}T10:30:21.024000Z", "platform": "sentinel-2b",
+            "constellation": "sentinel-2", "eo:cloud_cover": round(cloud_cover, 3),
+            "proj:epsg": spec.epsg, "grid:code": f"MGRS-{tile}", "mgrs:utm_zone": int(zone),
+            "mgrs:latitude_band": band, "mgrs:grid_square": square,
+            "s2:processing_baseline": "05.10", "s2:sequence": "0",
+            "s2:product_uri": f"S2B_MSIL2A_{date.replace('-', '')}T103021_N0510_R108_T{tile}_"
+                              f"{date.replace('-', '')}T140000.SAFE",
+            "rsbatch:sample": "generated Sentinel-2-like scene (a crop of the real tile grid)",
+        },
+        "links": [{"rel": "root", "href": "../catalog.json", "type": "application/json"},
+                  {"rel": "parent", "href": "../catalog.json", "type": "application/json"}],
+        "assets": assets,
+    }
+
+
+def write_sample_catalog(folder: str, crop: int = 1600) -> dict[str, Any]:
+    """Generate the sample scenes and a static STAC catalog over them.
+
+    Returns {"catalog": path of catalog.json, "aoi": GeoJSON polygon, "start", "end"}.
+    """
+    import json
+
+    os.makedirs(folder, exist_ok=True)
+    links = []
+    for date, cloud, seed in SAMPLE_DATES:
+        for tile in SAMPLE_TILES:
+            spec = SampleScene(tile=tile, epsg=32632, origin=_sample_crop(tile, crop),
+                               date=date, size=crop, boa_offset=1000, cloud=cloud, seed=seed,
+                               ground_seed=4)
+            item_dir = os.path.join(folder, f"{tile}_{date}")
+            files = write_scene(item_dir, spec)
+            model = SceneModel(spec)
+            scl = model.classes(0, spec.scl_size)
+            cover = 100.0 * float(np.isin(scl, _CLOUD_CLASSES).mean())
+            item = _sample_item(tile, date, item_dir, spec, cover, files)
+            with open(os.path.join(item_dir, "item.json"), "w") as fh:
+                json.dump(item, fh, indent=1)
+            links.append({"rel": "item", "href": f"./{tile}_{date}/item.json",
+                          "type": "application/geo+json"})
+    catalog = {
+        "type": "Catalog", "stac_version": "1.0.0", "id": "rsbatch-sample",
+        "description": "Generated Sentinel-2-like scenes for the rsbatch demo and tests: two "
+                       "overlapping tiles of zone 32 (crops on their real grids), two dates.",
+        "links": [{"rel": "root", "href": "./catalog.json", "type": "application/json"},
+                  {"rel": "self", "href": "./catalog.json", "type": "application/json"},
+                  *links],
+    }
+    path = os.path.join(folder, "catalog.json")
+    with open(path, "w") as fh:
+        json.dump(catalog, fh, indent=1)
+    return {"catalog": path, "aoi": sample_aoi(crop), "start": SAMPLE_DATES[0][0],
+            "end": SAMPLE_DATES[-1][0]}
