@@ -110,3 +110,11 @@ def aws_endpoint(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     urllib.request.urlopen(request, timeout=10)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     return moto_server
+
+
+@pytest.fixture(scope="session")
+def sample_catalog(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The demo's sample catalog, small: two overlapping tiles × two dates, 600 px crops."""
+    from worker.samples import write_sample_catalog
+
+    return write_sample_catalog(str(tmp_path_factory.mktemp("sample")), crop=600)

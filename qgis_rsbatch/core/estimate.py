@@ -52,8 +52,8 @@ class Estimate:
         return asdict(self)
 
     def summary(self) -> str:
-        text = (f"{self.cells} cell(s) on {self.tiles} tile(s), {self.input_gb:.1f} GB to read, "
-                f"{self.output_gb:.1f} GB to write, {self.vcpu_hours:.2f} vCPU-hours")
+        text = (f"{self.cells} cell(s) on {self.tiles} tile(s), {_size(self.input_gb)} to read, "
+                f"{_size(self.output_gb)} to write, {self.vcpu_hours:.2f} vCPU-hours")
         if self.dollars is not None:
             text += f", about ${self.dollars:.2f} at ${self.spot_price:g}/vCPU-hour Spot"
         else:
@@ -63,7 +63,13 @@ class Estimate:
 
 def _duration(hours: float) -> str:
     minutes = hours * 60
+    if minutes < 1:
+        return "under a minute"
     return f"{minutes:.0f} min" if minutes < 120 else f"{hours:.1f} h"
+
+
+def _size(gigabytes: float) -> str:
+    return f"{gigabytes:.1f} GB" if gigabytes >= 1 else f"{gigabytes * 1000:.0f} MB"
 
 
 def window_pixels(cell: Cell) -> int:

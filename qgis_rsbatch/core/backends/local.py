@@ -16,6 +16,7 @@ or the project's .venv.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -44,7 +45,7 @@ def _is_python(path: str) -> bool:
 def _has_worker(python: str) -> bool:
     """Whether `python` can run the worker (rasterio and the worker package importable)."""
     try:
-        probe = subprocess.run([python, "-c", "import rasterio, numpy, worker.cli"],
+        probe = subprocess.run([python, "-c", "import rasterio, numpy, worker.cli"],  # noqa: S603
                                capture_output=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -116,7 +117,7 @@ class LocalBackend:
         return self._start(job.job_id, wait, progress)
 
     def status(self, job_id: str) -> JobStatus:
-        job, _, handle = self._load(job_id)
+        _, _, handle = self._load(job_id)
         records = self.log.job_records(job_id)
         notes = []
         if unfinished(records) and not _alive(handle.get("supervisor")):
@@ -130,9 +131,8 @@ class LocalBackend:
         return JobStatus(job_id, tuple(records), self.name, tuple(notes))
 
     def cancel(self, job_id: str) -> JobStatus:
-        job, backend, handle = self._load(job_id)
-        handle["cancel"] = True
-        self.log.save_job(job, backend, handle)
+        self._load(job_id)
+        handle = self.log.update_handle(job_id, cancel=True)
         for record in self.log.job_records(job_id):
             if record.status is Status.PENDING or (
                     record.status is Status.RUNNING and not _alive(handle.get("supervisor"))):
@@ -143,14 +143,13 @@ class LocalBackend:
 
     def resume(self, job_id: str, *, wait: bool = False,
                progress: Progress | None = None) -> JobStatus:
-        job, backend, handle = self._load(job_id)
+        job, _, handle = self._load(job_id)
         if _alive(handle.get("supervisor")):
             raise InvalidInput(f"job {job_id} is still running")
         for record in self.log.job_records(job_id):
             if record.status in (Status.FAILED, Status.CANCELLED):
                 _move(self.log, record.task_id, Status.PENDING)
-        handle.pop("cancel", None)
-        self.log.save_job(job, backend, handle)
+        self.log.update_handle(job_id, cancel=None)
         self.log.register(job.cells)  # cells whose records were lost
         return self._start(job_id, wait, progress)
 
@@ -164,6 +163,10 @@ class LocalBackend:
                 progress(list(status.records))
                 last = status.records
             if status.finished:
+                # done means the runner is gone too, not only that every cell has ended
+                pid = self._load(job_id)[2].get("supervisor")
+                if pid is not None:
+                    self._wait_for_supervisor(pid, 10)
                 return status
             if deadline is not None and time.monotonic() > deadline:
                 return status
@@ -198,15 +201,12 @@ class LocalBackend:
                 start_new_session=True, close_fds=True,
                 env={**os.environ, "RSBATCH_HOME": user_data_dir()},
             )
-        job, backend, handle = self._load(job_id)
-        handle["supervisor"] = process.pid
-        self.log.save_job(job, backend, handle)
+        self.log.update_handle(job_id, supervisor=process.pid)
 
     def supervise(self, job_id: str, progress: Progress | None = None) -> None:
         """Run the job's PENDING cells, `workers` at a time, until none is left."""
-        job, backend, handle = self._load(job_id)
-        handle["supervisor"] = os.getpid()
-        self.log.save_job(job, backend, handle)
+        job, _, _ = self._load(job_id)
+        self.log.update_handle(job_id, supervisor=os.getpid())
         cells = {cell.cell_id: cell for cell in job.cells}
         queue = [cells[r.cell_id] for r in self.log.job_records(job_id)
                  if r.status is Status.PENDING and r.cell_id in cells]
@@ -241,9 +241,7 @@ class LocalBackend:
             self._stop_all(running, queue, reason="the local runner was interrupted")
             raise
         finally:
-            job, backend, handle = self._load(job_id)
-            handle.pop("supervisor", None)
-            self.log.save_job(job, backend, handle)
+            self.log.update_handle(job_id, supervisor=None)
         if progress:
             progress(self.log.job_records(job_id))
 
@@ -256,9 +254,9 @@ class LocalBackend:
         process = subprocess.Popen(  # noqa: S603
             _worker_command(self.worker_python, self.log.uri), stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, stderr=log, text=True, env=env, **kwargs)
-        assert process.stdin is not None
-        process.stdin.write(json.dumps(cell.to_dict()))
-        process.stdin.close()
+        if process.stdin is not None:
+            process.stdin.write(json.dumps(cell.to_dict()))
+            process.stdin.close()
         return _Running(cell, process, log, str(log_path))
 
     def _reap(self, run: _Running) -> None:
@@ -310,10 +308,8 @@ class LocalBackend:
 
 def _move(log: SqliteTaskLog, task_id: str, status: Status, **kwargs: Any) -> None:
     """A transition that may lose a race with the worker itself (then the worker's wins)."""
-    try:
+    with contextlib.suppress(TransitionRejected):
         log.transition(task_id, status, **kwargs)
-    except TransitionRejected:
-        pass
 
 
 def _kill(process: subprocess.Popen) -> None:

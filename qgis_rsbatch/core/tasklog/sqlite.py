@@ -14,7 +14,7 @@ from contextlib import closing, contextmanager
 from typing import Any
 
 from ..contract import Job, Status
-from ..errors import OutputFailed
+from ..errors import InvalidInput, OutputFailed
 from .base import CompareAndSetLog
 from .schema import Record
 
@@ -126,6 +126,32 @@ class SqliteTaskLog(CompareAndSetLog):
                 (job.job_id, job.created, backend, json.dumps(job.to_dict()),
                  json.dumps(handle or {})),
             )
+
+    def update_handle(self, job_id: str, **changes: Any) -> dict:
+        """Change keys of a job's backend handle atomically (None removes a key).
+
+        Several processes touch a handle (the supervisor its pid, `cancel` its flag), so the
+        read-modify-write happens inside one write transaction.
+        """
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT Handle FROM jobs WHERE JobId = ?", (job_id,)).fetchone()
+                if row is None:
+                    raise InvalidInput(f"no job {job_id} in the task log {self.path}")
+                handle = json.loads(row["Handle"])
+                for key, value in changes.items():
+                    if value is None:
+                        handle.pop(key, None)
+                    else:
+                        handle[key] = value
+                db.execute("UPDATE jobs SET Handle = ? WHERE JobId = ?",
+                           (json.dumps(handle), job_id))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return handle
 
     def load_job(self, job_id: str) -> tuple[Job, str, dict] | None:
         """(job, backend name, backend handle) or None when the id is unknown here."""

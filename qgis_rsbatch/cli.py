@@ -1,0 +1,338 @@
+"""`rsbatch`: the command line over the core — tiles, scenes, jobs on either backend.
+
+    rsbatch tiles  --aoi AOI [--aoi-crs EPSG]
+    rsbatch search --aoi AOI --start D --end D [--max-cloud N] [--catalog URL_OR_PATH]
+    rsbatch run    --aoi AOI --start D --end D [--max-cloud N] [--products rgb,ndvi]
+                   [--catalog …] [--backend local|aws] [--out DIR_OR_S3] [--workers N]
+                   [--no-cloud-mask] [--dry-run]
+    rsbatch status JOB_ID [--json]     rsbatch cancel JOB_ID     rsbatch resume JOB_ID
+    rsbatch jobs
+
+Exit codes: 0 every cell succeeded, 1 some failed, 2 bad input (an AOI or a date range with
+no scene is bad input). Errors are one line, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from .core import aoi as aoi_mod
+from .core.contract import Status
+from .core.errors import InvalidInput, RsbatchError
+
+DEFAULT_OUTPUT = "rsbatch-output"
+
+
+# --- arguments -------------------------------------------------------------------------------
+
+def _aoi_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--aoi", required=True,
+                        help="WKT, GeoJSON (text or file: geometry, Feature, FeatureCollection) "
+                             "or a bbox minx,miny,maxx,maxy")
+    parser.add_argument("--aoi-crs", default=None,
+                        help="CRS of the AOI when not EPSG:4326 (e.g. EPSG:32632)")
+
+
+def _search_arguments(parser: argparse.ArgumentParser) -> None:
+    _aoi_arguments(parser)
+    parser.add_argument("--start", required=True, help="first date, YYYY-MM-DD (UTC)")
+    parser.add_argument("--end", required=True, help="last date, YYYY-MM-DD (UTC, included)")
+    parser.add_argument("--max-cloud", type=float, default=None, help="cloud cover limit, %%")
+    parser.add_argument("--catalog", default=None,
+                        help="STAC API URL, static catalog.json or ItemCollection file "
+                             "(default: Earth Search v1)")
+
+
+def _backend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=("local", "aws"), default="local")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="cells at once on the local backend (default: the cores)")
+    parser.add_argument("--stack", default="rsbatch", help="AWS stack name (aws backend)")
+    parser.add_argument("--region", default=None, help="AWS region (aws backend)")
+    parser.add_argument("--profile", default=None, help="AWS profile (aws backend)")
+    parser.add_argument("--detach", action="store_true",
+                        help="start the job and return; follow it with `rsbatch status`")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rsbatch",
+        description="Sentinel-2 RGB and NDVI for an area of interest, locally or on AWS Batch.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    tiles = sub.add_parser("tiles", help="the Sentinel-2 tiles an AOI overlaps (JSON)")
+    _aoi_arguments(tiles)
+
+    search = sub.add_parser("search", help="the scenes of those tiles in a date range (JSON)")
+    _search_arguments(search)
+
+    run = sub.add_parser("run", help="plan and run a job")
+    _search_arguments(run)
+    run.add_argument("--products", default="rgb,ndvi", help="rgb, ndvi or rgb,ndvi")
+    run.add_argument("--out", default=None,
+                     help=f"output folder or s3:// prefix (default: ./{DEFAULT_OUTPUT}, or the "
+                          "stack's bucket on aws)")
+    run.add_argument("--no-cloud-mask", action="store_true", help="keep clouds in NDVI")
+    run.add_argument("--no-clip", action="store_true", help="whole tiles, not clipped to the AOI")
+    run.add_argument("--dry-run", action="store_true", help="print the plan and estimate only")
+    run.add_argument("--spot-price", type=float, default=None,
+                     help="$/vCPU-hour for the aws estimate")
+    run.add_argument("--exclude", default="",
+                     help="comma-separated cell ids (TILE_DATE) or item ids to leave out")
+    _backend_arguments(run)
+
+    status = sub.add_parser("status", help="a job's cells")
+    status.add_argument("job_id")
+    status.add_argument("--json", action="store_true", help="machine-readable")
+    cancel = sub.add_parser("cancel", help="stop a job: unfinished cells become CANCELLED")
+    cancel.add_argument("job_id")
+    resume = sub.add_parser("resume", help="run again the cells that did not succeed")
+    resume.add_argument("job_id")
+    resume.add_argument("--detach", action="store_true")
+    sub.add_parser("jobs", help="jobs recorded on this machine, newest first")
+    return parser
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+def _aoi(args: argparse.Namespace) -> dict:
+    return aoi_mod.parse_aoi(args.aoi, args.aoi_crs)
+
+
+def _print_json(data: Any, out: TextIO = sys.stdout) -> None:
+    json.dump(data, out, indent=1, default=str)
+    out.write("\n")
+
+
+def _local():
+    from .core.backends.local import LocalBackend
+
+    return LocalBackend()
+
+
+def _backend(name: str, args: argparse.Namespace):
+    from .core.backends import get_backend
+
+    if name == "local":
+        return get_backend("local", workers=getattr(args, "workers", None))
+    return get_backend("aws", stack=args.stack, region=args.region, profile=args.profile)
+
+
+def _backend_for_job(job_id: str):
+    """The backend that ran a job, from this machine's job registry."""
+    from .core.backends import get_backend
+
+    found = _local().log.load_job(job_id)
+    if found is None:
+        raise InvalidInput(f"no job {job_id} on this machine (see `rsbatch jobs`)")
+    _, backend, handle = found
+    if backend == "local":
+        return get_backend("local", workers=handle.get("workers"))
+    return get_backend("aws", stack=handle.get("stack"), region=handle.get("region"),
+                       profile=handle.get("profile"))
+
+
+def _exit_code(status: Any) -> int:
+    if not status.finished:
+        return 0
+    return 0 if status.succeeded else 1
+
+
+class _ProgressBar:
+    """One line on stderr, redrawn in place on a terminal, every few seconds otherwise."""
+
+    def __init__(self, total: int, out: TextIO = sys.stderr) -> None:
+        self.total, self.out = total, out
+        self.tty = out.isatty()
+        self.last = 0.0
+        self.shown = ""
+        self.failed_seen: set[str] = set()
+
+    def __call__(self, records: list) -> None:
+        counts = {status: 0 for status in Status}
+        for record in records:
+            counts[record.status] += 1
+            if record.status is Status.FAILED and record.cell_id not in self.failed_seen:
+                self.failed_seen.add(record.cell_id)
+                self._line(f"  {record.cell_id} FAILED: {record.error}\n")
+        done = counts[Status.SUCCEEDED] + counts[Status.FAILED] + counts[Status.CANCELLED]
+        width = 30
+        filled = int(width * done / max(self.total, 1))
+        text = (f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} cells  "
+                f"{counts[Status.RUNNING]} running  {counts[Status.SUCCEEDED]} succeeded  "
+                f"{counts[Status.FAILED]} failed")
+        now = time.monotonic()
+        if text == self.shown:
+            return
+        self.shown = text
+        if self.tty:
+            self.out.write("\r" + text)
+            if done == self.total:
+                self.out.write("\n")
+            self.out.flush()
+        elif done == self.total or now - self.last > 5:
+            self._line(text + "\n")
+            self.last = now
+
+    def _line(self, text: str) -> None:
+        if self.tty:
+            self.out.write("\r\033[K")
+        self.out.write(text)
+        self.out.flush()
+
+
+def status_table(status: Any) -> str:
+    """The job's cells as an aligned text table."""
+    rows = [("CELL", "STATUS", "TRIES", "UPDATED", "OUTPUTS / REASON")]
+    for record in status.records:
+        detail = record.error if record.error else ", ".join(
+            f"{product}: {uri}" for product, uri in sorted(record.outputs.items()))
+        if record.warnings:
+            detail += f"  (warning: {'; '.join(record.warnings)})"
+        rows.append((record.cell_id, record.status.value, str(record.attempts),
+                     record.updated_at[:19].replace("T", " "), detail))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4]
+             for row in rows]
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in status.counts.items() if n)
+    lines.append(f"job {status.job_id} ({status.backend}): {counts}")
+    lines.extend(f"note: {note}" for note in status.notes)
+    return "\n".join(lines)
+
+
+# --- commands --------------------------------------------------------------------------------
+
+def cmd_tiles(args: argparse.Namespace) -> int:
+    from .core.grid import tiles_for_aoi
+
+    _print_json([tile.to_dict() for tile in tiles_for_aoi(_aoi(args))])
+    return 0
+
+
+def _request(args: argparse.Namespace, output: str):
+    from .core.planning import JobRequest
+
+    products = tuple(p.strip() for p in getattr(args, "products", "rgb,ndvi").split(",")
+                     if p.strip())
+    return JobRequest(aoi=_aoi(args), start=args.start, end=args.end, output=output,
+                      products=products, max_cloud=args.max_cloud, catalog=args.catalog,
+                      cloud_mask=not getattr(args, "no_cloud_mask", False),
+                      clip=not getattr(args, "no_clip", False))
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .core.planning import find_scenes
+
+    found = find_scenes(_request(args, os.getcwd()))
+    for warning in found.warnings:
+        print(f"rsbatch: warning: {warning}", file=sys.stderr)
+    _print_json([scene.to_dict() for scene in found.scenes])
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .core.estimate import DEFAULT_SPOT_PRICE, estimate
+    from .core.planning import plan
+
+    backend = _backend(args.backend, args)
+    output = args.out or (backend.default_output() if args.backend == "aws"
+                          else DEFAULT_OUTPUT)
+    exclude = [item.strip() for item in args.exclude.split(",") if item.strip()]
+    result = plan(_request(args, output), exclude=exclude)
+    job = result.job
+    if job is None:  # plan() always makes one; this keeps type checkers honest
+        raise InvalidInput("the plan has no job")
+    for warning in result.warnings:
+        print(f"rsbatch: warning: {warning}", file=sys.stderr)
+    guess = estimate(job, backend=args.backend, workers=args.workers,
+                     spot_price=args.spot_price or DEFAULT_SPOT_PRICE)
+    if args.dry_run:
+        _print_json({"job_id": job.job_id, "backend": args.backend,
+                     "tiles": [t.tile for t in result.tiles],
+                     "cells": [{"cell_id": c.cell_id, "scene": c.scene_id, "offset": c.offset,
+                                "offset_check": c.offset_check} for c in job.cells],
+                     "estimate": guess.to_dict(), "summary": guess.summary()})
+        return 0
+    print(job.job_id)
+    print(f"rsbatch: {guess.summary()}", file=sys.stderr)
+    print(f"rsbatch: outputs under {job.cells[0].output}/{job.job_id}/", file=sys.stderr)
+    if args.detach:
+        backend.submit(job)
+        print(f"rsbatch: started; follow it with `rsbatch status {job.job_id}`", file=sys.stderr)
+        return 0
+    status = backend.submit(job, wait=True, progress=_ProgressBar(len(job.cells)))
+    if args.backend == "aws":
+        status = backend.wait(job.job_id, progress=_ProgressBar(len(job.cells)), interval=5)
+    print(status_table(status))
+    return _exit_code(status)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = _backend_for_job(args.job_id).status(args.job_id)
+    if args.json:
+        _print_json(status.to_dict())
+    else:
+        print(status_table(status))
+    return _exit_code(status)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    status = _backend_for_job(args.job_id).cancel(args.job_id)
+    print(status_table(status))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    backend = _backend_for_job(args.job_id)
+    records = backend.status(args.job_id).records
+    if args.detach:
+        backend.resume(args.job_id)
+        print(f"rsbatch: resumed; follow it with `rsbatch status {args.job_id}`",
+              file=sys.stderr)
+        return 0
+    status = backend.resume(args.job_id, wait=True, progress=_ProgressBar(len(records)))
+    if getattr(backend, "name", "") == "aws":
+        status = backend.wait(args.job_id, progress=_ProgressBar(len(records)), interval=5)
+    print(status_table(status))
+    return _exit_code(status)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    jobs = _local().jobs()
+    if not jobs:
+        print("no jobs yet")
+        return 0
+    for job in jobs:
+        counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(job["counts"].items()))
+        print(f"{job['job_id']}  {job['created'][:19].replace('T', ' ')}  {job['backend']:5}  "
+              f"{counts}")
+    return 0
+
+
+COMMANDS = {"tiles": cmd_tiles, "search": cmd_search, "run": cmd_run, "status": cmd_status,
+            "cancel": cmd_cancel, "resume": cmd_resume, "jobs": cmd_jobs}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except RsbatchError as exc:
+        print(f"rsbatch: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\nrsbatch: interrupted; `rsbatch resume JOB_ID` continues a job", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `rsbatch tiles … | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
