@@ -53,7 +53,7 @@ lint: setup  ## ruff and mypy on core and worker
 # --- the product ---------------------------------------------------------------
 .PHONY: demo
 demo: setup  ## run the main job on generated sample scenes, on the local backend
-	$(PY) -m worker.demo --out $(DEMO_DIR)
+	$(PY) tools/demo.py --out $(DEMO_DIR)
 
 .PHONY: bench
 bench: setup  ## benchmarks: worker vs naive numpy vs rio calc vs decode floor (table in bench/results)

@@ -1,0 +1,138 @@
+"""`rsbatch` as a user runs it: a real process, its output, its exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+
+def rsbatch(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "qgis_rsbatch.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, **(env or {})})
+
+
+def test_tiles_as_json_for_a_bbox_in_another_crs():
+    proc = rsbatch("tiles", "--aoi", "500000,5280000,505000,5285000", "--aoi-crs", "EPSG:32632")
+    assert proc.returncode == 0, proc.stderr
+    tiles = json.loads(proc.stdout)
+    assert [t["tile"] for t in tiles] == ["32TMT", "32TNT"]
+    assert tiles[0]["epsg"] == 32632 and tiles[0]["origin"] == [399960.0, 5300040.0]
+    assert tiles[0]["footprint"]["type"] == "Polygon"
+
+
+def test_search_lists_scenes(sample_catalog, tmp_path):
+    aoi = tmp_path / "aoi.geojson"
+    aoi.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": sample_catalog["aoi"]}]}))
+    proc = rsbatch("search", "--aoi", str(aoi), "--start", "2024-06-01", "--end", "2024-06-05",
+                   "--catalog", sample_catalog["catalog"])
+    assert proc.returncode == 0, proc.stderr
+    scenes = json.loads(proc.stdout)
+    assert [(s["tile"], s["date"]) for s in scenes] == [("32TMT", "2024-06-01"),
+                                                        ("32TNT", "2024-06-01")]
+    assert scenes[0]["offset"] == -0.1 and scenes[0]["bands"]["nir"].endswith("B08.tif")
+
+
+def test_run_then_status_from_anywhere(sample_catalog, tmp_path):
+    aoi = tmp_path / "aoi.geojson"
+    aoi.write_text(json.dumps(sample_catalog["aoi"]))
+    proc = rsbatch("run", "--aoi", str(aoi), "--start", sample_catalog["start"],
+                   "--end", sample_catalog["end"], "--catalog", sample_catalog["catalog"],
+                   "--products", "ndvi", "--max-cloud", "100", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    job_id = proc.stdout.splitlines()[0]
+    assert job_id.startswith("rsb-")
+    assert "4 succeeded" in proc.stdout and "4/4 cells" in proc.stderr
+    outputs = sorted(p.name for p in (tmp_path / "rsbatch-output" / job_id).glob("*.tif"))
+    assert outputs == ["32TMT_2024-06-01_ndvi.tif", "32TMT_2024-06-11_ndvi.tif",
+                       "32TNT_2024-06-01_ndvi.tif", "32TNT_2024-06-11_ndvi.tif"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    status = rsbatch("status", job_id, "--json", cwd=elsewhere)
+    assert status.returncode == 0
+    data = json.loads(status.stdout)
+    assert data["counts"]["SUCCEEDED"] == 4 and data["finished"]
+    assert {c["Status"] for c in data["cells"]} == {"SUCCEEDED"}
+    table = rsbatch("status", job_id, cwd=elsewhere).stdout
+    assert "32TNT_2024-06-11  SUCCEEDED" in table
+    assert job_id in rsbatch("jobs").stdout
+
+
+def test_dry_run_prints_plan_and_estimate(sample_catalog, tmp_path):
+    proc = rsbatch("run", "--aoi", json.dumps(sample_catalog["aoi"]), "--start", "2024-06-01",
+                   "--end", "2024-06-30", "--catalog", sample_catalog["catalog"], "--dry-run",
+                   "--exclude", "32TMT_2024-06-11", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert plan["tiles"] == ["32TMT", "32TNT"] and len(plan["cells"]) == 3
+    assert plan["estimate"]["cells"] == 3 and "vCPU-hours" in plan["summary"]
+    assert not (tmp_path / "rsbatch-output").exists()
+
+
+def test_some_cells_failing_exits_1(sample_catalog, tmp_path):
+    copy = tmp_path / "catalog"
+    shutil.copytree(os.path.dirname(sample_catalog["catalog"]), copy)
+    os.remove(copy / "32TNT_2024-06-11" / "B08.tif")
+    proc = rsbatch("run", "--aoi", json.dumps(sample_catalog["aoi"]), "--start", "2024-06-01",
+                   "--end", "2024-06-30", "--catalog", str(copy / "catalog.json"), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "32TNT_2024-06-11 FAILED: band nir" in proc.stderr
+    assert "3 succeeded" in proc.stdout and "1 failed" in proc.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--start", "2024-06-11", "--end", "2024-06-01"], "the date range is empty"),
+    (["--start", "2023-01-01", "--end", "2023-01-02"], "no Sentinel-2 scene of tile(s)"),
+])
+def test_bad_input_exits_2_with_one_line(sample_catalog, tmp_path, args, message):
+    proc = rsbatch("run", "--aoi", json.dumps(sample_catalog["aoi"]), *args,
+                   "--catalog", sample_catalog["catalog"], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr
+    assert proc.stderr.startswith("rsbatch: error: ")
+
+
+@pytest.mark.parametrize(("aoi", "message"), [
+    ("0,85,10,88", "Sentinel-2 tiles cover 80°S to 84°N"),
+    ("POLYGON((1 2, 3 4", "WKT"),
+    ("10,20,5,21,7", "bbox"),
+])
+def test_bad_aois(aoi, message):
+    proc = rsbatch("tiles", "--aoi", aoi)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_job():
+    proc = rsbatch("status", "rsb-nope")
+    assert proc.returncode == 2 and "no job rsb-nope on this machine" in proc.stderr
+
+
+def test_unreachable_catalog_is_a_clear_error(tmp_path):
+    proc = rsbatch("search", "--aoi", "9,47.6,9.1,47.7", "--start", "2024-06-01",
+                   "--end", "2024-06-02", "--catalog", "http://127.0.0.1:9/stac")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "127.0.0.1:9" in proc.stderr
+
+
+def test_detached_run_cancel_and_resume(sample_catalog, tmp_path):
+    slow = tmp_path / "slow-python"
+    slow.write_text(f"#!/bin/bash\nif [ \"$2\" = worker.cli ]; then sleep 30; fi\n"
+                    f"exec {sys.executable} \"$@\"\n")
+    slow.chmod(0o755)
+    env = {"RSBATCH_WORKER_PYTHON": str(slow)}
+    proc = rsbatch("run", "--aoi", json.dumps(sample_catalog["aoi"]), "--start", "2024-06-01",
+                   "--end", "2024-06-30", "--catalog", sample_catalog["catalog"], "--detach",
+                   "--workers", "1", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    job_id = proc.stdout.split()[0]
+    cancelled = rsbatch("cancel", job_id, env=env)
+    assert cancelled.returncode == 0 and "4 cancelled" in cancelled.stdout
+    resumed = rsbatch("resume", job_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "4 succeeded" in resumed.stdout
