@@ -235,13 +235,15 @@ class CogWriter:
         if even < sums.shape[1]:
             level.sums, level.counts = sums[:, even:].copy(), counts[even:].copy()
         if even:
-            # the full-resolution strip is summed in float32 or uint32 (exact for four
-            # 16-bit values) to keep memory at one strip; deeper levels in float64
-            first = index == 0
-            sum_type = (np.float32 if sums.dtype.kind == "f" else np.uint32) if first \
-                else np.float64
-            half_sums, half_counts = _halve(sums[:, :even], counts[:even], sum_type, np.int32)
-            half_sums = half_sums.astype(np.float64, copy=False)
+            # the full-resolution strip is summed in float32 or uint32 with uint8 counts
+            # (exact for four values) to keep memory and time at one strip's worth; the
+            # deeper levels, a quarter the size each, in float64 and int32
+            if index == 0:
+                sum_type = np.float32 if sums.dtype.kind == "f" else np.uint32
+                count_type: Any = np.uint8
+            else:
+                sum_type, count_type = np.float64, np.int32
+            half_sums, half_counts = _halve(sums[:, :even], counts[:even], sum_type, count_type)
             self._emit(index, half_sums, half_counts)
             self._feed(index + 1, half_sums, half_counts)
 
@@ -249,14 +251,15 @@ class CogWriter:
         from rasterio.windows import Window
 
         level = self._levels[index]
+        # level 1's sums are exact in float32 (four values); deeper ones need float64
+        precision = np.float32 if sums.dtype in (np.float32, np.uint32) else np.float64
         with np.errstate(invalid="ignore", divide="ignore"):
-            means = sums / counts
-        empty = counts == 0
+            means = np.divide(sums, counts, dtype=precision)
+        fill = self.nodata if self.nodata is not None else (
+            0 if np.issubdtype(self.dtype, np.integer) else np.nan)
         if np.issubdtype(self.dtype, np.integer):
-            means = np.rint(means)
-            means[:, empty] = self.nodata if self.nodata is not None else 0
-        else:
-            means[:, empty] = self.nodata if self.nodata is not None else np.nan
+            np.rint(means, out=means)
+        np.copyto(means, precision(fill), where=counts == 0)
         rows = means.shape[1]
         self._datasets[index + 1].write(means.astype(self.dtype),
                                         window=Window(0, level.row, level.width, rows))
@@ -271,6 +274,9 @@ class CogWriter:
                 sums = np.concatenate([sums, np.zeros_like(sums)], axis=1)
                 counts = np.concatenate([counts, np.zeros_like(counts)], axis=0)
                 half_sums, half_counts = _halve(sums, counts, np.float64, np.int32)
+                if index == 0:  # keep level 1's sums in the types _emit expects of it
+                    half_sums = half_sums.astype(np.float32 if sums.dtype.kind == "f"
+                                                 else np.uint32)
                 self._emit(index, half_sums, half_counts)
                 self._feed(index + 1, half_sums, half_counts)
 

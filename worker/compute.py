@@ -31,8 +31,10 @@ def _offset_dn(scale: float, offset: float) -> int | None:
 
 def _shifted(dn: np.ndarray, shift: int) -> np.ndarray:
     """max(DN + shift, 0) as float32: reflectance / scale, exact for 16-bit DNs."""
-    out = np.subtract(dn, np.float32(-shift), dtype=np.float32)
-    np.maximum(out, 0, out=out)
+    out = dn.astype(np.float32)
+    if shift:
+        out += np.float32(shift)
+        np.maximum(out, 0, out=out)
     return out
 
 
@@ -57,8 +59,7 @@ def ndvi(red: np.ndarray, nir: np.ndarray, scale: float, offset: float,
     else:
         r, n = _shifted(red, shift), _shifted(nir, shift)
     total = n + r
-    invalid = red == 0
-    invalid |= nir == 0
+    invalid = np.minimum(red, nir) == 0   # no data in either band
     invalid |= total == 0
     if masked is not None:
         invalid |= masked
