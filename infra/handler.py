@@ -274,10 +274,9 @@ def record_failure(event: Mapping[str, Any], context: Any = None) -> dict[str, A
     says: the record's status and the reason a person can act on.
     """
     settings = Settings.from_env()
-    item = event.get("item") or {}
-    task_id = str(item.get("task_id") or "")
+    task_id = str(event.get("task_id") or "")
     if not task_id:
-        raise InvalidInput("record_failure needs the Map item with its task_id")
+        raise InvalidInput('record_failure expects {"task_id": …, "error": {"Error", "Cause"}}')
     reason = describe_failure(event.get("error") or {})
     store = settings.task_log()
     try:

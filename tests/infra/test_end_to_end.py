@@ -106,3 +106,106 @@ def test_three_cells_run_on_batch_and_land_as_cogs(deploy_stack, bands, tmp_path
     assert [m["event"] for m in messages] == ["job.completed"]
     assert messages[0]["body"]["succeeded"] == 3
     assert messages[0]["subject"] == "rsbatch job-three: 3/3 succeeded, 0 failed"
+
+
+def test_a_cell_with_a_missing_band_fails_alone_and_the_job_completes(deploy_stack, bands):
+    stack = deploy_stack()
+    results = f"s3://{stack.outputs['ResultsBucket']}/e2e"
+    job = _job("job-gap", results, bands)
+    missing = f"s3://{BANDS_BUCKET}/32TNT/2024-06-01/not-there/B08.tif"
+    job["cells"][1]["bands"]["nir"] = missing
+
+    execution = stack.run({"job": job})
+
+    assert execution["status"] == "SUCCEEDED", execution
+    summary = json.loads(execution["output"])
+    assert (summary["succeeded"], summary["failed"]) == (2, 1)
+    records = stack.records("job-gap")
+    failed = records["32TNT_2024-06-01"]
+    assert failed.status.value == "FAILED"
+    assert "band nir" in failed.error and "does not exist" in failed.error
+    assert records["32TMT_2024-06-01"].status.value == "SUCCEEDED"
+    assert records["39QTA_2024-06-04"].status.value == "SUCCEEDED"
+    assert summary["failed_cells"] == [{"cell_id": "32TNT_2024-06-01", "error": failed.error}]
+    # bad input (exit 2) is not retried: the job definition's RetryStrategy says EXIT
+    assert [run.exit_code for run in stack.hooks.runs_of("32TNT")] == [2]
+    assert not _cogs(stack, "e2e/job-gap/32TNT")
+    messages = stack.messages()
+    assert sorted(m["event"] for m in messages) == ["cell.failed", "job.completed"]
+    failure = next(m["body"] for m in messages if m["event"] == "cell.failed")
+    assert failure["cell_id"] == "32TNT_2024-06-01"
+    assert failure["task_log"]["status"] == "FAILED"
+    assert failure["task_log"]["recorded_by"] == "worker"  # its reason is kept
+    assert failure["task_log"]["error"] == failed.error
+
+
+def test_the_seeds_execution_input_runs_unchanged(deploy_stack, scene_factory):
+    """The blog's input: JP2 bands of the requester-pays layout, worker in env-var mode."""
+    stack = deploy_stack()
+    s3 = stack.client("s3")
+    s3.create_bucket(Bucket="sentinel-s2-l2a")
+    root = "tiles/32/T/MT/2024/6/1/0"
+    paths = scene_factory(tile="32TMT", date="2024-06-01", size=SIZE, seed=21, fmt="JP2",
+                          boa_offset=1000)
+    for key, path in paths.items():
+        folder = "R20m" if key == "scl" else "R10m"
+        s3.upload_file(path, "sentinel-s2-l2a", f"{root}/{folder}/{Path(path).name}")
+    s3.put_object(Bucket="sentinel-s2-l2a", Key=f"{root}/tileInfo.json", Body=json.dumps(
+        {"productName": "S2B_MSIL2A_20240601T101559_N0510_R065_T32TMT_20240601T130006"}))
+    bucket = stack.outputs["ResultsBucket"]
+    seed_input = {"detail": {"cells": [
+        {"files": f"s3://sentinel-s2-l2a/{root}/R10m/", "date": "20240601",
+         "output_bucket": bucket, "region_name": "us-east-1"}]}}
+
+    execution = stack.run(seed_input, name="seed-run")
+
+    assert execution["status"] == "SUCCEEDED", execution
+    summary = json.loads(execution["output"])
+    assert (summary["job_id"], summary["succeeded"], summary["failed"]) == ("seed-run", 1, 0)
+    run = stack.hooks.runs_of("32TMT")[0]
+    assert run.command == ["--task-log", stack.outputs["TaskLogUri"]]  # no `run`: env mode
+    assert run.environment["files"] == f"s3://sentinel-s2-l2a/{root}/R10m/"
+    assert run.environment["job_id"] == "seed-run"
+    # the planner's PENDING record and the worker's are the same record
+    record = stack.records("seed-run")["32TMT_2024-06-01"]
+    assert record.status.value == "SUCCEEDED"
+    assert record.extra["result"] == "success" and record.extra["date"] == "20240601"
+    keys = _cogs(stack, "seed-run/")
+    assert {"32TMT_2024-06-01_rgb.tif", "32TMT_2024-06-01_ndvi.tif"} <= set(keys)
+
+
+def test_a_job_above_the_threshold_runs_as_a_distributed_map(deploy_stack, bands):
+    stack = deploy_stack(DistributedMapThreshold="2")
+    results = f"s3://{stack.outputs['ResultsBucket']}/big"
+    job = _job("job-big", results, bands)
+
+    execution = stack.run({"job": job})
+
+    assert execution["status"] == "SUCCEEDED", execution
+    summary = json.loads(execution["output"])
+    assert (summary["succeeded"], summary["failed"], summary["total"]) == (3, 0, 3)
+    entered = [e["stateEnteredEventDetails"]["name"]
+               for e in stack.history(execution["executionArn"])
+               if "stateEnteredEventDetails" in e]
+    assert "Run cells (distributed)" in entered and "Run cells" not in entered
+    assert "items.json" in _cogs(stack, "_rsbatch/jobs/job-big/")  # the ItemReader's array
+    assert any(k.endswith("manifest.json") for k in _cogs(stack, "_rsbatch/map-runs/"))
+    assert len(_cogs(stack, "big/job-big/")) == 9  # 3 × (rgb, ndvi, STAC item)
+    assert all(r.status.value == "SUCCEEDED" for r in stack.records("job-big").values())
+
+
+def test_an_invalid_job_is_rejected_with_the_reason(deploy_stack):
+    stack = deploy_stack()
+    bucket = stack.outputs["ResultsBucket"]
+    job = {"job_id": "job-bad", "cells": [
+        {"tile": "99ZZZ", "date": "2024-06-01", "bands": {}, "output": f"s3://{bucket}/x"}]}
+
+    execution = stack.run({"job": job})
+
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "InvalidInput"
+    assert "99ZZZ" in json.loads(execution["cause"])["errorMessage"]
+    messages = stack.messages()
+    assert [m["event"] for m in messages] == ["job.rejected"]
+    assert messages[0]["body"]["error"] == "InvalidInput"
+    assert not stack.hooks.runs
