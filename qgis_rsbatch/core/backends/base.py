@@ -7,12 +7,14 @@ Functions state machine. The command line and the QGIS dock only speak this inte
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..contract import Job, Status
+from ..errors import TransitionRejected
 from ..tasklog.schema import Record
 
 #: called with the job's records whenever they change while waiting
@@ -83,3 +85,10 @@ class Backend(Protocol):
 
 def unfinished(records: Iterable[Record]) -> list[Record]:
     return [record for record in records if not record.status.finished]
+
+
+def move(log: Any, task_id: str, status: Status, **kwargs: Any) -> None:
+    """A transition made on a cell's behalf (cancel, reconcile, a crash) that may lose a race
+    with the worker's own write: then the worker's wins, it knows best."""
+    with contextlib.suppress(TransitionRejected):
+        log.transition(task_id, status, **kwargs)

@@ -16,7 +16,6 @@ or the project's .venv.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import os
@@ -29,10 +28,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..contract import Cell, Job, Status
-from ..errors import DependencyMissing, InvalidInput, TransitionRejected
+from ..errors import DependencyMissing, InvalidInput
 from ..tasklog import default_sqlite_path, user_data_dir
 from ..tasklog.sqlite import SqliteTaskLog
-from .base import JobStatus, Progress, unfinished
+from .base import JobStatus, Progress, move, unfinished
 
 POLL_SECONDS = 0.2
 
@@ -125,7 +124,7 @@ class LocalBackend:
             reason = ("the local runner stopped before this cell finished; "
                       f"`rsbatch resume {job_id}` runs it again")
             for record in unfinished(records):
-                _move(self.log, record.task_id, Status.FAILED, error=reason)
+                move(self.log, record.task_id, Status.FAILED, error=reason)
             records = self.log.job_records(job_id)
             notes.append(reason)
         return JobStatus(job_id, tuple(records), self.name, tuple(notes))
@@ -136,7 +135,7 @@ class LocalBackend:
         for record in self.log.job_records(job_id):
             if record.status is Status.PENDING or (
                     record.status is Status.RUNNING and not _alive(handle.get("supervisor"))):
-                _move(self.log, record.task_id, Status.CANCELLED, error="cancelled by the user")
+                move(self.log, record.task_id, Status.CANCELLED, error="cancelled by the user")
         if _alive(handle.get("supervisor")):
             self._wait_for_supervisor(handle["supervisor"], 30)
         return JobStatus(job_id, tuple(self.log.job_records(job_id)), self.name)
@@ -148,7 +147,7 @@ class LocalBackend:
             raise InvalidInput(f"job {job_id} is still running")
         for record in self.log.job_records(job_id):
             if record.status in (Status.FAILED, Status.CANCELLED):
-                _move(self.log, record.task_id, Status.PENDING)
+                move(self.log, record.task_id, Status.PENDING)
         self.log.update_handle(job_id, cancel=None)
         self.log.register(job.cells)  # cells whose records were lost
         return self._start(job_id, wait, progress)
@@ -277,7 +276,7 @@ class LocalBackend:
         tail = _last_line(run.log_path)
         if tail:
             reason += f": {tail}"
-        _move(self.log, run.cell.task_id, Status.FAILED, error=reason)
+        move(self.log, run.cell.task_id, Status.FAILED, error=reason)
 
     def _cancel_requested(self, job_id: str) -> bool:
         found = self.log.load_job(job_id)
@@ -293,9 +292,9 @@ class LocalBackend:
             except subprocess.TimeoutExpired:
                 run.process.kill()
             run.log.close()
-            _move(self.log, run.cell.task_id, Status.CANCELLED, error=reason)
+            move(self.log, run.cell.task_id, Status.CANCELLED, error=reason)
         for cell in queue:
-            _move(self.log, cell.task_id, Status.CANCELLED, error=reason)
+            move(self.log, cell.task_id, Status.CANCELLED, error=reason)
         running.clear()
         queue.clear()
 
@@ -304,12 +303,6 @@ class LocalBackend:
         deadline = time.monotonic() + timeout
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(POLL_SECONDS)
-
-
-def _move(log: SqliteTaskLog, task_id: str, status: Status, **kwargs: Any) -> None:
-    """A transition that may lose a race with the worker itself (then the worker's wins)."""
-    with contextlib.suppress(TransitionRejected):
-        log.transition(task_id, status, **kwargs)
 
 
 def _kill(process: subprocess.Popen) -> None:
