@@ -238,9 +238,11 @@ class CogWriter:
             # the full-resolution strip is summed in float32 or uint32 with uint8 counts
             # (exact for four values) to keep memory and time at one strip's worth; the
             # deeper levels, a quarter the size each, in float64 and int32
+            sum_type: Any
+            count_type: Any
             if index == 0:
                 sum_type = np.float32 if sums.dtype.kind == "f" else np.uint32
-                count_type: Any = np.uint8
+                count_type = np.uint8
             else:
                 sum_type, count_type = np.float64, np.int32
             half_sums, half_counts = _halve(sums[:, :even], counts[:even], sum_type, count_type)
