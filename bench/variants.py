@@ -22,16 +22,17 @@ BANDS = {"blue": "B02.tif", "green": "B03.tif", "red": "B04.tif", "nir": "B08.ti
 
 
 def ours(scene: str, out: str, products: str) -> None:
-    """(a) the worker itself, as the container runs it."""
-    from qgis_rsbatch.core.contract import Cell
-    from worker.process import process_cell
+    """(a) the worker itself, as the container runs it: `rsbatch-worker run CELL`."""
+    from worker.cli import main
 
-    cell = Cell.from_dict({
+    cell = {
         "job_id": "bench", "tile": "32TMT", "date": "2024-06-01",
         "bands": {k: os.path.join(scene, v) for k, v in BANDS.items()},
         "products": products.split(","), "output": out, "offset": -0.1,
-    })
-    process_cell(cell)
+    }
+    code = main(["--no-task-log", "-q", "run", json.dumps(cell)])
+    if code:
+        raise SystemExit(f"the worker failed with exit code {code}")
 
 
 def naive(scene: str, out: str, products: str) -> None:

@@ -88,8 +88,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def tune_allocator() -> None:
+    """Keep large freed blocks in the heap (glibc only; a no-op elsewhere).
+
+    Every strip allocates and frees numpy temporaries of tens of MB. By default glibc maps
+    each from the kernel and unmaps it on free, so every strip pays page faults on fresh
+    pages: measured, a third of the worker's CPU time went to the kernel. Raising the mmap
+    and trim thresholds lets the same memory be reused; peak memory does not change.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-3, 256 << 20)   # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 1024 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    tune_allocator()
     # our own progress at INFO; libraries (botocore, rasterio's GDAL echo) only when they warn
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
