@@ -227,6 +227,13 @@ class Deployer:
             return []
         return [f"s3://{bucket}"] if bucket else []
 
+    def registry_password(self) -> str:
+        """The ECR password for `docker login -u AWS` (what `aws ecr get-login-password` gives)."""
+        import base64
+
+        token = self.client("ecr").get_authorization_token()["authorizationData"][0]
+        return base64.b64decode(token["authorizationToken"]).decode().partition(":")[2]
+
     def empty(self, bucket: str) -> int:
         """Delete every object version and delete marker; returns how many."""
         s3 = self.client("s3")
@@ -274,8 +281,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="a template parameter (repeatable); others keep earlier values")
     deploy.add_argument("--artifacts-bucket", default=None,
                         help="default: rsbatch-artifacts-<account>-<region>, made if missing")
-    sub.add_parser("outputs", parents=[common],
-                   help="print the outputs and write them to the outputs file")
+    outputs = sub.add_parser("outputs", parents=[common],
+                             help="print the outputs and write them to the outputs file")
+    outputs.add_argument("--key", default=None, help="print only this output's value")
+    sub.add_parser("ecr-password", parents=[common],
+                   help="print a registry password for `docker login --password-stdin`")
     destroy = sub.add_parser("destroy", parents=[common], help="delete the stack")
     destroy.add_argument("--empty-bucket", action="store_true",
                          help="also delete every result in the results bucket, and the bucket")
@@ -295,7 +305,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "outputs":
             outputs = deployer.outputs()
             deployer.write_outputs(outputs)
-            print(json.dumps(outputs, indent=1, sort_keys=True))
+            if args.key and args.key not in outputs:
+                raise InvalidInput(f"stack {args.stack} has no output {args.key}")
+            print(outputs[args.key] if args.key else json.dumps(outputs, indent=1,
+                                                                 sort_keys=True))
+        elif args.command == "ecr-password":
+            print(deployer.registry_password())
         else:
             left = deployer.destroy(empty_bucket=args.empty_bucket)
             for thing in left:
