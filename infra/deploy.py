@@ -155,10 +155,11 @@ class Deployer:
             cfn.create_stack(Parameters=_parameters(given), **kwargs)
             self._wait("stack_create_complete")
         else:
-            previous = {p["ParameterKey"] for p in current.get("Parameters", [])}
+            # parameters not given keep their earlier values (not the template's defaults)
+            previous = {p["ParameterKey"]: p.get("ParameterValue", "")
+                        for p in current.get("Parameters", [])}
             try:
-                cfn.update_stack(Parameters=_parameters(given, keep=previous - set(given)),
-                                 **kwargs)
+                cfn.update_stack(Parameters=_parameters({**previous, **given}), **kwargs)
             except ClientError as exc:
                 if "No updates are to be performed" not in str(exc):
                     raise
@@ -248,12 +249,10 @@ class Deployer:
         return count
 
 
-def _parameters(given: Mapping[str, str], keep: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """CloudFormation parameters: the given values, and earlier values for the rest."""
-    params: list[dict[str, Any]] = [{"ParameterKey": k, "ParameterValue": str(v)}
-                                    for k, v in sorted(given.items())]
-    params += [{"ParameterKey": k, "UsePreviousValue": True} for k in sorted(keep)]
-    return params
+def _parameters(values: Mapping[str, str]) -> list[dict[str, Any]]:
+    """CloudFormation's parameter list. Earlier values are passed as values, not with
+    UsePreviousValue: the same for CloudFormation, and moto can only do the former."""
+    return [{"ParameterKey": k, "ParameterValue": str(v)} for k, v in sorted(values.items())]
 
 
 def _key_values(pairs: Iterable[str]) -> dict[str, str]:
