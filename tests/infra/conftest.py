@@ -80,18 +80,14 @@ def state_machine_definition(values: Mapping[str, str] | None = None) -> dict[st
 
 @pytest.fixture(scope="session")
 def inprocess_moto() -> Iterator[str]:
-    """A ThreadedMotoServer on a free port; moto's global config restored afterwards."""
-    from moto.core.config import default_user_config
+    """A ThreadedMotoServer on a free port, for the whole session."""
     from moto.server import ThreadedMotoServer
 
-    saved = json.loads(json.dumps(default_user_config))
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
-    default_user_config.clear()
-    default_user_config.update(saved)
 
 
 def _moto_api(url: str, path: str, body: Any = None) -> None:
@@ -107,15 +103,20 @@ def _set_config(url: str, *, execute: bool) -> None:
 
 
 @pytest.fixture
-def moto_env(inprocess_moto: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def moto_env(inprocess_moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh moto; boto3, the interpreter (MOTO_PORT) and the worker all pointed at it."""
+    from moto.core.config import default_user_config
+
+    saved = json.loads(json.dumps(default_user_config))  # moto's config is process-wide
     _moto_api(inprocess_moto, "/moto-api/reset")
     _set_config(inprocess_moto, execute=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", inprocess_moto)
     monkeypatch.setenv("MOTO_PORT", inprocess_moto.rsplit(":", 1)[1])
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    return inprocess_moto
+    yield inprocess_moto
+    default_user_config.clear()
+    default_user_config.update(saved)
 
 
 @dataclass

@@ -209,3 +209,26 @@ def test_an_invalid_job_is_rejected_with_the_reason(deploy_stack):
     assert [m["event"] for m in messages] == ["job.rejected"]
     assert messages[0]["body"]["error"] == "InvalidInput"
     assert not stack.hooks.runs
+
+
+def test_a_cell_cancelled_before_it_runs_stays_cancelled_and_is_not_a_failure(deploy_stack,
+                                                                              bands):
+    from qgis_rsbatch.core.contract import Job, Status
+    from qgis_rsbatch.core.tasklog.dynamodb import DynamoTaskLog
+
+    stack = deploy_stack()
+    job = _job("job-stop", f"s3://{stack.outputs['ResultsBucket']}/e2e", bands, CELLS[:2])
+    # the client cancels a cell (its record) before its Batch job starts
+    store = DynamoTaskLog(stack.outputs["TaskLogTable"], endpoint_url=stack.url)
+    cancelled = Job.from_dict(job).cells[1]
+    store.register([cancelled])
+    store.transition(cancelled.task_id, Status.CANCELLED, error="cancelled by the user")
+
+    execution = stack.run({"job": job})
+
+    assert execution["status"] == "SUCCEEDED", execution
+    summary = json.loads(execution["output"])
+    assert (summary["succeeded"], summary["failed"], summary["cancelled"]) == (1, 0, 1)
+    assert [run.exit_code for run in stack.hooks.runs_of(cancelled.cell_id)] == [3]  # no retry
+    assert stack.records("job-stop")[cancelled.cell_id].status is Status.CANCELLED
+    assert [m["event"] for m in stack.messages()] == ["job.completed"]
