@@ -232,3 +232,25 @@ def test_a_cell_cancelled_before_it_runs_stays_cancelled_and_is_not_a_failure(de
     assert [run.exit_code for run in stack.hooks.runs_of(cancelled.cell_id)] == [3]  # no retry
     assert stack.records("job-stop")[cancelled.cell_id].status is Status.CANCELLED
     assert [m["event"] for m in stack.messages()] == ["job.completed"]
+
+
+def test_the_aws_backend_runs_a_job_on_the_deployed_stack(deploy_stack, bands):
+    """The client side as the plugin uses it: outputs file → job_uri → status from the log."""
+    from qgis_rsbatch.core.backends.aws import AwsBackend
+    from qgis_rsbatch.core.contract import Job
+
+    from .conftest import STACK
+
+    stack = deploy_stack()
+    backend = AwsBackend(stack=STACK)  # reads <user data dir>/stacks/<stack>.json
+    assert backend.outputs["StateMachineArn"] == stack.state_machine_arn
+    job = Job.from_dict(_job("job-client", backend.default_output(), bands, CELLS[:2]))
+
+    backend.submit(job)
+    status = backend.wait(job.job_id, interval=0.5, timeout=180)
+
+    assert status.finished and status.succeeded, status.to_dict()
+    assert set(status.outputs()) == {"32TMT_2024-06-01", "32TNT_2024-06-01"}
+    execution = backend.execution(job.job_id)
+    assert execution["status"] == "SUCCEEDED"
+    assert json.loads(execution["input"])["job_uri"].startswith(stack.outputs["JobsPrefix"])
