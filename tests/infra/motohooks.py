@@ -62,6 +62,8 @@ class Hooks:
     lambda_calls: list[tuple[str, Any]] = field(default_factory=list)
     #: Batch job names whose first attempt fails as a Spot interruption would
     interrupt_first: set[str] = field(default_factory=set)
+    #: Batch job names whose every attempt loses its Spot instance
+    interrupt_always: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _lambda_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -130,7 +132,8 @@ def _run_job(hooks: Hooks, job: Any) -> None:
     status_reason = ""
     for attempt in range(attempts):
         job._start_attempt()
-        if attempt == 0 and job.job_name in hooks.interrupt_first:
+        if job.job_name in hooks.interrupt_always or (
+                attempt == 0 and job.job_name in hooks.interrupt_first):
             exit_code, status_reason, stderr = None, SPOT_REASON, ""
         else:
             env = {**hooks.base_env, **environment, "AWS_ENDPOINT_URL": hooks.endpoint_url,

@@ -254,3 +254,21 @@ def test_the_aws_backend_runs_a_job_on_the_deployed_stack(deploy_stack, bands):
     execution = backend.execution(job.job_id)
     assert execution["status"] == "SUCCEEDED"
     assert json.loads(execution["input"])["job_uri"].startswith(stack.outputs["JobsPrefix"])
+
+
+def test_a_cell_whose_worker_never_ran_is_failed_by_the_state_machine(deploy_stack, bands):
+    """Spot took the instance on every attempt: the worker wrote nothing, the Catch does."""
+    stack = deploy_stack()
+    job = _job("job-spot", f"s3://{stack.outputs['ResultsBucket']}/e2e", bands, CELLS[:1])
+    stack.hooks.interrupt_always.add("job-spot-32TMT_2024-06-01")
+
+    execution = stack.run({"job": job})
+
+    assert execution["status"] == "SUCCEEDED", execution
+    assert len(stack.hooks.runs_of("32TMT")) == 3  # JobAttempts, all retried (Host EC2*)
+    record = stack.records("job-spot")["32TMT_2024-06-01"]
+    assert record.status.value == "FAILED"
+    assert "Host EC2 (instance" in record.error and "3 attempt(s)" in record.error
+    [message] = [m for m in stack.messages() if m["event"] == "cell.failed"]
+    assert message["body"]["task_log"]["recorded_by"] == "state machine"
+    assert message["body"]["error"] == "States.TaskFailed"
