@@ -315,10 +315,10 @@ def describe_failure(error: Mapping[str, Any]) -> str:
     parts = [f"AWS Batch job {get('JobId') or '?'} {get('Status') or 'FAILED'}"]
     status_reason = get("StatusReason") or _either(last)("StatusReason")
     if status_reason:
-        parts.append(str(status_reason))
+        parts.append(str(status_reason).rstrip("."))
     container_reason = _either(container)("Reason")
     if container_reason:
-        parts.append(str(container_reason))
+        parts.append(str(container_reason).rstrip("."))
     if exit_code is not None:
         meaning = EXIT_MEANINGS.get(int(exit_code), "see the job's log")
         parts.append(f"container exit code {exit_code} ({meaning})")
