@@ -64,6 +64,9 @@ class Backend(Protocol):
 
     name: str
 
+    def default_output(self) -> str:
+        """Where outputs go when the user names no place (a folder URI, or an s3:// prefix)."""
+
     def submit(self, job: Job, *, wait: bool = False,
                progress: Progress | None = None) -> JobStatus:
         """Record the job's cells PENDING and start them. With `wait`, return when finished."""

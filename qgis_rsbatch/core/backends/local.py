@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from ..contract import Cell, Job, Status
+from ..contract import Cell, Job, Status, normalize_output
 from ..errors import DependencyMissing, InvalidInput
 from ..tasklog import default_sqlite_path, user_data_dir
 from ..tasklog.sqlite import SqliteTaskLog
@@ -97,6 +97,9 @@ class LocalBackend:
         self.log = SqliteTaskLog(task_log_path or default_sqlite_path())
         self.workers = max(1, workers or os.cpu_count() or 1)
         self._worker_python = worker_python
+
+    def default_output(self) -> str:
+        return normalize_output(os.path.join(os.path.expanduser("~"), "rsbatch-output"))
 
     @property
     def worker_python(self) -> str:
