@@ -77,7 +77,10 @@ class Deployer:
         self.endpoint_url = endpoint_url
         self.session = session or boto3.session.Session(profile_name=profile,
                                                         region_name=region)
-        self.region = self.session.region_name or "us-east-1"
+        if not self.session.region_name:
+            raise InvalidInput("no AWS region: give REGION=… (--region) or set one in the "
+                               "profile (aws configure set region …)")
+        self.region: str = self.session.region_name
 
     def client(self, service: str) -> Any:
         return self.session.client(service, region_name=self.region,
