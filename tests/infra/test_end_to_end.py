@@ -251,7 +251,13 @@ def test_the_aws_backend_runs_a_job_on_the_deployed_stack(deploy_stack, bands):
 
     assert status.finished and status.succeeded, status.to_dict()
     assert set(status.outputs()) == {"32TMT_2024-06-01", "32TNT_2024-06-01"}
-    execution = backend.execution(job.job_id)
+    # the cells are final before the execution has sent its summary: give it the moment
+    import time
+
+    deadline = time.monotonic() + 60
+    while (execution := backend.execution(job.job_id))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the execution did not end"
+        time.sleep(0.25)
     assert execution["status"] == "SUCCEEDED"
     assert json.loads(execution["input"])["job_uri"].startswith(stack.outputs["JobsPrefix"])
 
