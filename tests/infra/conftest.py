@@ -218,3 +218,32 @@ def deploy_stack(moto_env: str) -> Iterator[Any]:
     yield deploy
     for patches in stacks:
         patches.close()
+
+
+BANDS_BUCKET = "rsbatch-test-bands"
+#: generated scenes are this many 10 m pixels on a side
+SIZE = 300
+
+
+def _upload_scene(s3: Any, bucket: str, prefix: str, paths: dict[str, str]) -> dict[str, str]:
+    hrefs = {}
+    for key, path in paths.items():
+        name = f"{prefix}/{Path(path).name}"
+        s3.upload_file(path, bucket, name)
+        hrefs[key] = f"s3://{bucket}/{name}"
+    return hrefs
+
+
+@pytest.fixture
+def bands(deploy_stack: Any, scene_factory: Any) -> Any:
+    """make(tile, date, seed) → band hrefs of a generated scene uploaded to moto S3."""
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BANDS_BUCKET)
+
+    def make(tile: str, date: str, seed: int) -> dict[str, str]:
+        paths = scene_factory(tile=tile, date=date, size=SIZE, seed=seed, cloud=0.1)
+        return _upload_scene(s3, BANDS_BUCKET, f"{tile}/{date}", paths)
+
+    return make

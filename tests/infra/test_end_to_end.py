@@ -13,36 +13,12 @@ from typing import Any
 
 import pytest
 
+from .conftest import BANDS_BUCKET, SIZE
+
 pytestmark = pytest.mark.slow
 
-BANDS_BUCKET = "rsbatch-test-bands"
 #: three tile-dates, each a small generated scene on the tile's real grid
 CELLS = [("32TMT", "2024-06-01", 11), ("32TNT", "2024-06-01", 12), ("39QTA", "2024-06-04", 13)]
-SIZE = 300
-
-
-def _upload_scene(s3: Any, bucket: str, prefix: str, paths: dict[str, str]) -> dict[str, str]:
-    hrefs = {}
-    for key, path in paths.items():
-        name = f"{prefix}/{Path(path).name}"
-        s3.upload_file(path, bucket, name)
-        hrefs[key] = f"s3://{bucket}/{name}"
-    return hrefs
-
-
-@pytest.fixture
-def bands(deploy_stack: Any, scene_factory: Any) -> Any:
-    """make(tile, date, seed) → band hrefs of a generated scene uploaded to moto S3."""
-    import boto3
-
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=BANDS_BUCKET)
-
-    def make(tile: str, date: str, seed: int) -> dict[str, str]:
-        paths = scene_factory(tile=tile, date=date, size=SIZE, seed=seed, cloud=0.1)
-        return _upload_scene(s3, BANDS_BUCKET, f"{tile}/{date}", paths)
-
-    return make
 
 
 def _job(job_id: str, output: str, bands: Any, cells=CELLS) -> dict[str, Any]:
