@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +69,8 @@ class Settings:
     bucket: str
     region: str | None
     distributed_threshold: int
+    #: days the task log keeps a job's records (DynamoDB TTL); 0 keeps them for ever
+    retention_days: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -75,7 +78,14 @@ class Settings:
         return cls(table=env.get("TASK_LOG_TABLE") or TABLE_NAME,
                    bucket=env.get("RESULTS_BUCKET", ""),
                    region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
-                   distributed_threshold=int(env.get("DISTRIBUTED_THRESHOLD") or 40))
+                   distributed_threshold=int(env.get("DISTRIBUTED_THRESHOLD") or 40),
+                   retention_days=int(env.get("TASK_LOG_RETENTION_DAYS") or 0))
+
+    def expires_at(self) -> int | None:
+        """The TTL of records written now, or None when they are kept."""
+        if self.retention_days <= 0:
+            return None
+        return int(time.time()) + self.retention_days * 86400
 
     @property
     def task_log_uri(self) -> str:
@@ -256,13 +266,15 @@ def _check_output(cell: Cell, bucket: str) -> None:
 
 def _register(cells: list[Cell], settings: Settings) -> int:
     """PENDING records for every cell (conditional: existing records are left alone)."""
+    expires = settings.expires_at()
     if len(cells) <= 25:
-        return settings.task_log().register(cells)
+        return settings.task_log().register(cells, expires_at=expires)
     # a few writers: every record of a job shares one JobId, so the index takes them all in
     # one partition (about 1,000 writes a second); four threads stay below that
     chunks = [cells[i::4] for i in range(4)]
     with ThreadPoolExecutor(max_workers=4) as pool:  # one store (session) per thread
-        return sum(pool.map(lambda chunk: settings.task_log().register(chunk), chunks))
+        return sum(pool.map(lambda chunk: settings.task_log().register(chunk, expires_at=expires),
+                            chunks))
 
 
 # --- record a failed cell -----------------------------------------------------------------

@@ -9,13 +9,15 @@ cell from moving a record backwards.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+import random
+import time
 from typing import Any
 
 from ..contract import Cell, Status
 from ..errors import TransitionRejected
 from .schema import TRANSITIONS, Record
 
-_RACE_RETRIES = 8
+_RACE_RETRIES = 20
 
 
 class CompareAndSetLog:
@@ -35,10 +37,12 @@ class CompareAndSetLog:
         """Write `new` only if the stored record still equals `old` (status, time); True if so."""
         raise NotImplementedError
 
-    def register(self, cells: Iterable[Cell], status: Status = Status.PENDING) -> int:
+    def register(self, cells: Iterable[Cell], status: Status = Status.PENDING,
+                 expires_at: int | None = None) -> int:
+        """Create a record per cell unless one exists (`expires_at`: its TTL, epoch seconds)."""
         created = 0
         for cell in cells:
-            if self._insert(Record.for_cell(cell, status)):
+            if self._insert(Record.for_cell(cell, status, expires_at)):
                 created += 1
         return created
 
@@ -48,7 +52,9 @@ class CompareAndSetLog:
                    extra: Mapping[str, Any] | None = None) -> Record:
         status = Status(status)
         warnings = tuple(warnings)
-        for _ in range(_RACE_RETRIES):
+        for attempt in range(_RACE_RETRIES):
+            if attempt:  # lost a race: let the other writer finish, then read again
+                time.sleep(random.uniform(0, 0.005 * attempt))  # noqa: S311 - jitter only
             current = self.get(task_id)
             if current is None:
                 raise TransitionRejected(f"task {task_id} is not in the task log")

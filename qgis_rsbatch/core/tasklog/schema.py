@@ -64,11 +64,14 @@ class Record:
     warnings: tuple[str, ...] = ()
     #: extra attributes kept for compatibility (the seed's files/date/exec_time/result)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: epoch seconds after which DynamoDB may delete the record (TTL); None keeps it
+    expires_at: int | None = None
 
     @classmethod
-    def for_cell(cls, cell: Cell, status: Status = Status.PENDING) -> Record:
+    def for_cell(cls, cell: Cell, status: Status = Status.PENDING,
+                 expires_at: int | None = None) -> Record:
         return cls(task_id=cell.task_id, job_id=cell.job_id, cell_id=cell.cell_id,
-                   tile=cell.tile, date=cell.date, status=status)
+                   tile=cell.tile, date=cell.date, status=status, expires_at=expires_at)
 
     def moved(self, status: Status, *, outputs: Mapping[str, str] | None = None,
               error: str | None = None, warnings: Iterable[str] = (),
@@ -100,6 +103,8 @@ class Record:
             item["Error"] = self.error
         if self.warnings:
             item["Warnings"] = list(self.warnings)
+        if self.expires_at is not None:
+            item[TTL_ATTRIBUTE] = int(self.expires_at)
         item.update(self.extra)
         return item
 
@@ -115,13 +120,16 @@ class Record:
             outputs={str(k): str(v) for k, v in dict(item.get("Outputs") or {}).items()},
             error=item.get("Error"), warnings=tuple(item.get("Warnings") or ()),
             extra={k: v for k, v in item.items() if k not in known},
+            expires_at=int(item[TTL_ATTRIBUTE]) if item.get(TTL_ATTRIBUTE) is not None
+            else None,
         )
 
 
 class TaskLog(Protocol):
     """What every task-log store offers (SQLite locally, DynamoDB on AWS)."""
 
-    def register(self, cells: Iterable[Cell], status: Status = Status.PENDING) -> int:
+    def register(self, cells: Iterable[Cell], status: Status = Status.PENDING,
+                 expires_at: int | None = None) -> int:
         """Create a record per cell unless one exists; returns how many were created."""
 
     def transition(self, task_id: str, status: Status, *, outputs: Mapping[str, str] | None = None,

@@ -14,9 +14,9 @@ from contextlib import closing, contextmanager
 from typing import Any
 
 from ..contract import Job, Status
-from ..errors import InvalidInput, OutputFailed
+from ..errors import InvalidInput, OutputFailed, TransitionRejected
 from .base import CompareAndSetLog
-from .schema import Record
+from .schema import TRANSITIONS, Record
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS task_log (
@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS task_log (
     Outputs   TEXT NOT NULL DEFAULT '{}',
     Error     TEXT,
     Warnings  TEXT NOT NULL DEFAULT '[]',
-    Extra     TEXT NOT NULL DEFAULT '{}'
+    Extra     TEXT NOT NULL DEFAULT '{}',
+    ExpiresAt INTEGER
 );
 CREATE INDEX IF NOT EXISTS task_log_job ON task_log (JobId);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -43,14 +44,14 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 """
 _COLUMNS = ("TaskID", "JobId", "CellId", "Tile", "Date", "Status", "Attempts", "UpdatedAt",
-            "Outputs", "Error", "Warnings", "Extra")
+            "Outputs", "Error", "Warnings", "Extra", "ExpiresAt")
 
 
 def _row(record: Record) -> tuple[Any, ...]:
     return (record.task_id, record.job_id, record.cell_id, record.tile, record.date,
             record.status.value, record.attempts, record.updated_at,
             json.dumps(dict(record.outputs)), record.error, json.dumps(list(record.warnings)),
-            json.dumps(dict(record.extra)))
+            json.dumps(dict(record.extra)), record.expires_at)
 
 
 def _record(row: sqlite3.Row) -> Record:
@@ -58,7 +59,8 @@ def _record(row: sqlite3.Row) -> Record:
                   tile=row["Tile"], date=row["Date"], status=Status(row["Status"]),
                   attempts=row["Attempts"], updated_at=row["UpdatedAt"],
                   outputs=json.loads(row["Outputs"]), error=row["Error"],
-                  warnings=tuple(json.loads(row["Warnings"])), extra=json.loads(row["Extra"]))
+                  warnings=tuple(json.loads(row["Warnings"])), extra=json.loads(row["Extra"]),
+                  expires_at=row["ExpiresAt"])
 
 
 class SqliteTaskLog(CompareAndSetLog):
@@ -71,6 +73,9 @@ class SqliteTaskLog(CompareAndSetLog):
             with self._connect() as db:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.executescript(_SCHEMA)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(task_log)")}
+                if "ExpiresAt" not in columns:  # a log made by an earlier version
+                    db.execute("ALTER TABLE task_log ADD COLUMN ExpiresAt INTEGER")
         except (OSError, sqlite3.Error) as exc:
             raise OutputFailed(f"cannot open the task log {self.path}: {exc}") from exc
 
@@ -106,6 +111,31 @@ class SqliteTaskLog(CompareAndSetLog):
                 _row(record),
             )
             return cursor.rowcount == 1
+
+    def transition(self, task_id: str, status: Status, **kwargs: Any) -> Record:
+        """Read, check and write in one write transaction: SQLite serialises the writers of
+        all processes, so no compare-and-set race can happen here."""
+        status = Status(status)
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT * FROM task_log WHERE TaskID = ?",
+                                 (task_id,)).fetchone()
+                if row is None:
+                    raise TransitionRejected(f"task {task_id} is not in the task log")
+                current = _record(row)
+                if status not in TRANSITIONS[current.status]:
+                    raise TransitionRejected(
+                        f"task {task_id} is {current.status}; it cannot become {status}")
+                new = current.moved(status, **kwargs)
+                sets = ", ".join(f"{column} = ?" for column in _COLUMNS[1:])
+                db.execute(f"UPDATE task_log SET {sets} WHERE TaskID = ?",  # noqa: S608
+                           (*_row(new)[1:], task_id))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return new
 
     def _replace(self, old: Record, new: Record) -> bool:
         sets = ", ".join(f"{column} = ?" for column in _COLUMNS[1:])
