@@ -8,9 +8,9 @@ cell from moving a record backwards.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 import random
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..contract import Cell, Status
