@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check(path: str) -> int:
-    from .cog import validate_cog
+    from .cogcheck import validate_cog
 
     report = validate_cog(path)
     print(json.dumps({"path": path, "valid": report.valid, "errors": report.errors,

@@ -18,7 +18,8 @@ from qgis_rsbatch.core.contract import Cell, Status
 from qgis_rsbatch.core.errors import Cancelled, InvalidInput, RsbatchError, TransitionRejected
 
 from . import compute, offset
-from .cog import CogWriter, validate_cog
+from .cog import CogWriter
+from .cogcheck import validate_cog
 from .outputs import destination_for
 from .profiles import product_profile
 from .reader import AoiClip, BandSet, Grid, strips

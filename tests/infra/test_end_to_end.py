@@ -37,7 +37,7 @@ def _cogs(stack: Any, prefix: str) -> dict[str, int]:
 
 
 def _check_cog(stack: Any, key: str, tmp_path: Path) -> None:
-    from worker.cog import validate_cog
+    from worker.cogcheck import validate_cog
 
     local = tmp_path / Path(key).name
     stack.client("s3").download_file(stack.outputs["ResultsBucket"], key, str(local))

@@ -11,7 +11,8 @@ import rasterio
 from rasterio.transform import Affine
 
 from worker import tiff
-from worker.cog import CogWriter, validate_cog
+from worker.cog import CogWriter
+from worker.cogcheck import validate_cog
 
 TRANSFORM = Affine(10, 0, 399960, 0, -10, 5300040)
 

@@ -14,7 +14,7 @@ from shapely.geometry import Point, shape
 from qgis_rsbatch.core.contract import Cell, Status
 from qgis_rsbatch.core.tasklog.sqlite import SqliteTaskLog
 from tests.worker.test_compute import reference_ndvi
-from worker.cog import validate_cog
+from worker.cogcheck import validate_cog
 from worker.process import process_cell
 
 #: an AOI inside the first 1000 px of 32TMT, with a diagonal edge so clipping shows
