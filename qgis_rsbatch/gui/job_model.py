@@ -1,0 +1,180 @@
+"""The dock's job list: one row per job (progress bar, counts, backend) with a child row per
+cell (status, attempts, and the reason when it failed).
+
+A QStandardItemModel refreshed in place from core `JobStatus` objects: rows are found by id
+and updated, never rebuilt, so selection and expansion survive every poll.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.PyQt.QtCore import QCoreApplication, QModelIndex, Qt
+from qgis.PyQt.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
+from qgis.PyQt.QtWidgets import (
+    QApplication,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionProgressBar,
+    QStyleOptionViewItem,
+)
+
+from ..core.contract import Status
+
+JOB_ID_ROLE = Qt.ItemDataRole.UserRole + 1
+CELL_ID_ROLE = Qt.ItemDataRole.UserRole + 2
+PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 3
+COLUMNS = ("Job / cell", "Status", "Progress", "Details")
+STATUS_COLORS = {
+    Status.PENDING: "#7f7f7f", Status.RUNNING: "#1f78b4", Status.SUCCEEDED: "#238b45",
+    Status.FAILED: "#d7301f", Status.CANCELLED: "#a6611a",
+}
+
+
+def tr(text: str) -> str:
+    return QCoreApplication.translate("rsbatch", text)
+
+
+def status_text(status: Status) -> str:
+    return {Status.PENDING: tr("pending"), Status.RUNNING: tr("running"),
+            Status.SUCCEEDED: tr("succeeded"), Status.FAILED: tr("failed"),
+            Status.CANCELLED: tr("cancelled")}[status]
+
+
+def job_summary(status: Any) -> str:
+    """'running', 'succeeded', '3 failed' … in a word or three, for a job row."""
+    if status is None or not status.records:
+        return tr("waiting")
+    counts = status.counts
+    if not status.finished:
+        return tr("running") if counts["RUNNING"] else tr("pending")
+    failed, cancelled = counts["FAILED"], counts["CANCELLED"]
+    if not failed and not cancelled:
+        return tr("succeeded")
+    parts = []
+    if failed:
+        parts.append(tr("{} failed").format(failed))
+    if cancelled:
+        parts.append(tr("{} cancelled").format(cancelled))
+    return ", ".join(parts)
+
+
+def _item(text: str = "", tooltip: str = "") -> QStandardItem:
+    item = QStandardItem(text)
+    item.setEditable(False)
+    if tooltip:
+        item.setToolTip(tooltip)
+    return item
+
+
+class JobModel(QStandardItemModel):
+    """Jobs (newest first) and their cells."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(0, len(COLUMNS), parent)
+        self.setHorizontalHeaderLabels([tr(c) for c in COLUMNS])
+
+    # --- finding rows ------------------------------------------------------------------
+    def job_row(self, job_id: str) -> int:
+        for row in range(self.rowCount()):
+            if self.item(row, 0).data(JOB_ID_ROLE) == job_id:
+                return row
+        return -1
+
+    def job_ids(self) -> list[str]:
+        return [self.item(row, 0).data(JOB_ID_ROLE) for row in range(self.rowCount())]
+
+    def job_of(self, index: QModelIndex) -> str | None:
+        """The job a (job or cell) index belongs to."""
+        if not index.isValid():
+            return None
+        top = index if not index.parent().isValid() else index.parent()
+        return self.item(top.row(), 0).data(JOB_ID_ROLE)
+
+    def cell_item(self, job_id: str, cell_id: str, column: int = 0) -> QStandardItem | None:
+        row = self.job_row(job_id)
+        if row < 0:
+            return None
+        parent = self.item(row, 0)
+        for child in range(parent.rowCount()):
+            if parent.child(child, 0).data(CELL_ID_ROLE) == cell_id:
+                return parent.child(child, column)
+        return None
+
+    # --- updating ------------------------------------------------------------------------
+    def update_job(self, job_id: str, status: Any, *, backend: str = "", created: str = "",
+                   error: str = "", newest: bool = False) -> None:
+        """Create or refresh the job's row and its cells' rows from a core JobStatus."""
+        row = self.job_row(job_id)
+        if row < 0:
+            items = [_item(job_id) for _ in COLUMNS]
+            items[0].setData(job_id, JOB_ID_ROLE)
+            items[2].setData(0.0, PROGRESS_ROLE)
+            if newest:
+                self.insertRow(0, items)
+                row = 0
+            else:
+                self.appendRow(items)
+                row = self.rowCount() - 1
+        head = self.item(row, 0)
+        head.setToolTip(tr("Job {}\ncreated {}\nbackend: {}").format(job_id, created or "?",
+                                                                    backend or "?"))
+        records = status.records if status is not None else ()
+        done = sum(1 for r in records if r.status.finished)
+        summary = self.item(row, 1)
+        summary.setText(job_summary(status) if not error else tr("unreachable"))
+        summary.setToolTip(error)
+        if error:
+            summary.setForeground(QBrush(QColor(STATUS_COLORS[Status.FAILED])))
+        progress = self.item(row, 2)
+        progress.setData(status.progress if status is not None else 0.0, PROGRESS_ROLE)
+        progress.setText(f"{done}/{len(records)}")
+        details = self.item(row, 3)
+        details.setText(error or backend)
+        details.setToolTip(error or backend)
+        if status is not None:
+            self._update_cells(head, status.records)
+
+    def _update_cells(self, head: QStandardItem, records: Any) -> None:
+        rows = {head.child(r, 0).data(CELL_ID_ROLE): r for r in range(head.rowCount())}
+        for record in records:
+            row = rows.get(record.cell_id)
+            if row is None:
+                items = [_item() for _ in COLUMNS]
+                items[0].setData(record.cell_id, CELL_ID_ROLE)
+                head.appendRow(items)
+                row = head.rowCount() - 1
+            name, state, attempts, details = (head.child(row, c) for c in range(4))
+            name.setText(f"{record.tile} {record.date}")
+            name.setToolTip(record.cell_id)
+            state.setText(status_text(record.status))
+            state.setForeground(QBrush(QColor(STATUS_COLORS[record.status])))
+            attempts.setText(tr("attempt {}").format(record.attempts) if record.attempts
+                             else "")
+            text = record.error or "; ".join(record.warnings) or \
+                ", ".join(sorted(record.outputs))
+            details.setText(text)
+            tooltip = record.error or ""
+            if record.warnings:
+                tooltip += ("\n" if tooltip else "") + "\n".join(record.warnings)
+            details.setToolTip(tooltip or text)
+            state.setToolTip(tooltip or status_text(record.status))
+
+
+class ProgressDelegate(QStyledItemDelegate):
+    """Draws PROGRESS_ROLE (0–1) of job rows as a progress bar; cell rows as plain text."""
+
+    def paint(self, painter: Any, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        value = index.data(PROGRESS_ROLE)
+        if value is None or index.parent().isValid():
+            super().paint(painter, option, index)
+            return
+        bar = QStyleOptionProgressBar()
+        bar.rect = option.rect.adjusted(2, 3, -2, -3)
+        bar.minimum, bar.maximum = 0, 1000
+        bar.progress = round(float(value) * 1000)
+        bar.text = index.data(Qt.ItemDataRole.DisplayRole) or ""
+        bar.textVisible = True
+        bar.state = option.state
+        style = option.widget.style() if option.widget is not None else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, option.widget)

@@ -1,0 +1,340 @@
+"""The dock's job list: history from the task log, live status by polling, and what a user
+does with a job (cancel, retry the failed cells, add its results, open its folder).
+
+Every backend call (status, cancel, resume) runs in a task; notices go to the message bar:
+a job finished, cells failed (with the reason). Finished cells' outputs are added to the
+map as they arrive, through the ResultLoader.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from qgis.core import QgsApplication
+from qgis.PyQt.QtCore import QModelIndex, Qt, QUrl
+from qgis.PyQt.QtGui import QDesktopServices
+from qgis.PyQt.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMenu,
+    QPushButton,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.contract import Status
+from ..core.tasklog import user_data_dir
+from ..tasks import FunctionTask
+from .backends import BackendKey, aws_key, read_stack
+from .context import Context
+from .job_model import JobModel, ProgressDelegate
+from .job_monitor import JobMonitor
+from .messages import describe
+from .results import LoadRequest, ResultLoader, S3Access, outputs_of
+
+HISTORY_LIMIT = 30
+
+
+def read_history(context_pool: Any, local: BackendKey, limit: int = HISTORY_LIMIT,
+                 task: Any = None) -> list[tuple[dict, BackendKey, Any]]:
+    """Jobs in this machine's registry, newest first, with their status (or the error)."""
+    registry = context_pool.get(local)
+    rows = registry.jobs(limit)
+    found = []
+    for row in rows:
+        if task is not None:
+            task.check_cancelled()
+        key = local
+        if row.get("backend") == "aws":
+            handle = {}
+            log = getattr(registry, "log", None)
+            loaded = log.load_job(row["job_id"]) if log is not None else None
+            if loaded:
+                handle = loaded[2]
+            key = aws_key(stack=handle.get("stack") or "rsbatch",
+                          region=handle.get("region") or "", profile=handle.get("profile") or "")
+        try:
+            status = context_pool.get(key).status(row["job_id"])
+        except Exception as exc:  # a stack gone, no credentials: show the job anyway
+            status = exc
+        found.append((row, key, status))
+    return found
+
+
+def _label(key: BackendKey) -> str:
+    name, options = key
+    if name == "aws":
+        opts = dict(options)
+        return f"AWS stack {opts.get('stack')}" + (f" ({opts['region']})"
+                                                   if opts.get("region") else "")
+    return "this computer"
+
+
+class JobsPanel(QWidget):
+    """The job tree, its buttons, the monitor and the result loader."""
+
+    def __init__(self, context: Context, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.context = context
+        settings = context.settings()
+        self.model = JobModel(self)
+        self.monitor = JobMonitor(context.tasks, context.pool, settings.poll_ms, self)
+        self.loader = ResultLoader(context.tasks, parent=self)
+        self.labels: dict[str, str] = {}
+        self.created: dict[str, str] = {}
+        self._history_task: Any = None
+        self._actions: dict[str, Any] = {}
+        self._build()
+        self.monitor.jobChanged.connect(self._job_changed)
+        self.monitor.cellsSucceeded.connect(self._cells_succeeded)
+        self.monitor.cellsFailed.connect(self._cells_failed)
+        self.monitor.jobFinished.connect(self._job_finished)
+        self.loader.loadFailed.connect(self._load_failed)
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        self.tree = QTreeView(self)
+        self.tree.setModel(self.model)
+        self.tree.setItemDelegateForColumn(2, ProgressDelegate(self.tree))
+        self.tree.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setUniformRowHeights(True)
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        header = self.tree.header()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.resizeSection(2, 90)
+        header.setStretchLastSection(True)
+        layout.addWidget(self.tree, 1)
+        self.empty_label = QLabel(self.tr("No job yet: submit one from the first tab."), self)
+        layout.addWidget(self.empty_label)
+        row = QHBoxLayout()
+        for name, icon, text, tip in (
+                ("cancel", "/mTaskCancel.svg", self.tr("Cancel"),
+                 self.tr("Stop the job: unfinished cells become cancelled")),
+                ("retry", "/mActionRefresh.svg", self.tr("Retry failed"),
+                 self.tr("Run again the cells that failed or were cancelled")),
+                ("load", "/mActionAddRasterLayer.svg", self.tr("Add results"),
+                 self.tr("Add the job's finished results to the map")),
+                ("folder", "/mIconFolderOpen.svg", self.tr("Open folder"),
+                 self.tr("Open the job's output folder"))):
+            button = QPushButton(QgsApplication.getThemeIcon(icon), text, self)
+            button.setToolTip(tip)
+            row.addWidget(button)
+            self._actions[name] = button
+        layout.addLayout(row)
+        self._actions["cancel"].clicked.connect(lambda: self.cancel(self.selected_job()))
+        self._actions["retry"].clicked.connect(lambda: self.retry(self.selected_job()))
+        self._actions["load"].clicked.connect(lambda: self.load_results(self.selected_job()))
+        self._actions["folder"].clicked.connect(lambda: self.open_folder(self.selected_job()))
+        self.tree.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
+        self.tree.customContextMenuRequested.connect(self._context_menu)
+        self._update_buttons()
+
+    # --- selection and buttons -----------------------------------------------------------------
+    def selected_job(self) -> str | None:
+        indexes = self.tree.selectionModel().selectedRows(0)
+        return self.model.job_of(indexes[0]) if indexes else None
+
+    def select_job(self, job_id: str) -> None:
+        row = self.model.job_row(job_id)
+        if row >= 0:
+            self.tree.setCurrentIndex(self.model.index(row, 0))
+
+    def _update_buttons(self) -> None:
+        job = self.monitor.jobs.get(self.selected_job() or "")
+        status = job.status if job is not None else None
+        counts = status.counts if status is not None else {}
+        running = status is not None and not status.finished
+        self._actions["cancel"].setEnabled(running)
+        self._actions["retry"].setEnabled(
+            status is not None and status.finished and
+            bool(counts.get("FAILED") or counts.get("CANCELLED")))
+        self._actions["load"].setEnabled(bool(counts.get("SUCCEEDED")))
+        self._actions["folder"].setEnabled(self._folder(job) is not None)
+        self.empty_label.setVisible(self.model.rowCount() == 0)
+
+    def _context_menu(self, point: Any) -> None:
+        menu = QMenu(self)
+        for name in ("cancel", "retry", "load", "folder"):
+            button = self._actions[name]
+            action = menu.addAction(button.icon(), button.text())
+            action.setEnabled(button.isEnabled())
+            action.triggered.connect(button.click)
+        menu.popup(self.tree.viewport().mapToGlobal(point))
+
+    # --- history and new jobs ----------------------------------------------------------------
+    def load_history(self) -> Any:
+        """Fill the list from the task log (a task: it reads SQLite and maybe AWS)."""
+        local = self.context.local_key()
+        pool = self.context.pool
+        self._history_task = FunctionTask(
+            self.tr("rsbatch: reading the job history"),
+            lambda task: read_history(pool, local, HISTORY_LIMIT, task),
+            on_success=self._history_read,
+            on_error=lambda error: self.context.notifier.warning(
+                describe(error), self.tr("Job history")))
+        return self.context.tasks.start(self._history_task)
+
+    def _history_read(self, found: list[tuple[dict, BackendKey, Any]]) -> None:
+        self._history_task = None
+        for row, key, status in found:
+            job_id = row["job_id"]
+            if job_id in self.monitor.jobs:
+                continue
+            self.labels[job_id] = _label(key)
+            self.created[job_id] = row.get("created", "")
+            if isinstance(status, BaseException):
+                self.monitor.watch(job_id, key, created=row.get("created", ""),
+                                   error=describe(status))
+            else:
+                self.monitor.watch(job_id, key, status=status, created=row.get("created", ""))
+        self._update_buttons()
+
+    def add_job(self, job: Any, status: Any, key: BackendKey, label: str) -> None:
+        """A job just submitted from the dock: list it on top, select it, watch it."""
+        self.labels[job.job_id] = label
+        self.created[job.job_id] = job.created
+        self.model.update_job(job.job_id, status, backend=label, created=job.created,
+                              newest=True)
+        self.monitor.watch(job.job_id, key, status=status, created=job.created)
+        self.select_job(job.job_id)
+        self.tree.expand(self.model.index(self.model.job_row(job.job_id), 0))
+        self.context.notifier.info(self.tr("Job {} submitted: {} cell(s) on {}")
+                                   .format(job.job_id, len(job.cells), label))
+
+    def _job_changed(self, job_id: str) -> None:
+        job = self.monitor.jobs[job_id]
+        self.model.update_job(job_id, job.status, backend=self.labels.get(job_id, ""),
+                              created=self.created.get(job_id, job.created), error=job.error)
+        self._update_buttons()
+
+    # --- notices and results -----------------------------------------------------------------
+    def _cells_succeeded(self, job_id: str, records: list) -> None:
+        if self.context.settings().auto_load:
+            self.load_results(job_id, records)
+
+    def _cells_failed(self, job_id: str, records: list) -> None:
+        first = records[0]
+        if len(records) == 1:
+            text = self.tr("Cell {} of job {} failed: {}").format(first.cell_id, job_id,
+                                                                  first.error or "?")
+        else:
+            text = self.tr("{} cells of job {} failed; {}: {}").format(
+                len(records), job_id, first.cell_id, first.error or "?")
+        self.context.notifier.warning(text, self.tr("rsbatch job"))
+
+    def _job_finished(self, job_id: str) -> None:
+        status = self.monitor.jobs[job_id].status
+        counts = status.counts
+        done, total = counts["SUCCEEDED"], len(status.records)
+        if done == total:
+            self.context.notifier.success(self.tr("Job {} finished: {} cell(s) succeeded")
+                                          .format(job_id, done), self.tr("rsbatch job"))
+        else:
+            self.context.notifier.warning(
+                self.tr("Job {} finished: {} of {} cell(s) succeeded, {} failed, {} cancelled")
+                .format(job_id, done, total, counts["FAILED"], counts["CANCELLED"]),
+                self.tr("rsbatch job"))
+
+    def _load_failed(self, job_id: str, reasons: list) -> None:
+        self.context.notifier.warning(self.tr("Some results of job {} could not be added: {}")
+                                      .format(job_id, "; ".join(reasons[:3])))
+
+    def _s3_access(self, key: BackendKey) -> S3Access:
+        name, options = key
+        if name != "aws":
+            return S3Access()
+        opts = dict(options)
+        try:
+            stack = read_stack(opts.get("stack") or "rsbatch")
+        except Exception:  # the stack file is optional for reading results
+            stack = {}
+        access = S3Access.from_stack(stack, opts.get("profile"))
+        return S3Access(access.profile, opts.get("region") or access.region,
+                        access.endpoint_url)
+
+    def load_results(self, job_id: str | None, records: list | None = None) -> Any:
+        """Add a job's finished outputs to the map (all of them, or those of `records`)."""
+        job = self.monitor.jobs.get(job_id or "")
+        if job is None or job.status is None:
+            return None
+        settings = self.context.settings()
+        request = LoadRequest(
+            job_id=job.job_id, outputs=outputs_of(records or job.status.records),
+            s3_mode=settings.s3_mode,
+            download_folder=settings.download_folder or os.path.join(user_data_dir(),
+                                                                     "downloads"),
+            rgb_stretch=settings.rgb_stretch, s3=self._s3_access(job.key))
+        return self.loader.load(request)
+
+    # --- actions -----------------------------------------------------------------------------
+    def _backend_call(self, job_id: str, what: str, call: Any, done: Any) -> Any:
+        job = self.monitor.jobs.get(job_id)
+        if job is None:
+            return None
+        pool, key = self.context.pool, job.key
+        task = FunctionTask(
+            what, lambda t: call(pool.get(key), job_id), on_success=done,
+            on_error=lambda error: self.context.notifier.error(error, what))
+        return self.context.tasks.start(task)
+
+    def cancel(self, job_id: str | None) -> Any:
+        if not job_id:
+            return None
+        self._actions["cancel"].setEnabled(False)
+        return self._backend_call(job_id, self.tr("rsbatch: cancelling job {}").format(job_id),
+                                  lambda backend, jid: backend.cancel(jid),
+                                  lambda status: self.monitor.update(job_id, status))
+
+    def retry(self, job_id: str | None) -> Any:
+        if not job_id:
+            return None
+        self._actions["retry"].setEnabled(False)
+        return self._backend_call(job_id, self.tr("rsbatch: retrying job {}").format(job_id),
+                                  lambda backend, jid: backend.resume(jid),
+                                  lambda status: self.monitor.rearm(job_id, status))
+
+    def _folder(self, job: Any) -> str | None:
+        if job is None or job.status is None:
+            return None
+        for record in job.status.records:
+            for uri in record.outputs.values():
+                parsed = urlparse(uri)
+                if parsed.scheme == "file":
+                    return os.path.dirname(unquote(parsed.path))
+        return None
+
+    def open_folder(self, job_id: str | None) -> None:
+        folder = self._folder(self.monitor.jobs.get(job_id or ""))
+        if folder and os.path.isdir(folder):
+            QDesktopServices.openUrl(QUrl.fromLocalFile(folder))
+
+    def set_poll_interval(self, milliseconds: int) -> None:
+        self.monitor.interval_ms = max(200, milliseconds)
+
+    def cell_status(self, job_id: str, cell_id: str) -> Status | None:
+        job = self.monitor.jobs.get(job_id)
+        if job is None or job.status is None:
+            return None
+        for record in job.status.records:
+            if record.cell_id == cell_id:
+                return record.status
+        return None
+
+    def cell_text(self, job_id: str, cell_id: str, column: int) -> str:
+        item = self.model.cell_item(job_id, cell_id, column)
+        return item.text() if item is not None else ""
+
+    def cleanup(self) -> None:
+        self.monitor.stop()
+        if self._history_task is not None:
+            self._history_task.detach()
+
+    def _index(self, job_id: str) -> QModelIndex:
+        return self.model.index(self.model.job_row(job_id), 0)
