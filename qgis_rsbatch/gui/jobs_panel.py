@@ -9,6 +9,7 @@ map as they arrive, through the ResultLoader.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -28,6 +29,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core.contract import Status
+from ..core.errors import InvalidInput
 from ..core.tasklog import user_data_dir
 from ..tasks import FunctionTask
 from .backends import BackendKey, aws_key, read_stack
@@ -64,6 +66,24 @@ def read_history(context_pool: Any, local: BackendKey, limit: int = HISTORY_LIMI
             status = exc
         found.append((row, key, status))
     return found
+
+
+def resume_when_idle(backend: Any, job_id: str, task: Any = None, patience: float = 30.0
+                     ) -> Any:
+    """backend.resume(job_id), waiting (in a task) for a local runner that is still winding
+    down: its cells are all finished a moment before the runner process has exited, and
+    resume refuses a job whose runner is alive."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return backend.resume(job_id)
+        except InvalidInput as exc:
+            if "still running" not in str(exc) or time.monotonic() > deadline or \
+                    not backend.status(job_id).finished:
+                raise
+        if task is not None:
+            task.check_cancelled()
+        time.sleep(0.25)
 
 
 def _label(key: BackendKey) -> str:
@@ -280,7 +300,7 @@ class JobsPanel(QWidget):
             return None
         pool, key = self.context.pool, job.key
         task = FunctionTask(
-            what, lambda t: call(pool.get(key), job_id), on_success=done,
+            what, lambda t: call(pool.get(key), job_id, t), on_success=done,
             on_error=lambda error: self.context.notifier.error(error, what))
         return self.context.tasks.start(task)
 
@@ -289,7 +309,7 @@ class JobsPanel(QWidget):
             return None
         self._actions["cancel"].setEnabled(False)
         return self._backend_call(job_id, self.tr("rsbatch: cancelling job {}").format(job_id),
-                                  lambda backend, jid: backend.cancel(jid),
+                                  lambda backend, jid, _task: backend.cancel(jid),
                                   lambda status: self.monitor.update(job_id, status))
 
     def retry(self, job_id: str | None) -> Any:
@@ -297,7 +317,7 @@ class JobsPanel(QWidget):
             return None
         self._actions["retry"].setEnabled(False)
         return self._backend_call(job_id, self.tr("rsbatch: retrying job {}").format(job_id),
-                                  lambda backend, jid: backend.resume(jid),
+                                  resume_when_idle,
                                   lambda status: self.monitor.rearm(job_id, status))
 
     def _folder(self, job: Any) -> str | None:

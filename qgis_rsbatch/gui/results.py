@@ -1,11 +1,12 @@
 """Finished cells' outputs as styled layers, in one layer group per job.
 
-Two halves, split by thread. `prepare()` (a task) does what may block: resolve each output
-URI to a GDAL source (a local path, /vsis3/ for streaming, or a download), open it once to
-check it and to warm GDAL's caches, and compute the RGB stretch. `ResultLoader` then creates
-the layers, styles them and adds them to the project on the main thread: layers are never
-created for the project in a worker thread, and the main thread's open is cheap because the
-task already did the slow part.
+Split by thread. `build_layers()` (a task) does all that may block: resolve each output URI
+to a GDAL source (a local path, /vsis3/ for streaming, or a download), open it as a layer
+(QGIS reads statistics for a default renderer while opening: ~50 ms for a small local COG,
+much more over the network), compute the RGB stretch and style it. The layers travel to the
+main thread in a QgsMapLayerStore moved there, QGIS's own way (Processing's); only then,
+on the main thread, `ResultLoader` adds them to the project and the job's group. No layer
+is ever added to the project from a worker thread.
 
 Layout: group "rsbatch <job id>" → subgroups "NDVI", "RGB" → one layer per cell, newest
 date on top. `render.py` builds the same layout with the same functions.
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from qgis.core import QgsLayerTreeGroup, QgsProject, QgsRasterLayer
+from qgis.core import QgsLayerTreeGroup, QgsMapLayerStore, QgsProject, QgsRasterLayer
 from qgis.PyQt.QtCore import QCoreApplication, QObject, pyqtSignal
 
 from ..core.contract import Status
@@ -78,6 +79,7 @@ class Prepared:
     source: str = ""
     limits: list[tuple[float, float]] | None = None
     error: str = ""
+    layer_id: str = ""
 
 
 @dataclass
@@ -172,27 +174,66 @@ def download_s3(uri: str, folder: str, access: S3Access) -> str:
     return target
 
 
+def _open(output: Output, request: LoadRequest,
+          downloader: Callable[[str, str, S3Access], str]) -> tuple[Prepared, Any]:
+    """One output: its source, opened as a layer (checked), and its RGB limits."""
+    item = Prepared(output)
+    layer = None
+    try:
+        item.source = _source(output.uri, request, downloader)
+        layer = QgsRasterLayer(item.source, output.name, "gdal")
+        if not layer.isValid():
+            raise MissingInput(f"{output.uri} could not be opened as a raster")
+        if output.product == "rgb":
+            item.limits = rgb_limits(layer, request.rgb_stretch)
+    except Exception as exc:  # one bad file must not hide the others
+        item.error = describe(exc)
+        layer = None
+    return item, layer
+
+
 def prepare(request: LoadRequest, task: Any = None,
             downloader: Callable[[str, str, S3Access], str] = download_s3) -> list[Prepared]:
-    """Blocking: sources, a check that each opens, RGB limits. Run it in a task."""
+    """Blocking: sources, a check that each opens, RGB limits (for Processing's loader)."""
     prepared = []
     total = max(1, len(request.outputs))
     for index, output in enumerate(request.outputs):
         if task is not None:
             task.report(index / total)
-        item = Prepared(output)
-        try:
-            item.source = _source(output.uri, request, downloader)
-            probe = QgsRasterLayer(item.source, output.name, "gdal")
-            if not probe.isValid():
-                raise MissingInput(f"{output.uri} could not be opened as a raster")
-            if output.product == "rgb":
-                item.limits = rgb_limits(probe, request.rgb_stretch)
-            del probe
-        except Exception as exc:  # one bad file must not hide the others
-            item.error = describe(exc)
+        item, _layer = _open(output, request, downloader)
         prepared.append(item)
     return prepared
+
+
+@dataclass
+class Built:
+    """Styled layers made in a task, in a store already moved to the main thread."""
+
+    store: Any
+    items: list[Prepared]
+
+
+def build_layers(request: LoadRequest, task: Any = None,
+                 downloader: Callable[[str, str, S3Access], str] = download_s3) -> Built:
+    """Blocking (a task): open and style every output's layer, then hand them to the main
+    thread. Opening is the slow part (QGIS reads statistics for a default renderer, GDAL
+    may reach S3), so it happens here; the main thread only moves the layers into the
+    project. The store is QGIS's own way to pass layers between threads (Processing does
+    the same): the layers are its children and move with it."""
+    store = QgsMapLayerStore()
+    items = []
+    total = max(1, len(request.outputs))
+    for index, output in enumerate(request.outputs):
+        if task is not None:
+            task.report(index / total)
+        item, layer = _open(output, request, downloader)
+        if layer is not None:
+            style_product(layer, output.product, item.limits)
+            store.addMapLayer(layer)
+            item.layer_id = layer.id()
+        items.append(item)
+    store.moveToThread(QCoreApplication.instance().thread())
+    return Built(store, items)
 
 
 def _source(uri: str, request: LoadRequest,
@@ -316,8 +357,8 @@ class ResultLoader(QObject):
         self._pending.update(o.uri for o in outputs)
         task = FunctionTask(
             tr("rsbatch: loading {} result(s) of {}").format(len(outputs), request.job_id),
-            lambda t: prepare(request, t, self.downloader),
-            on_success=lambda prepared: self._add(request, prepared),
+            lambda t: build_layers(request, t, self.downloader),
+            on_success=lambda built: self._add(request, built),
             on_error=lambda error: self._failed(request, [describe(error)]),
             on_cancel=lambda: self._forget(request))
         return self.tasks.start(task)
@@ -329,20 +370,20 @@ class ResultLoader(QObject):
         self._forget(request)
         self.loadFailed.emit(request.job_id, reasons)
 
-    def _add(self, request: LoadRequest, prepared: list[Prepared]) -> None:
+    def _add(self, request: LoadRequest, built: Built) -> None:
         self._forget(request)
         added, errors = [], []
-        for item in prepared:
+        present = loaded_uris(self.project)
+        for item in built.items:
             if item.error:
                 errors.append(item.error)
                 continue
-            if item.output.uri in loaded_uris(self.project):
+            layer = built.store.takeMapLayer(built.store.mapLayer(item.layer_id))
+            if layer is None or item.output.uri in present:
                 continue
-            try:
-                layer = add_output_layer(self.project, item.output, item.source, item.limits)
-            except (InvalidInput, MissingInput, ValueError) as exc:
-                errors.append(describe(exc))
-                continue
+            self.project.addMapLayer(layer, False)
+            place_layer(self.project, layer, item.output)
+            present.add(item.output.uri)
             added.append(layer.id())
         if added:
             self.layersAdded.emit(request.job_id, added)
