@@ -1,0 +1,164 @@
+"""Results as layers: URIs to GDAL sources, S3 by streaming or download (through a moto
+server), the styles on real outputs, and the group layout."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import rasterio
+from qgis.core import QgsProject, QgsRasterLayer
+from rasterio.transform import from_origin
+
+from qgis_rsbatch.gui.results import (
+    LoadRequest,
+    Output,
+    S3Access,
+    add_output_layer,
+    build_layers,
+    gdal_source,
+    job_group,
+    s3_gdal_options,
+)
+from qgis_rsbatch.gui.styles import (
+    RGB_REFLECTANCE,
+    reflectance_factor,
+    rgb_limits,
+    style_ndvi,
+    style_rgb,
+)
+from tests.plugin.conftest import wait_until
+
+
+def _rgb_file(path, scale: float | None = 0.0001) -> str:
+    data = np.full((3, 64, 64), 1500, dtype="uint16")
+    data[:, :8, :8] = 0
+    data[0, 32:, :] = 3000
+    profile = {"driver": "GTiff", "width": 64, "height": 64, "count": 3, "dtype": "uint16",
+               "crs": "EPSG:32632", "transform": from_origin(500000, 5200000, 10, 10),
+               "nodata": 0}
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(data)
+        if scale is not None:
+            ds.scales = (scale,) * 3
+            ds.offsets = (0.0,) * 3
+    return str(path)
+
+
+def _ndvi_file(path) -> str:
+    data = np.linspace(-1, 1, 64 * 64, dtype="float32").reshape(1, 64, 64)
+    data[0, 0, :] = np.nan
+    profile = {"driver": "GTiff", "width": 64, "height": 64, "count": 1, "dtype": "float32",
+               "crs": "EPSG:32632", "transform": from_origin(500000, 5200000, 10, 10),
+               "nodata": float("nan")}
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(data)
+    return str(path)
+
+
+def test_uris_become_gdal_sources():
+    assert gdal_source("file:///data/a%20b/x.tif") == "/data/a b/x.tif"
+    assert gdal_source("s3://bucket/job/x.tif") == "/vsis3/bucket/job/x.tif"
+    assert gdal_source("https://host/x.tif") == "/vsicurl/https://host/x.tif"
+    assert gdal_source("/plain/path.tif") == "/plain/path.tif"
+
+
+def test_s3_options_name_a_profile_and_endpoint_never_a_key():
+    options = s3_gdal_options(S3Access("analyst", "eu-central-1", "http://127.0.0.1:5000"))
+    assert options == {"AWS_PROFILE": "analyst", "AWS_REGION": "eu-central-1",
+                       "AWS_S3_ENDPOINT": "127.0.0.1:5000", "AWS_HTTPS": "NO",
+                       "AWS_VIRTUAL_HOSTING": "FALSE"}
+    assert not any("SECRET" in key or "ACCESS_KEY" in key for key in options)
+
+
+def test_rgb_stretch_is_reflectance_whatever_units_qgis_reports(tmp_path):
+    scaled = QgsRasterLayer(_rgb_file(tmp_path / "scaled.tif"), "scaled", "gdal")
+    raw = QgsRasterLayer(_rgb_file(tmp_path / "raw.tif", scale=None), "raw", "gdal")
+    # QGIS applies the band scale of the first, so its values are reflectance …
+    assert reflectance_factor(scaled) == 1.0
+    # … and the second holds reflectance × 10000
+    assert reflectance_factor(raw) == 10000.0
+    assert rgb_limits(scaled) == [RGB_REFLECTANCE] * 3
+    assert rgb_limits(raw) == [(0.0, 3000.0)] * 3
+    style_rgb(raw)
+    assert raw.renderer().redContrastEnhancement().maximumValue() == 3000.0
+    low, high = rgb_limits(scaled, "cumulative")[0]
+    assert 0.14 <= low < high <= 0.31
+
+
+def test_ndvi_ramp_and_transparent_nodata(tmp_path):
+    layer = QgsRasterLayer(_ndvi_file(tmp_path / "ndvi.tif"), "ndvi", "gdal")
+    renderer = style_ndvi(layer)
+    function = renderer.shader().rasterShaderFunction()
+    assert (function.minimumValue(), function.maximumValue()) == (-1.0, 1.0)
+    assert renderer.nodataColor().alpha() == 0
+    assert math.isnan(layer.dataProvider().sourceNoDataValue(1))
+    # the ramp maps -1 to red, 0 to pale yellow, 1 to dark green
+    colors = {}
+    for value in (-1.0, 0.0, 1.0):
+        ok, r, g, b, _a = function.shade(value)
+        assert ok
+        colors[value] = (r, g, b)
+    assert colors[-1.0] == (165, 0, 38) and colors[0.0] == (255, 255, 191)
+    assert colors[1.0] == (0, 104, 55)
+
+
+def test_layers_go_into_product_groups_newest_first(tmp_path, qgis_new_project):
+    project = QgsProject.instance()
+    path = _ndvi_file(tmp_path / "n.tif")
+    for date, tile in (("2024-06-01", "32TNT"), ("2024-06-11", "32TMT"),
+                       ("2024-06-01", "32TMT")):
+        add_output_layer(project, Output("job-1", f"{tile}_{date}", tile, date, "ndvi",
+                                         f"file://{path}?{tile}{date}"), path)
+    add_output_layer(project, Output("job-1", "32TMT_2024-06-01", "32TMT", "2024-06-01",
+                                     "rgb", "file://x"), _rgb_file(tmp_path / "r.tif"))
+    group = job_group(project, "job-1", create=False)
+    assert [g.name() for g in group.children()] == ["NDVI", "RGB"]
+    assert [n.name() for n in group.findGroup("NDVI").findLayers()] == [
+        "32TMT 2024-06-11 NDVI", "32TMT 2024-06-01 NDVI", "32TNT 2024-06-01 NDVI"]
+
+
+@pytest.mark.parametrize("mode", ["stream", "download"])
+def test_s3_results_stream_or_download_through_the_profile_chain(aws_endpoint, tmp_path, mode):
+    import boto3
+
+    path = _ndvi_file(tmp_path / "32TMT_2024-06-01_ndvi.tif")
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="results")
+    s3.upload_file(path, "results", "out/job-s3/32TMT_2024-06-01_ndvi.tif")
+    output = Output("job-s3", "32TMT_2024-06-01", "32TMT", "2024-06-01", "ndvi",
+                    "s3://results/out/job-s3/32TMT_2024-06-01_ndvi.tif")
+    request = LoadRequest("job-s3", [output], s3_mode=mode,
+                          download_folder=str(tmp_path / "downloads"),
+                          s3=S3Access(region="us-east-1", endpoint_url=aws_endpoint))
+    built = build_layers(request)
+    item = built.items[0]
+    assert not item.error, item.error
+    if mode == "stream":
+        assert item.source == "/vsis3/results/out/job-s3/32TMT_2024-06-01_ndvi.tif"
+    else:
+        assert item.source.startswith(str(tmp_path / "downloads"))
+    layer = built.store.mapLayer(item.layer_id)
+    assert layer.isValid() and layer.renderer().type() == "singlebandpseudocolor"
+    assert layer.width() == 64
+
+
+def test_a_missing_file_is_reported_not_raised(tmp_path):
+    output = Output("j", "c", "32TMT", "2024-06-01", "rgb", f"file://{tmp_path}/gone.tif")
+    built = build_layers(LoadRequest("j", [output]))
+    assert "does not exist" in built.items[0].error
+
+
+def test_loader_adds_each_file_once(tmp_path, qgis_new_project):
+    from qgis_rsbatch.gui.results import ResultLoader, loaded_uris
+    from qgis_rsbatch.tasks import TaskRegistry
+
+    path = _rgb_file(tmp_path / "r.tif")
+    output = Output("job-2", "32TMT_2024-06-01", "32TMT", "2024-06-01", "rgb", f"file://{path}")
+    loader = ResultLoader(TaskRegistry())
+    assert loader.load(LoadRequest("job-2", [output])) is not None
+    assert loader.load(LoadRequest("job-2", [output])) is None  # already on its way
+    wait_until(lambda: loaded_uris(QgsProject.instance()), 30, "the layer")
+    assert loader.load(LoadRequest("job-2", [output])) is None  # already on the map
+    assert len(QgsProject.instance().mapLayers()) == 1

@@ -1,0 +1,132 @@
+"""Settings persist under rsbatch/ (and never hold a secret); QGIS's proxy reaches the catalog
+search; the worker-Python check says exactly what to install; the scene list's ticks."""
+
+from __future__ import annotations
+
+import sys
+import urllib.request
+
+import pytest
+from qgis.core import QgsNetworkAccessManager, QgsSettings
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtNetwork import QNetworkProxy
+
+from qgis_rsbatch.gui.backends import check_worker_python
+from qgis_rsbatch.gui.proxy import proxies_for
+from qgis_rsbatch.settings import Settings
+from tests.plugin.conftest import wait_until
+
+
+def test_settings_persist_under_the_rsbatch_prefix():
+    settings = Settings()
+    settings.output_folder = "/data/out"
+    settings.products = ["ndvi"]
+    settings.max_cloud = 12.5
+    settings.cloud_mask = False
+    fresh = Settings(QgsSettings())
+    assert fresh.output_folder == "/data/out" and fresh.products == ["ndvi"]
+    assert fresh.max_cloud == 12.5 and fresh.cloud_mask is False
+    keys = [k for k in QgsSettings().allKeys() if k.startswith("rsbatch/")]
+    assert "rsbatch/local/output_folder" in keys
+    assert not [k for k in keys if any(w in k.lower() for w in ("secret", "password",
+                                                                "access_key", "token"))]
+
+
+def test_the_dock_remembers_the_search_and_run_choices(dock, sample):
+    from tests.plugin.test_job_flow import plan_job
+
+    dock.search_panel.ndvi_check.setChecked(False)
+    plan_job(dock, sample)
+    assert Settings().products == ["rgb"]
+    assert Settings().catalog == sample["catalog"]
+    assert sample["catalog"] in Settings().recent_catalogs
+
+
+def _set_proxy(kind: QNetworkProxy.ProxyType, host: str, port: int, user: str = "",
+               password: str = "", excludes: tuple[str, ...] = ()):
+    settings = QgsSettings()
+    settings.setValue("proxy/proxyEnabled", True)
+    settings.setValue("proxy/proxyType", "HttpProxy" if kind ==
+                      QNetworkProxy.ProxyType.HttpProxy else "Socks5Proxy")
+    proxy = QNetworkProxy(kind, host, port, user, password)
+    QgsNetworkAccessManager.instance().setFallbackProxyAndExcludes(proxy, list(excludes), [])
+
+
+@pytest.fixture
+def no_proxy_after():
+    yield
+    QgsSettings().remove("proxy")
+    QgsNetworkAccessManager.instance().setFallbackProxyAndExcludes(QNetworkProxy(), [], [])
+
+
+def test_qgis_proxy_becomes_the_catalog_searchs_proxies(no_proxy_after):
+    assert proxies_for("https://earth-search.aws.element84.com/v1") == {}
+    _set_proxy(QNetworkProxy.ProxyType.HttpProxy, "proxy.example", 3128, "ana", "p@ss",
+               excludes=("https://internal.example",))
+    expected = "http://ana:p%40ss@proxy.example:3128"
+    assert proxies_for("https://earth-search.aws.element84.com/v1") == {
+        "http": expected, "https": expected}
+    assert proxies_for("https://internal.example/stac") == {}
+    QgsSettings().setValue("proxy/proxyType", "DefaultProxy")
+    assert proxies_for("https://earth-search.aws.element84.com/v1") is None
+
+
+def test_the_search_goes_through_the_configured_proxy(dock, sample, no_proxy_after,
+                                                      monkeypatch):
+    """The search task is given QGIS's proxy (a static catalog ignores it, so spy)."""
+    seen = {}
+    from qgis_rsbatch.core import catalog
+
+    real = catalog.search
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(catalog, "search", spy)
+    _set_proxy(QNetworkProxy.ProxyType.HttpProxy, "proxy.example", 8080)
+    from tests.plugin.test_job_flow import plan_job
+
+    plan_job(dock, sample)
+    assert seen["proxies"] == {"http": "http://proxy.example:8080",
+                               "https": "http://proxy.example:8080"}
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler(seen["proxies"]))
+    assert any(isinstance(h, urllib.request.ProxyHandler) for h in opener.handlers)
+
+
+def test_worker_check_accepts_the_project_venv():
+    result = check_worker_python(sys.executable)
+    assert result.ok, result.message
+    assert "rasterio" in result.message
+
+
+def test_worker_check_says_what_to_install(tmp_path):
+    result = check_worker_python("/usr/bin/python3")
+    assert not result.ok
+    assert "/usr/bin/python3 -m pip install" in result.message and "rasterio" in result.message
+    missing = check_worker_python(str(tmp_path / "nope" / "python"))
+    assert not missing.ok and "not an executable" in missing.message
+
+
+def test_worker_check_from_the_settings_tab(dock):
+    panel = dock.settings_panel
+    panel.python_widget.setFilePath("/usr/bin/python3")
+    assert Settings().worker_python == "/usr/bin/python3"
+    panel.check_worker()
+    wait_until(lambda: panel.last_check is not None, 60, "the check")
+    assert not panel.last_check.ok
+    assert "pip install" in panel.check_label.text()
+
+
+def test_untick_scenes(dock, sample):
+    from tests.plugin.test_job_flow import plan_job
+
+    plan_job(dock, sample)
+    model = dock.search_panel.model
+    assert dock.search_panel.count_label.text() == "4 of 4 scene(s) ticked"
+    model.setData(model.index(1, 0), Qt.CheckState.Unchecked, Qt.ItemDataRole.CheckStateRole)
+    assert len(model.selected()) == 3
+    wait_until(lambda: dock.run_panel.plan, 30, "a new estimate")
+    assert "3 cell(s)" in dock.run_panel.estimate_label.text()
+    dock.search_panel.none_button.click()
+    assert not dock.run_panel.submit_button.isEnabled()
