@@ -35,9 +35,10 @@ def ours(scene: str, out: str, products: str) -> None:
         raise SystemExit(f"the worker failed with exit code {code}")
 
 
-def naive(scene: str, out: str, products: str) -> None:
+def naive(scene: str, out: str, products: str, cog: bool = False) -> None:
     """(b) the seed's approach with numpy: whole arrays in memory, a GeoTIFF, gdaladdo-style
-    overviews and statistics afterwards (the seed's combands.py, plus NDVI the same way)."""
+    overviews and statistics afterwards (the seed's combands.py, plus NDVI the same way).
+    With `cog`, GDAL's COG driver then makes the same kind of file the worker makes."""
     import rasterio
 
     def read(key: str) -> tuple[np.ndarray, dict]:
@@ -66,7 +67,15 @@ def naive(scene: str, out: str, products: str) -> None:
         with rasterio.open(path, "w", **{**profile, "count": 3}) as ds:
             ds.write(np.stack([red, green, blue]))
         outputs.append(path)
-    for path in outputs:  # the seed: ComputeStatistics, then BuildOverviews('average', …)
+    for path in outputs:
+        if cog:  # the deliverable the worker makes: a ZSTD COG with overviews and statistics
+            from rasterio.shutil import copy
+
+            copy(path, path.replace(".tif", "-cog.tif"), driver="COG", compress="ZSTD",
+                 level=1, predictor="YES", num_threads="ALL_CPUS", statistics="YES",
+                 overview_resampling="average")
+            continue
+        # the seed: ComputeStatistics, then BuildOverviews('average', …)
         from osgeo import gdal
 
         ds = gdal.Open(path, gdal.GA_Update)
@@ -74,6 +83,11 @@ def naive(scene: str, out: str, products: str) -> None:
             ds.GetRasterBand(band).ComputeStatistics(False)
         ds.BuildOverviews("AVERAGE", [2, 4, 8, 16, 32])
         ds = None
+
+
+def naive_cog(scene: str, out: str, products: str) -> None:
+    """(b') the seed's approach made to deliver what the worker delivers: COGs."""
+    naive(scene, out, products, cog=True)
 
 
 def rio_calc(scene: str, out: str, products: str) -> None:
@@ -111,20 +125,35 @@ def _decode(scene: str, threads: str) -> None:
                     ds.read(1, window=Window(0, row, ds.width, rows))
 
 
-def child_rss_mb() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def reset_peak_rss() -> None:
+    """Forget the peak RSS so far: a process forked from a big parent inherits its mark."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (and its children's, for `rio calc`), in MB."""
+    try:
+        with open("/proc/self/status") as fh:
+            own = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(usage, children) / 1024
+    return max(own, children) / 1024
 
 
 def main() -> None:
     name, scene, out = sys.argv[1:4]
     products = sys.argv[4] if len(sys.argv) > 4 else "rgb,ndvi"
     os.makedirs(out, exist_ok=True)
+    reset_peak_rss()
     started = time.perf_counter()
     globals()[name](scene, out, products)
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "rss_mb": child_rss_mb()}))
+    print(json.dumps({"seconds": seconds, "rss_mb": peak_rss_mb()}))
 
 
 if __name__ == "__main__":
