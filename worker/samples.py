@@ -38,6 +38,10 @@ _REFLECTANCE = {
 }
 #: how Earth Search's sentinel-cogs are written: DEFLATE with horizontal differencing
 _INPUT_COG_OPTIONS = {"compress": "DEFLATE", "predictor": 2, "level": 6}
+#: reflectance change per unit of field vigour, per band (blue, green, red, nir)
+_FIELD_EFFECT = (-0.008, -0.012, -0.025, 0.14)
+#: agricultural parcels: roughly 420 × 280 m, their edges wavering
+_FIELD_SIZE = (420.0, 280.0)
 BAND_FILES = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "scl": "SCL"}
 
 
@@ -112,6 +116,13 @@ class SceneModel:
         self.clouds = [_Noise(spec.seed * 11 + 5, 8000), _Noise(spec.seed * 11 + 6, 2000)]
         self.seed = spec.seed
 
+    def fields(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """Each pixel's field vigour (0..1): constant within a parcel, random between them."""
+        warp = self.terrain[1].at(xs, ys) * 160.0
+        col = np.floor((xs[None, :] + warp) / _FIELD_SIZE[0])
+        row = np.floor((ys[:, None] + warp) / _FIELD_SIZE[1])
+        return self.texture._lattice(col.astype(np.int64) * 7919, row.astype(np.int64))
+
     def _cloud_level(self) -> float:
         """The cloudiness above which a pixel is cloud, so that about `cloud` of a large
         area is covered (a quantile of the noise over a 50 km sample of this seed)."""
@@ -165,6 +176,7 @@ class SceneModel:
         classes = classes[row0 - 2 * r20: row0 - 2 * r20 + nrows, : spec.size]
         xs, ys = self._coords(row0, nrows, spec.size, 10)
         texture = self.texture.at(xs, ys) * 2 - 1  # -1..1
+        vigor = self.fields(xs, ys) * 2 - 1          # -1..1, one value per field
         rng = np.random.default_rng([self.seed, row0])
         out: dict[str, np.ndarray] = {}
         for index, key in enumerate(("blue", "green", "red", "nir")):
@@ -173,6 +185,9 @@ class SceneModel:
                 hit = classes == cls
                 if hit.any():
                     refl[hit] = mean[index] + spread[index] * texture[hit]
+            # crops differ field by field: vigorous fields are darker in red, brighter in NIR
+            crop = classes == SCL_VEGETATION
+            refl[crop] += _FIELD_EFFECT[index] * vigor[crop]
             refl += rng.normal(0, 0.003, classes.shape).astype(np.float32)
             dn = np.round(np.clip(refl, 0, None) * 10000) + spec.boa_offset
             dn = np.clip(dn, 1, 65535).astype(np.uint16)
