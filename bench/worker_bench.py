@@ -26,10 +26,10 @@ RESULTS = os.path.join(HERE, "results")
 
 def scene_dir(size: int) -> str:
     """The generated scene, cached under bench/.cache (generation takes ~40 s at 10980)."""
-    from worker.samples import SampleScene, write_scene
+    from worker.samples import GENERATOR_VERSION, SampleScene, write_scene
 
     folder = os.path.join(HERE, ".cache", f"scene-{size}")
-    marker = os.path.join(folder, ".complete")
+    marker = os.path.join(folder, f".complete-v{GENERATOR_VERSION}")
     if not os.path.exists(marker):
         shutil.rmtree(folder, ignore_errors=True)
         print(f"generating a {size} × {size} sample tile in {folder} …", flush=True)

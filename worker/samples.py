@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+#: bump when the generated content changes, so cached scenes (bench/.cache) are remade
+GENERATOR_VERSION = 3
 #: Scene classification (SCL) classes used by the generator
 SCL_NODATA, SCL_SATURATED, SCL_SHADOW, SCL_VEGETATION, SCL_BARE, SCL_WATER = 0, 1, 3, 4, 5, 6
 SCL_CLOUD_MEDIUM, SCL_CLOUD_HIGH, SCL_CIRRUS = 8, 9, 10
