@@ -10,18 +10,15 @@ baseline. When neither can be read, the pixels decide (`offset_check`).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
+from qgis_rsbatch.core import reflectance
 from qgis_rsbatch.core.contract import Cell
 from qgis_rsbatch.core.errors import AccessDenied, InvalidInput, SourceUnavailable
+from qgis_rsbatch.core.reflectance import Reflectance
 from qgis_rsbatch.core.seed import SEED_FIELDS, SeedPrefix, parse_prefix, seed_cell
-
-_BASELINE_IN_NAME = re.compile(r"_N(\d{2})(\d{2})_")
-_BOA_OFFSET = re.compile(r"<BOA_ADD_OFFSET[^>]*>\s*(-?\d+)\s*<")
-_BASELINE_TAG = re.compile(r"<PROCESSING_BASELINE>\s*(\d{2})\.(\d{2})\s*<")
 
 
 class _Bucket:
@@ -71,32 +68,24 @@ class _Bucket:
             raise SourceUnavailable(f"cannot check {uri}: {exc}") from exc
 
 
-def product_offset(prefix: SeedPrefix, bucket: Any, scale: float = 0.0001
-                   ) -> tuple[float | None, str]:
-    """(offset, how it was found) from the product's metadata; offset None when unknown."""
+def product_reflectance(prefix: SeedPrefix, bucket: Any) -> tuple[Reflectance, str]:
+    """The product's scale and offset from its own metadata (core's rule for ESA's JP2s),
+    and which file told: tileInfo.json's productName (`_N0400_`), else metadata.xml."""
     info = bucket.read(prefix.tile_root + "tileInfo.json")
+    name = None
     if info is not None:
         try:
-            name = str(json.loads(info).get("productName", ""))
+            name = str(json.loads(info).get("productName") or "") or None
         except ValueError:
-            name = ""
-        match = _BASELINE_IN_NAME.search(name)
-        if match:
-            baseline = f"{match.group(1)}.{match.group(2)}"
-            offset = -1000 * scale if baseline >= "04.00" else 0.0
-            return offset, f"processing baseline {baseline} from tileInfo.json ({name})"
-    xml = bucket.read(prefix.tile_root + "metadata.xml")
-    if xml is not None:
-        text = xml.decode("utf-8", "replace")
-        match = _BOA_OFFSET.search(text)
-        if match:
-            return int(match.group(1)) * scale, f"BOA_ADD_OFFSET {match.group(1)} in metadata.xml"
-        match = _BASELINE_TAG.search(text)
-        if match:
-            baseline = f"{match.group(1)}.{match.group(2)}"
-            offset = -1000 * scale if baseline >= "04.00" else 0.0
-            return offset, f"processing baseline {baseline} from metadata.xml"
-    return None, "no tileInfo.json or metadata.xml with the processing baseline"
+            name = None
+    xml = None
+    if name is None or reflectance.baseline_from_product_name(name) is None:
+        raw = bucket.read(prefix.tile_root + "metadata.xml")
+        xml = raw.decode("utf-8", "replace") if raw is not None else None
+    found = reflectance.for_sentinel_s2_l2a(product_name=name, metadata_xml=xml)
+    source = ("metadata.xml" if xml else f"tileInfo.json ({name})" if name
+              else "no tileInfo.json or metadata.xml with the processing baseline")
+    return found, source
 
 
 def cell_from_env(env: Mapping[str, str]) -> tuple[Cell, dict[str, Any], str]:
@@ -109,8 +98,7 @@ def cell_from_env(env: Mapping[str, str]) -> tuple[Cell, dict[str, Any], str]:
     bucket = _Bucket(env.get("region_name"))
     has_nir = bucket.exists(prefix.band_href("nir"))
     has_scl = bucket.exists(prefix.band_href("scl"))
-    found, how = product_offset(prefix, bucket)
-    cell = seed_cell(entry, has_nir=has_nir, has_scl=has_scl,
-                     offset=found if found is not None else 0.0,
-                     offset_check=found is None)
-    return cell, {"files": entry["files"], "date": entry["date"]}, how
+    found, source = product_reflectance(prefix, bucket)
+    cell = seed_cell(entry, has_nir=has_nir, has_scl=has_scl, offset=found.offset,
+                     offset_check=found.offset_check)
+    return cell, {"files": entry["files"], "date": entry["date"]}, source

@@ -105,14 +105,19 @@ def baseline_rule(baseline: str | None, scale: float = DEFAULT_SCALE,
     return Reflectance(scale, BASELINE_04_OFFSET if carries else 0.0, False, ())
 
 
-def for_c1(properties: Mapping[str, Any],
-           raster_band: Mapping[str, Any] | None) -> Reflectance:
-    """Earth Search `sentinel-2-c1-l2a`: ESA's DNs untouched, and `raster:bands` says so."""
+def _raster_bands_or_baseline(properties: Mapping[str, Any],
+                              raster_band: Mapping[str, Any] | None) -> Reflectance:
     offset = raster_value(raster_band, "offset")
     if offset is not None:
         return Reflectance(_scale(raster_band), offset, False, ())
     return baseline_rule(baseline_of(properties), _scale(raster_band),
                          "no raster:bands offset; ")
+
+
+def for_c1(properties: Mapping[str, Any],
+           raster_band: Mapping[str, Any] | None) -> Reflectance:
+    """Earth Search `sentinel-2-c1-l2a`: ESA's DNs untouched, and `raster:bands` says so."""
+    return _raster_bands_or_baseline(properties, raster_band)
 
 
 def for_earth_search_l2a(properties: Mapping[str, Any],
@@ -154,11 +159,7 @@ def for_earth_search_l2a(properties: Mapping[str, Any],
 def for_other(properties: Mapping[str, Any],
               raster_band: Mapping[str, Any] | None) -> Reflectance:
     """Any other STAC catalog: trust `raster:bands` when it has an offset, else the baseline."""
-    offset = raster_value(raster_band, "offset")
-    if offset is not None:
-        return Reflectance(_scale(raster_band), offset, False, ())
-    return baseline_rule(baseline_of(properties), _scale(raster_band),
-                         "no raster:bands offset; ")
+    return _raster_bands_or_baseline(properties, raster_band)
 
 
 def for_sentinel_s2_l2a(product_name: str | None = None, metadata_xml: str | None = None,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from ..tasklog import default_sqlite_path, user_data_dir
 from ..tasklog.dynamodb import DynamoTaskLog
 from ..tasklog.schema import Record
 from ..tasklog.sqlite import SqliteTaskLog
-from .base import JobStatus, Progress, move, unfinished
+from .base import JobStatus, Progress, move, poll, unfinished
 
 RESULTS_PREFIX = "results"
 _ENDED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -234,13 +233,4 @@ class AwsBackend:
 
     def wait(self, job_id: str, progress: Progress | None = None, interval: float = 5.0,
              timeout: float | None = None) -> JobStatus:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        last = None
-        while True:
-            status = self.status(job_id)
-            if progress and status.records != last:
-                progress(list(status.records))
-                last = status.records
-            if status.finished or (deadline is not None and time.monotonic() > deadline):
-                return status
-            time.sleep(interval)
+        return poll(lambda: self.status(job_id), progress, interval, timeout)

@@ -8,6 +8,7 @@ Functions state machine. The command line and the QGIS dock only speak this inte
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -84,6 +85,22 @@ class Backend(Protocol):
     def wait(self, job_id: str, progress: Progress | None = None,
              interval: float = 1.0, timeout: float | None = None) -> JobStatus:
         """Poll until every cell has finished."""
+
+
+def poll(status: Callable[[], JobStatus], progress: Progress | None, interval: float,
+         timeout: float | None) -> JobStatus:
+    """Ask for the status every `interval` s until the job has finished or `timeout` passed,
+    telling `progress` whenever the records changed."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last = None
+    while True:
+        current = status()
+        if progress and current.records != last:
+            progress(list(current.records))
+            last = current.records
+        if current.finished or (deadline is not None and time.monotonic() > deadline):
+            return current
+        time.sleep(interval)
 
 
 def unfinished(records: Iterable[Record]) -> list[Record]:

@@ -31,7 +31,7 @@ from ..contract import Cell, Job, Status, normalize_output
 from ..errors import DependencyMissing, InvalidInput
 from ..tasklog import default_sqlite_path, user_data_dir
 from ..tasklog.sqlite import SqliteTaskLog
-from .base import JobStatus, Progress, move, unfinished
+from .base import JobStatus, Progress, move, poll, unfinished
 
 POLL_SECONDS = 0.2
 
@@ -157,22 +157,13 @@ class LocalBackend:
 
     def wait(self, job_id: str, progress: Progress | None = None, interval: float = 1.0,
              timeout: float | None = None) -> JobStatus:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        last = None
-        while True:
-            status = self.status(job_id)
-            if progress and status.records != last:
-                progress(list(status.records))
-                last = status.records
-            if status.finished:
-                # done means the runner is gone too, not only that every cell has ended
-                pid = self._load(job_id)[2].get("supervisor")
-                if pid is not None:
-                    self._wait_for_supervisor(pid, 10)
-                return status
-            if deadline is not None and time.monotonic() > deadline:
-                return status
-            time.sleep(interval)
+        status = poll(lambda: self.status(job_id), progress, interval, timeout)
+        if status.finished:
+            # done means the runner is gone too, not only that every cell has ended
+            pid = self._load(job_id)[2].get("supervisor")
+            if pid is not None:
+                self._wait_for_supervisor(pid, 10)
+        return status
 
     def jobs(self, limit: int = 100) -> list[dict[str, Any]]:
         return self.log.list_jobs(limit)
