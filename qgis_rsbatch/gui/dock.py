@@ -61,6 +61,7 @@ class RsbatchDock(QgsDockWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(plan)
         self.tabs.addTab(scroll, self.tr("New job"))
 
@@ -71,6 +72,7 @@ class RsbatchDock(QgsDockWidget):
         settings_scroll = QScrollArea()
         settings_scroll.setWidgetResizable(True)
         settings_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        settings_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         settings_scroll.setWidget(self.settings_panel)
         self.tabs.addTab(settings_scroll, self.tr("Settings"))
 

@@ -38,8 +38,9 @@ def tr(text: str) -> str:
 
 
 def _renderer() -> QgsCategorizedSymbolRenderer:
+    # outlines only: results drawn below stay their true colours
     aoi = QgsFillSymbol.createSimple({
-        "color": "255,127,0,35", "outline_color": AOI_COLOR, "outline_width": "0.8",
+        "color": "0,0,0,0", "outline_color": AOI_COLOR, "outline_width": "0.8",
         "outline_style": "solid"})
     tile = QgsFillSymbol.createSimple({
         "color": "0,0,0,0", "outline_color": TILE_COLOR, "outline_width": "0.5",

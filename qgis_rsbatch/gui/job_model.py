@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from qgis.PyQt.QtCore import QCoreApplication, QModelIndex, Qt
+from qgis.core import QgsApplication
+from qgis.PyQt.QtCore import QCoreApplication, QModelIndex, QSize, Qt
 from qgis.PyQt.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
 from qgis.PyQt.QtWidgets import (
     QApplication,
@@ -25,6 +26,11 @@ JOB_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 CELL_ID_ROLE = Qt.ItemDataRole.UserRole + 2
 PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 3
 COLUMNS = ("Job / cell", "Status", "Progress", "Details")
+STATUS_ICONS = {
+    Status.PENDING: "/mTaskQueued.svg", Status.RUNNING: "/mTaskRunning.svg",
+    Status.SUCCEEDED: "/mTaskComplete.svg", Status.FAILED: "/mTaskTerminated.svg",
+    Status.CANCELLED: "/mTaskCancel.svg",
+}
 STATUS_COLORS = {
     Status.PENDING: "#7f7f7f", Status.RUNNING: "#1f78b4", Status.SUCCEEDED: "#238b45",
     Status.FAILED: "#d7301f", Status.CANCELLED: "#a6611a",
@@ -149,6 +155,7 @@ class JobModel(QStandardItemModel):
             name.setToolTip(record.cell_id)
             state.setText(status_text(record.status))
             state.setForeground(QBrush(QColor(STATUS_COLORS[record.status])))
+            state.setIcon(QgsApplication.getThemeIcon(STATUS_ICONS[record.status]))
             attempts.setText(tr("attempt {}").format(record.attempts) if record.attempts
                              else "")
             text = record.error or "; ".join(record.warnings) or \
@@ -162,7 +169,14 @@ class JobModel(QStandardItemModel):
 
 
 class ProgressDelegate(QStyledItemDelegate):
-    """Draws PROGRESS_ROLE (0–1) of job rows as a progress bar; cell rows as plain text."""
+    """Draws PROGRESS_ROLE (0–1) of job rows as a progress bar; everything else as usual,
+    in rows tall enough for a bar."""
+
+    ROW_HEIGHT = 24
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+        hint = super().sizeHint(option, index)
+        return QSize(hint.width(), max(hint.height(), self.ROW_HEIGHT))
 
     def paint(self, painter: Any, option: QStyleOptionViewItem, index: QModelIndex) -> None:
         value = index.data(PROGRESS_ROLE)
@@ -170,7 +184,8 @@ class ProgressDelegate(QStyledItemDelegate):
             super().paint(painter, option, index)
             return
         bar = QStyleOptionProgressBar()
-        bar.rect = option.rect.adjusted(2, 3, -2, -3)
+        bar.rect = option.rect.adjusted(3, 3, -3, -3)
+        bar.textAlignment = Qt.AlignmentFlag.AlignCenter
         bar.minimum, bar.maximum = 0, 1000
         bar.progress = round(float(value) * 1000)
         bar.text = index.data(Qt.ItemDataRole.DisplayRole) or ""

@@ -281,7 +281,18 @@ def product_group(group: QgsLayerTreeGroup, product: str) -> QgsLayerTreeGroup:
     position = sum(1 for child in group.children()
                    if isinstance(child, QgsLayerTreeGroup) and child.name() in order
                    and order.index(child.name()) < rank)
-    return group.insertGroup(position, title)
+    first = not group.children()
+    created = group.insertGroup(position, title)
+    if first:
+        _reveal(group)
+    return created
+
+
+def _reveal(node: Any) -> None:
+    """Show a group open once it has children: the layer tree view cannot expand a group
+    while it is empty, so a group made before its first child would stay closed."""
+    node.setExpanded(False)
+    node.setExpanded(True)
 
 
 def place_layer(project: QgsProject, layer: Any, output: Output) -> None:
@@ -303,15 +314,21 @@ def place_layer(project: QgsProject, layer: Any, output: Output) -> None:
             position += 1
     root = project.layerTreeRoot()
     node = root.findLayer(layer.id())
+    first = not group.findLayers()
     if node is None:
         if project.mapLayer(layer.id()) is None:
             project.addMapLayer(layer, False)
-        group.insertLayer(position, layer)
+        inserted = group.insertLayer(position, layer)
+    elif node.parent() is group:
         return
-    if node.parent() is group:
-        return
-    group.insertChildNode(position, node.clone())
-    node.parent().removeChildNode(node)
+    else:
+        inserted = node.clone()
+        group.insertChildNode(position, inserted)
+        node.parent().removeChildNode(node)
+    # one legend open per product (the NDVI ramp), the other layers' closed
+    inserted.setExpanded(first)
+    if first:
+        _reveal(group)
 
 
 def add_output_layer(project: QgsProject, output: Output, source: str,

@@ -21,6 +21,7 @@ from qgis.PyQt.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QStackedWidget,
     QToolButton,
@@ -184,6 +185,12 @@ class RunPanel(QWidget):
     def _backend_changed(self, *_args: Any) -> None:
         aws = self.backend() == AWS
         self.pages.setCurrentIndex(1 if aws else 0)
+        # the stack is as tall as the page shown, not as its tallest page
+        for index in range(self.pages.count()):
+            policy = QSizePolicy.Policy.Preferred if index == self.pages.currentIndex() \
+                else QSizePolicy.Policy.Ignored
+            self.pages.widget(index).setSizePolicy(policy, policy)
+        self.pages.adjustSize()
         if aws:
             self._stack_changed(self.stack_combo.currentText())
         self.invalidate()

@@ -19,7 +19,7 @@ def tr(text: str) -> str:
 
 
 def _headers() -> tuple[str, ...]:
-    return (tr("Tile"), tr("Date"), tr("Cloud %"), tr("Source"))
+    return (tr("Tile"), tr("Date"), tr("Cloud %"), tr("Scene"))
 
 
 def _value(scene: Scene, column: int, *, sort: bool) -> Any:
@@ -28,11 +28,13 @@ def _value(scene: Scene, column: int, *, sort: bool) -> Any:
         if sort:
             return -1.0 if cloud is None else float(cloud)
         return "?" if cloud is None else f"{cloud:.0f}"
-    return (scene.tile, scene.date, None, scene.collection or "")[column]
+    return (scene.tile, scene.date, None, scene.item_id)[column]
 
 
 def _tooltip(scene: Scene) -> str:
     lines = [scene.item_id, scene.datetime]
+    if scene.collection:
+        lines.append(tr("collection {}").format(scene.collection))
     if scene.processing_baseline:
         lines.append(tr("processing baseline {}").format(scene.processing_baseline))
     lines += list(scene.corrections)

@@ -107,10 +107,15 @@ class SearchPanel(QWidget):
         self.clip_check = QCheckBox(self.tr("Clip to area"), self)
         self.clip_check.setToolTip(self.tr("Write only the area's bounding window of each "
                                            "tile (else whole tiles)"))
-        for box in (self.rgb_check, self.ndvi_check, self.mask_check, self.clip_check):
+        for box in (self.rgb_check, self.ndvi_check):
             products.addWidget(box)
         products.addStretch(1)
         form.addRow(self.tr("Products"), products)
+        options = QHBoxLayout()
+        for box in (self.mask_check, self.clip_check):
+            options.addWidget(box)
+        options.addStretch(1)
+        form.addRow(self.tr("Options"), options)
 
         source = QHBoxLayout()
         self.catalog_combo = QComboBox(self)

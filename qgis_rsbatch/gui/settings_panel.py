@@ -15,6 +15,7 @@ from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -43,9 +44,12 @@ class SettingsPanel(QWidget):
         self._check_task: Any = None
         self.last_check: WorkerCheck | None = None
         layout = QVBoxLayout(self)
-        layout.addLayout(self._local_form())
-        layout.addLayout(self._results_form())
-        layout.addLayout(self._safety_form())
+        for title, form in ((self.tr("Local worker"), self._local_form()),
+                            (self.tr("Results"), self._results_form()),
+                            (self.tr("Confirmation, cost and polling"), self._safety_form())):
+            box = QGroupBox(title, self)
+            box.setLayout(form)
+            layout.addWidget(box)
         layout.addStretch(1)
         self._restore()
         self._connect()
