@@ -156,7 +156,8 @@ def render_job(job_id: str, png: str, project_path: str | None = None,
     from qgis.core import QgsProject
 
     from .core.contract import PRODUCTS
-    from .gui.results import LoadRequest, add_output_layer, outputs_of, prepare
+    from .gui.layer_tree import add_output_layer
+    from .gui.results import LoadRequest, outputs_of, prepare
 
     records, job = _records(job_id, task_log)
     outputs = outputs_of(records)

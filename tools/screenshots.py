@@ -355,7 +355,7 @@ class Driver:
     def results_rgb(self):
         from qgis.core import QgsProject
 
-        from qgis_rsbatch.gui.results import job_group
+        from qgis_rsbatch.gui.layer_tree import job_group
 
         if self._render_for != "dock-results-rgb.png":
             group = job_group(QgsProject.instance(), self.job_id, create=False)
@@ -370,7 +370,7 @@ class Driver:
         """The job's group open at `product`, the first layer's legend (the ramp) shown."""
         from qgis.core import QgsProject
 
-        from qgis_rsbatch.gui.results import job_group
+        from qgis_rsbatch.gui.layer_tree import job_group
 
         QgsProject.instance().layerTreeRoot().findLayer(
             QgsProject.instance().mapLayersByName("Sentinel-2 sample scene (context)")[0]

@@ -37,7 +37,8 @@ from .context import Context
 from .job_model import JobModel, ProgressDelegate
 from .job_monitor import JobMonitor
 from .messages import describe
-from .results import LoadRequest, ResultLoader, S3Access, outputs_of
+from .results import LoadRequest, ResultLoader, outputs_of
+from .sources import S3Access
 
 HISTORY_LIMIT = 30
 

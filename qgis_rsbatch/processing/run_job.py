@@ -33,8 +33,10 @@ from ..core.contract import PRODUCTS, Status, cell_id_for
 from ..core.errors import RsbatchError
 from ..core.estimate import estimate
 from ..core.planning import JobRequest, find_scenes, make_job
+from ..gui.layer_tree import place_layer
 from ..gui.proxy import proxies_for
-from ..gui.results import LoadRequest, Output, S3Access, outputs_of, place_layer, prepare
+from ..gui.results import LoadRequest, Output, outputs_of, prepare
+from ..gui.sources import S3Access
 from ..gui.styles import style_product
 from .common import RsbatchAlgorithm, fail
 

@@ -14,7 +14,7 @@ from qgis.core import Qgis, QgsLayerTreeGroup, QgsPointXY, QgsProject, QgsRaster
 
 from qgis_rsbatch.core.contract import Status
 from qgis_rsbatch.gui.job_model import PROGRESS_ROLE
-from qgis_rsbatch.gui.results import URI_PROPERTY
+from qgis_rsbatch.gui.layer_tree import URI_PROPERTY
 from qgis_rsbatch.gui.styles import NDVI_COLORS
 from tests.plugin.conftest import GapRecorder, messages, wait_until
 

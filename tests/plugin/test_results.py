@@ -11,16 +11,9 @@ import rasterio
 from qgis.core import QgsProject, QgsRasterLayer
 from rasterio.transform import from_origin
 
-from qgis_rsbatch.gui.results import (
-    LoadRequest,
-    Output,
-    S3Access,
-    add_output_layer,
-    build_layers,
-    gdal_source,
-    job_group,
-    s3_gdal_options,
-)
+from qgis_rsbatch.gui.layer_tree import add_output_layer, job_group, loaded_uris
+from qgis_rsbatch.gui.results import LoadRequest, Output, ResultLoader, build_layers
+from qgis_rsbatch.gui.sources import S3Access, gdal_source, s3_gdal_options
 from qgis_rsbatch.gui.styles import (
     RGB_REFLECTANCE,
     reflectance_factor,
@@ -151,7 +144,6 @@ def test_a_missing_file_is_reported_not_raised(tmp_path):
 
 
 def test_loader_adds_each_file_once(tmp_path, qgis_new_project):
-    from qgis_rsbatch.gui.results import ResultLoader, loaded_uris
     from qgis_rsbatch.tasks import TaskRegistry
 
     path = _rgb_file(tmp_path / "r.tif")

@@ -1,0 +1,118 @@
+"""The layer tree of results: a group per job ("rsbatch <job id>"), in it "NDVI" above "RGB",
+in each one layer per cell, newest date on top. The dock, Processing and `render` all place
+layers through `place_layer`, so they agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from qgis.core import QgsLayerTreeGroup, QgsProject, QgsRasterLayer
+
+from ..core.errors import MissingInput
+from .styles import style_product
+
+URI_PROPERTY = "rsbatch/uri"
+JOB_PROPERTY = "rsbatch/job_id"
+GROUP_PROPERTY = "rsbatch/job_group"
+DATE_PROPERTY = "rsbatch/date"
+TILE_PROPERTY = "rsbatch/tile"
+PRODUCT_TITLES = {"ndvi": "NDVI", "rgb": "RGB"}
+PRODUCT_ORDER = ("ndvi", "rgb")  # top to bottom in a job's group
+
+
+def job_group(project: QgsProject, job_id: str, *, create: bool = True
+              ) -> QgsLayerTreeGroup | None:
+    """The job's group ("rsbatch <job id>"), made at the top of the tree if absent."""
+    root = project.layerTreeRoot()
+    for child in root.children():
+        if isinstance(child, QgsLayerTreeGroup) and \
+                child.customProperty(GROUP_PROPERTY) == job_id:
+            return child
+    if not create:
+        return None
+    group = QgsLayerTreeGroup(f"rsbatch {job_id}")
+    group.setCustomProperty(GROUP_PROPERTY, job_id)
+    # below the area-and-tiles layer when it is first, so its outlines stay visible
+    first = root.children()[0] if root.children() else None
+    position = 1 if first is not None and first.name().startswith("rsbatch: area") else 0
+    root.insertChildNode(position, group)
+    return group
+
+
+def product_group(group: QgsLayerTreeGroup, product: str) -> QgsLayerTreeGroup:
+    title = PRODUCT_TITLES.get(product, product)
+    found = group.findGroup(title)
+    if found is not None:
+        return found
+    order = [PRODUCT_TITLES.get(p, p) for p in PRODUCT_ORDER]
+    rank = order.index(title) if title in order else len(order)
+    position = sum(1 for child in group.children()
+                   if isinstance(child, QgsLayerTreeGroup) and child.name() in order
+                   and order.index(child.name()) < rank)
+    first = not group.children()
+    created = group.insertGroup(position, title)
+    if first:
+        _reveal(group)
+    return created
+
+
+def _reveal(node: Any) -> None:
+    """Show a group open once it has children: the layer tree view cannot expand a group
+    while it is empty, so a group made before its first child would stay closed."""
+    node.setExpanded(False)
+    node.setExpanded(True)
+
+
+def place_layer(project: QgsProject, layer: Any, output: Any) -> None:
+    """Put `layer` (already in `project` or not) in its job's product group, newest date on
+    top, then tiles in order; tags it so the plugin knows it later."""
+    layer.setCustomProperty(URI_PROPERTY, output.uri)
+    layer.setCustomProperty(JOB_PROPERTY, output.job_id)
+    layer.setCustomProperty(DATE_PROPERTY, output.date)
+    layer.setCustomProperty(TILE_PROPERTY, output.tile)
+    group = product_group(job_group(project, output.job_id), output.product)
+    position = 0
+    for child in group.findLayers():
+        other = child.layer()
+        if other is None or other is layer:
+            continue
+        date = other.customProperty(DATE_PROPERTY, "")
+        tile = other.customProperty(TILE_PROPERTY, "")
+        if date > output.date or (date == output.date and tile < output.tile):
+            position += 1
+    root = project.layerTreeRoot()
+    node = root.findLayer(layer.id())
+    first = not group.findLayers()
+    if node is None:
+        if project.mapLayer(layer.id()) is None:
+            project.addMapLayer(layer, False)
+        inserted = group.insertLayer(position, layer)
+    elif node.parent() is group:
+        return
+    else:
+        inserted = node.clone()
+        group.insertChildNode(position, inserted)
+        node.parent().removeChildNode(node)
+    # one legend open per product (the NDVI ramp), the other layers' closed
+    inserted.setExpanded(first)
+    if first:
+        _reveal(group)
+
+
+def add_output_layer(project: QgsProject, output: Any, source: str,
+                     limits: Sequence[tuple[float, float]] | None = None) -> QgsRasterLayer:
+    """Create, style and insert one output's layer (main thread)."""
+    layer = QgsRasterLayer(source, output.name, "gdal")
+    if not layer.isValid():
+        raise MissingInput(f"{output.uri} could not be opened as a raster")
+    style_product(layer, output.product, limits)
+    project.addMapLayer(layer, False)
+    place_layer(project, layer, output)
+    return layer
+
+
+def loaded_uris(project: QgsProject) -> set[str]:
+    return {layer.customProperty(URI_PROPERTY) for layer in project.mapLayers().values()
+            if layer.customProperty(URI_PROPERTY)}
