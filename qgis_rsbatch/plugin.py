@@ -54,7 +54,7 @@ class RsbatchPlugin:
     def initGui(self) -> None:
         self._install_translator()
         self.initProcessing()
-        self.tasks = TaskRegistry()
+        self.tasks = TaskRegistry(on_internal_error=self._internal_error)
         self.action = QAction(QIcon(ICON_PATH), tr("rsbatch: Sentinel-2 RGB / NDVI"),
                               self.iface.mainWindow())
         self.action.setObjectName(ACTION_NAME)
@@ -75,6 +75,12 @@ class RsbatchPlugin:
                 QCoreApplication.installTranslator(self.translator)
             else:
                 self.translator = None
+
+    def _internal_error(self, error: BaseException) -> None:
+        from .gui.messages import Notifier
+
+        Notifier(self.iface).error(tr("rsbatch hit an internal error ({}); the details are in "
+                                      "the log (rsbatch tab)").format(error))
 
     # --- the dock ----------------------------------------------------------------------------
     def create_dock(self) -> Any:

@@ -47,6 +47,8 @@ class BaseTask(QgsTask):
         self.on_success = on_success
         self.on_error = on_error
         self.on_cancel = on_cancel
+        #: told when a callback itself fails (the registry sets it: the message bar)
+        self.on_internal_error: Callable[[BaseException], None] | None = None
         self._detached = False
 
     # --- worker thread -----------------------------------------------------------------
@@ -84,19 +86,26 @@ class BaseTask(QgsTask):
     def finished(self, ok: bool) -> None:
         if self._detached:
             return
-        if ok:
-            if self.on_success:
-                self.on_success(self.result)
-        elif self.error is not None:
-            if self.on_error:
-                self.on_error(self.error)
-        elif self.on_cancel:
-            self.on_cancel()
+        try:
+            if ok:
+                if self.on_success:
+                    self.on_success(self.result)
+            elif self.error is not None:
+                if self.on_error:
+                    self.on_error(self.error)
+            elif self.on_cancel:
+                self.on_cancel()
+        except Exception as exc:  # a bug of ours: say so, never a traceback dialog
+            QgsMessageLog.logMessage(f"{self.description()}: {traceback.format_exc()}",
+                                     LOG_TAG, Qgis.MessageLevel.Critical)
+            if self.on_internal_error is not None:
+                self.on_internal_error(exc)
 
     def detach(self) -> None:
         """Forget the callbacks: whatever the task ends with, nobody is listening."""
         self._detached = True
         self.on_success = self.on_error = self.on_cancel = None
+        self.on_internal_error = None
 
 
 class FunctionTask(BaseTask):
@@ -125,8 +134,10 @@ def _release(task: BaseTask) -> None:
 class TaskRegistry:
     """Starts tasks, keeps each referenced until it ends, and cancels them all on unload."""
 
-    def __init__(self, manager: Any = None) -> None:
+    def __init__(self, manager: Any = None,
+                 on_internal_error: Callable[[BaseException], None] | None = None) -> None:
         self._manager = manager
+        self.on_internal_error = on_internal_error
         self._tasks: list[BaseTask] = []
         self._closed = False
 
@@ -141,6 +152,8 @@ class TaskRegistry:
             return task
         self._tasks.append(task)
         _ALIVE.add(task)
+        if task.on_internal_error is None:
+            task.on_internal_error = self.on_internal_error
         task.taskCompleted.connect(lambda t=task: self._ended(t))
         task.taskTerminated.connect(lambda t=task: self._ended(t))
         self.manager.addTask(task)

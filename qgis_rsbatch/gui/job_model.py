@@ -25,7 +25,6 @@ from ..core.contract import Status
 JOB_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 CELL_ID_ROLE = Qt.ItemDataRole.UserRole + 2
 PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 3
-COLUMNS = ("Job / cell", "Status", "Progress", "Details")
 STATUS_ICONS = {
     Status.PENDING: "/mTaskQueued.svg", Status.RUNNING: "/mTaskRunning.svg",
     Status.SUCCEEDED: "/mTaskComplete.svg", Status.FAILED: "/mTaskTerminated.svg",
@@ -39,6 +38,10 @@ STATUS_COLORS = {
 
 def tr(text: str) -> str:
     return QCoreApplication.translate("rsbatch", text)
+
+
+def columns() -> list[str]:
+    return [tr("Job / cell"), tr("Status"), tr("Progress"), tr("Details")]
 
 
 def status_text(status: Status) -> str:
@@ -77,8 +80,11 @@ class JobModel(QStandardItemModel):
     """Jobs (newest first) and their cells."""
 
     def __init__(self, parent: Any = None) -> None:
-        super().__init__(0, len(COLUMNS), parent)
-        self.setHorizontalHeaderLabels([tr(c) for c in COLUMNS])
+        super().__init__(0, len(columns()), parent)
+        self.setHorizontalHeaderLabels(columns())
+        #: the record each cell row shows: a poll of a 10,000-cell job touches only the
+        #: rows whose record changed, so the GUI thread stays free
+        self._shown: dict[tuple[str, str], Any] = {}
 
     # --- finding rows ------------------------------------------------------------------
     def job_row(self, job_id: str) -> int:
@@ -113,7 +119,7 @@ class JobModel(QStandardItemModel):
         """Create or refresh the job's row and its cells' rows from a core JobStatus."""
         row = self.job_row(job_id)
         if row < 0:
-            items = [_item(job_id) for _ in COLUMNS]
+            items = [_item(job_id) for _ in range(self.columnCount())]
             items[0].setData(job_id, JOB_ID_ROLE)
             items[2].setData(0.0, PROGRESS_ROLE)
             if newest:
@@ -143,10 +149,14 @@ class JobModel(QStandardItemModel):
 
     def _update_cells(self, head: QStandardItem, records: Any) -> None:
         rows = {head.child(r, 0).data(CELL_ID_ROLE): r for r in range(head.rowCount())}
+        job_id = head.data(JOB_ID_ROLE)
         for record in records:
+            if self._shown.get((job_id, record.cell_id)) == record:
+                continue
+            self._shown[(job_id, record.cell_id)] = record
             row = rows.get(record.cell_id)
             if row is None:
-                items = [_item() for _ in COLUMNS]
+                items = [_item() for _ in range(self.columnCount())]
                 items[0].setData(record.cell_id, CELL_ID_ROLE)
                 head.appendRow(items)
                 row = head.rowCount() - 1

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from qgis.core import QgsApplication
-from qgis.PyQt.QtCore import QModelIndex, Qt, QUrl
+from qgis.PyQt.QtCore import QCoreApplication, QModelIndex, Qt, QUrl
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
@@ -41,6 +41,10 @@ from .results import LoadRequest, ResultLoader, outputs_of
 from .sources import S3Access
 
 HISTORY_LIMIT = 30
+
+
+def tr(text: str) -> str:
+    return QCoreApplication.translate("rsbatch", text)
 
 
 def read_history(context_pool: Any, local: BackendKey, limit: int = HISTORY_LIMIT,
@@ -91,9 +95,10 @@ def _label(key: BackendKey) -> str:
     name, options = key
     if name == "aws":
         opts = dict(options)
-        return f"AWS stack {opts.get('stack')}" + (f" ({opts['region']})"
-                                                   if opts.get("region") else "")
-    return "this computer"
+        if opts.get("region"):
+            return tr("AWS stack {} ({})").format(opts.get("stack"), opts["region"])
+        return tr("AWS stack {}").format(opts.get("stack"))
+    return tr("this computer")
 
 
 class JobsPanel(QWidget):

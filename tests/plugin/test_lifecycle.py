@@ -117,3 +117,18 @@ def test_load_unload_twice_does_not_accumulate(qgis_iface, qgis_new_project):
     main = qgis_iface.mainWindow()
     assert not [d for d in main.findChildren(QDockWidget) if d.objectName() == OBJECT_NAME]
     assert QgsApplication.processingRegistry().providerById("rsbatch") is None
+
+
+def test_a_failing_callback_is_a_message_not_a_traceback_dialog(plugin, qgis_iface):
+    from qgis.core import Qgis
+
+    from qgis_rsbatch.tasks import FunctionTask
+
+    def broken(_result):
+        raise ValueError("a bug")
+
+    plugin.tasks.start(FunctionTask("rsbatch: fine", lambda task: 1, on_success=broken))
+    wait_until(lambda: not rsbatch_tasks(), 10, "the task")
+    process_events(0.05)
+    critical = qgis_iface.messageBar().get_messages(Qgis.MessageLevel.Critical)
+    assert any("internal error (a bug)" in m for m in critical)
