@@ -81,8 +81,26 @@ print(json.dumps({"python": sys.version.split()[0], "found": found}))
 """
 
 
+#: successful checks by path (a probe starts a Python: ~1 s); failures are checked again
+_WORKING: dict[str, WorkerCheck] = {}
+
+
+def require_worker_python(python: str | None) -> None:
+    """DependencyMissing with what to install unless `python` can run the worker (blocking)."""
+    result = _WORKING.get(python or "") or check_worker_python(python)
+    if not result.ok:
+        raise DependencyMissing(result.message)
+
+
 def check_worker_python(python: str | None) -> WorkerCheck:
     """Can `python` (None: core's default choice) run rsbatch's worker? Blocking: use a task."""
+    result = _check_worker_python(python)
+    if result.ok:
+        _WORKING[python or ""] = result
+    return result
+
+
+def _check_worker_python(python: str | None) -> WorkerCheck:
     if not python:
         from ..core.backends.local import default_worker_python
 

@@ -93,6 +93,8 @@ class RsbatchDock(QgsDockWidget):
         self.run_panel.submitted.connect(self._submitted)
         self.settings_panel.pollIntervalChanged.connect(self.jobs_panel.set_poll_interval)
         self.jobs_panel.load_history()
+        # can this computer run jobs? said at once when it is the chosen backend
+        self.settings_panel.check_worker(announce=context.settings().backend == "local")
 
     def _tiles_changed(self, aoi: Any, tiles: list) -> None:
         self.search_panel.set_tiles(aoi, tiles)

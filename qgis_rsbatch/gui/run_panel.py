@@ -40,6 +40,7 @@ from .backends import (
     default_s3_output,
     list_stacks,
     read_stack,
+    require_worker_python,
 )
 from .context import Context
 from .messages import describe
@@ -350,9 +351,15 @@ class RunPanel(QWidget):
         pool = self.context.pool
         self.submit_button.setEnabled(False)
         self.estimate_label.setText(self.tr("Submitting {} cell(s)…").format(len(job.cells)))
+        python = self.context.settings().worker_python or None
+
+        def run(task: Any) -> Any:
+            if key[0] == LOCAL:  # fail with what to install, not with a dead runner
+                require_worker_python(python)
+            return pool.get(key).submit(job)
+
         self._submit_task = FunctionTask(
-            self.tr("rsbatch: submitting job {}").format(job.job_id),
-            lambda task: pool.get(key).submit(job),
+            self.tr("rsbatch: submitting job {}").format(job.job_id), run,
             on_success=lambda status: self._submitted(job, status, key, label),
             on_error=self._submit_failed, on_cancel=self._submit_cancelled)
         return self.context.tasks.start(self._submit_task)

@@ -153,10 +153,12 @@ class SettingsPanel(QWidget):
         self.pollIntervalChanged.emit(milliseconds)
 
     # --- the worker check ---------------------------------------------------------------------
-    def check_worker(self) -> Any:
-        """Probe the worker Python in a task (it starts a process); returns the task."""
+    def check_worker(self, announce: bool = True) -> Any:
+        """Probe the worker Python in a task (it starts a process); returns the task.
+        `announce`: a failure also goes to the message bar (not only to this tab)."""
         if self._check_task is not None:
             return self._check_task
+        self._announce = announce
         python = self.python_widget.filePath().strip() or None
         self.check_button.setEnabled(False)
         self.check_label.setText(self.tr("Checking…"))
@@ -176,7 +178,7 @@ class SettingsPanel(QWidget):
         where = f"{result.python}: " if result.ok and result.python else ""
         self.check_label.setText(f"<span style='color:{color}'>{prefix}</span>"
                                  f"{where}{result.message}")
-        if not result.ok:
+        if not result.ok and getattr(self, "_announce", True):
             self.context.notifier.warning(result.message, self.tr("Worker Python"))
         self.workerChecked.emit(result.ok, result.message)
 

@@ -110,6 +110,8 @@ def test_worker_check_says_what_to_install(tmp_path):
 
 def test_worker_check_from_the_settings_tab(dock):
     panel = dock.settings_panel
+    wait_until(lambda: panel.last_check is not None, 60, "the check made on opening")
+    panel.last_check = None
     panel.python_widget.setFilePath("/usr/bin/python3")
     assert Settings().worker_python == "/usr/bin/python3"
     panel.check_worker()
@@ -130,3 +132,23 @@ def test_untick_scenes(dock, sample):
     assert "3 cell(s)" in dock.run_panel.estimate_label.text()
     dock.search_panel.none_button.click()
     assert not dock.run_panel.submit_button.isEnabled()
+
+
+def test_submitting_with_a_python_that_cannot_run_the_worker_says_what_to_install(
+        dock, sample, qgis_iface):
+    from qgis.core import Qgis
+
+    from tests.plugin.test_job_flow import plan_job
+
+    Settings().worker_python = "/usr/bin/python3"
+    plan_job(dock, sample)
+    dock.run_panel.submit_button.click()
+    wait_until(lambda: dock.run_panel._submit_task is None, 60, "the submit task")
+    critical = qgis_iface.messageBar().get_messages(Qgis.MessageLevel.Critical)
+    assert any("/usr/bin/python3 lacks" in m and "pip install" in m for m in critical)
+    assert dock.jobs_panel.model.rowCount() == 0
+
+
+def test_opening_the_dock_checks_the_worker_python(dock):
+    wait_until(lambda: dock.settings_panel.last_check is not None, 60, "the check")
+    assert dock.settings_panel.last_check.ok
