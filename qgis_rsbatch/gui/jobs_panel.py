@@ -13,7 +13,7 @@ import time
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from qgis.core import QgsApplication
+from qgis.core import QgsApplication, QgsCoordinateTransform, QgsRectangle
 from qgis.PyQt.QtCore import QCoreApplication, QModelIndex, Qt, QUrl
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
@@ -34,8 +34,9 @@ from ..core.tasklog import user_data_dir
 from ..tasks import FunctionTask
 from .backends import BackendKey, aws_key, read_stack
 from .context import Context
-from .job_model import JobModel, ProgressDelegate
+from .job_model import CELL_ID_ROLE, JobModel, ProgressDelegate
 from .job_monitor import JobMonitor
+from .layer_tree import JOB_PROPERTY
 from .messages import describe
 from .results import LoadRequest, ResultLoader, outputs_of
 from .sources import S3Access
@@ -161,6 +162,8 @@ class JobsPanel(QWidget):
         self._actions["folder"].clicked.connect(lambda: self.open_folder(self.selected_job()))
         self.tree.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
         self.tree.customContextMenuRequested.connect(self._context_menu)
+        self.tree.doubleClicked.connect(self.zoom_to)
+        self.tree.setToolTip(self.tr("Double-click a job or a cell to zoom to its results"))
         self._update_buttons()
 
     # --- selection and buttons -----------------------------------------------------------------
@@ -336,6 +339,29 @@ class JobsPanel(QWidget):
                 if parsed.scheme == "file":
                     return os.path.dirname(unquote(parsed.path))
         return None
+
+    def zoom_to(self, index: QModelIndex) -> bool:
+        """Zoom the map to the results of a job (job row) or of one cell (cell row)."""
+        job_id = self.model.job_of(index)
+        cell_id = index.sibling(index.row(), 0).data(CELL_ID_ROLE) \
+            if index.parent().isValid() else None
+        canvas = self.context.canvas
+        if not job_id or canvas is None:
+            return False
+        target = canvas.mapSettings().destinationCrs()
+        extent = QgsRectangle()
+        for layer in self.context.project.mapLayers().values():
+            if layer.customProperty(JOB_PROPERTY) != job_id:
+                continue
+            if cell_id and not layer.name().startswith(cell_id.replace("_", " ")):
+                continue
+            transform = QgsCoordinateTransform(layer.crs(), target, self.context.project)
+            extent.combineExtentWith(transform.transformBoundingBox(layer.extent()))
+        if extent.isNull() or extent.isEmpty():
+            return False
+        canvas.setExtent(extent.buffered(max(extent.width(), extent.height()) * 0.05))
+        canvas.refresh()
+        return True
 
     def open_folder(self, job_id: str | None) -> None:
         folder = self._folder(self.monitor.jobs.get(job_id or ""))

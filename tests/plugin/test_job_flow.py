@@ -10,7 +10,14 @@ import shutil
 
 import pytest
 import rasterio
-from qgis.core import Qgis, QgsLayerTreeGroup, QgsPointXY, QgsProject, QgsRaster
+from qgis.core import (
+    Qgis,
+    QgsCoordinateTransform,
+    QgsLayerTreeGroup,
+    QgsPointXY,
+    QgsProject,
+    QgsRaster,
+)
 
 from qgis_rsbatch.core.contract import Status
 from qgis_rsbatch.gui.job_model import PROGRESS_ROLE
@@ -124,6 +131,16 @@ def test_full_job_ends_with_styled_layers_in_their_group(dock, sample, qgis_ifac
         # QGIS reads the files' band scale 0.0001: the layer's values are reflectance
         assert (enhancement.minimumValue(), enhancement.maximumValue()) == (0.0, 0.3)
     assert rgb.dataProvider().sourceNoDataValue(1) == 0
+
+    # double-clicking the job zooms the map to its results
+    canvas = dock.context.canvas
+    canvas.setExtent(canvas.extent().buffered(1e6))
+    assert dock.jobs_panel.zoom_to(model.index(row, 0))
+    to_canvas = QgsCoordinateTransform(rgb.crs(), canvas.mapSettings().destinationCrs(),
+                                       QgsProject.instance())
+    layer_box = to_canvas.transformBoundingBox(rgb.extent())
+    assert canvas.extent().contains(layer_box)
+    assert canvas.extent().width() < 6 * layer_box.width()
 
     # the layers show the files' values: a pixel through QGIS equals the pixel in the file
     path = ndvi.source()
