@@ -107,6 +107,8 @@ def compose(job_id: str, rows: list[tuple[str, list[tuple[str, Any]]]], subtitle
     from qgis.PyQt.QtCore import QRect, Qt
     from qgis.PyQt.QtGui import QColor, QFont, QImage, QPainter
 
+    from .gui.compat import enum_int
+
     gap, top, caption, bottom = 16, 64, 24, 40
     columns = max(len(panels) for _, panels in rows)
     panel_w = max(image.width() for _, panels in rows for _, image in panels)
@@ -121,7 +123,7 @@ def compose(job_id: str, rows: list[tuple[str, list[tuple[str, Any]]]], subtitle
     font.setPointSize(14)
     font.setBold(True)
     painter.setFont(font)
-    left = int(Qt.AlignmentFlag.AlignLeft)
+    left = enum_int(Qt.AlignmentFlag.AlignLeft)
     painter.drawText(QRect(gap, 8, width - 2 * gap, 26), left, f"rsbatch job {job_id}")
     font.setPointSize(10)
     font.setBold(False)

@@ -44,3 +44,15 @@ def _field_types() -> tuple[object, object, object]:
 
 
 FIELD_STRING, FIELD_INT, FIELD_DOUBLE = _field_types()
+
+
+def enum_int(value: object) -> int:
+    """An enum member as an int: PyQt5's are ints already, PyQt6's carry `.value`."""
+    return int(getattr(value, "value", value))
+
+
+def user_role(offset: int) -> int:
+    """Qt.ItemDataRole.UserRole + offset, in both PyQt5 and PyQt6."""
+    from qgis.PyQt.QtCore import Qt
+
+    return enum_int(Qt.ItemDataRole.UserRole) + offset

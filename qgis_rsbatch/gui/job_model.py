@@ -21,10 +21,11 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core.contract import Status
+from .compat import user_role
 
-JOB_ID_ROLE = Qt.ItemDataRole.UserRole + 1
-CELL_ID_ROLE = Qt.ItemDataRole.UserRole + 2
-PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 3
+JOB_ID_ROLE = user_role(1)
+CELL_ID_ROLE = user_role(2)
+PROGRESS_ROLE = user_role(3)
 STATUS_ICONS = {
     Status.PENDING: "/mTaskQueued.svg", Status.RUNNING: "/mTaskRunning.svg",
     Status.SUCCEEDED: "/mTaskComplete.svg", Status.FAILED: "/mTaskTerminated.svg",

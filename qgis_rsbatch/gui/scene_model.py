@@ -10,8 +10,9 @@ from qgis.PyQt.QtCore import QAbstractTableModel, QCoreApplication, QModelIndex,
 from qgis.PyQt.QtGui import QBrush, QColor
 
 from ..core.catalog import Scene
+from .compat import user_role
 
-SORT_ROLE = Qt.ItemDataRole.UserRole + 10
+SORT_ROLE = user_role(10)
 
 
 def tr(text: str) -> str:
@@ -110,7 +111,7 @@ class SceneModel(QAbstractTableModel):
         elif role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
             value = _value(scene, column, sort=role == SORT_ROLE)
         elif role == Qt.ItemDataRole.TextAlignmentRole and column == 2:
-            value = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            value = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
         elif role == Qt.ItemDataRole.ForegroundRole and column == 2 and \
                 scene.cloud_cover is not None and scene.cloud_cover > 50:
             value = QBrush(QColor("#a6611a"))
