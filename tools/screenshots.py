@@ -63,6 +63,8 @@ def prepare_and_run(out: str, work: str, timeout: int) -> int:
     except subprocess.TimeoutExpired:
         print(f"screenshots: QGIS did not finish within {timeout} s", file=sys.stderr)
         return 1
+    with open(os.path.join(work, "qgis.log"), "w") as log:  # kept for a look afterwards
+        log.write(done.stdout + "\n" + done.stderr)
     report = os.path.join(config["out"], ".screenshots.json")
     if not os.path.exists(report):
         print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
@@ -73,6 +75,9 @@ def prepare_and_run(out: str, work: str, timeout: int) -> int:
     os.remove(report)
     if result.get("error"):
         print(f"screenshots: {result['error']}", file=sys.stderr)
+        return 1
+    if not result.get("unloaded"):
+        print("screenshots: QGIS could not unload the plugin", file=sys.stderr)
         return 1
     # and what `python -m qgis_rsbatch.render` makes of the same job
     render = os.path.join(config["out"], "render-demo.png")
@@ -391,10 +396,14 @@ class Driver:
 
     def done(self):
         from qgis.core import QgsApplication
+        from qgis.utils import unloadPlugin
 
         self.timer.stop()
+        # and the plugin leaves the real QGIS as cleanly as the tests say
+        unloaded = bool(unloadPlugin("qgis_rsbatch"))
         with open(os.path.join(self.config["out"], ".screenshots.json"), "w") as fh:
-            json.dump({"shots": self.shots, "error": self.error, "job_id": self.job_id}, fh)
+            json.dump({"shots": self.shots, "error": self.error, "job_id": self.job_id,
+                       "unloaded": unloaded}, fh)
         QgsApplication.exit(0)
         return True
 
