@@ -74,6 +74,17 @@ class SearchPanel(QWidget):
             box.toggled.connect(lambda _on: self.scenesChanged.emit())
         for box in (self.mask_check, self.clip_check):
             box.toggled.connect(lambda _on: self.scenesChanged.emit())
+        # scenes found with other dates, cloud limit or catalog no longer apply
+        self.start_edit.dateChanged.connect(self._stale)
+        self.end_edit.dateChanged.connect(self._stale)
+        self.cloud_spin.valueChanged.connect(self._stale)
+        self.catalog_combo.currentTextChanged.connect(self._stale)
+
+    def _stale(self, *_args: Any) -> None:
+        if self.model.scenes():
+            self.model.set_scenes([])
+            self.status_label.setText(self.tr("Search again: the dates, cloud limit or "
+                                              "catalog changed."))
 
     def _form(self) -> QFormLayout:
         form = QFormLayout()

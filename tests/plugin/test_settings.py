@@ -152,3 +152,13 @@ def test_submitting_with_a_python_that_cannot_run_the_worker_says_what_to_instal
 def test_opening_the_dock_checks_the_worker_python(dock):
     wait_until(lambda: dock.settings_panel.last_check is not None, 60, "the check")
     assert dock.settings_panel.last_check.ok
+
+
+def test_changing_the_search_clears_stale_scenes(dock, sample):
+    from tests.plugin.test_job_flow import plan_job
+
+    plan_job(dock, sample)
+    dock.search_panel.cloud_spin.setValue(10)
+    assert dock.search_panel.model.scenes() == []
+    assert "Search again" in dock.search_panel.status_label.text()
+    assert not dock.run_panel.submit_button.isEnabled()
