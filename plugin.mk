@@ -19,12 +19,15 @@ package:  ## build the installable plugin zip (dist/qgis_rsbatch-<version>.zip)
 	cp metadata.txt build/plugin/$(PLUGIN)/metadata.txt
 	@[ ! -f LICENSE ] || cp LICENSE build/plugin/$(PLUGIN)/LICENSE
 	@rm -f $(PLUGIN_ZIP)
-	cd build/plugin && zip -q -r -X ../../$(PLUGIN_ZIP) $(PLUGIN)
+	@# Python's own zip tool: no zip/unzip package needed
+	cd build/plugin && python3 -m zipfile -c ../../$(PLUGIN_ZIP) $(PLUGIN)
 	@# what QGIS's installer needs, and nothing that may collide with QGIS's own packages
-	@unzip -l $(PLUGIN_ZIP) | grep -q '$(PLUGIN)/metadata.txt'
-	@unzip -l $(PLUGIN_ZIP) | grep -q '$(PLUGIN)/icons/rsbatch.svg'
-	@! unzip -l $(PLUGIN_ZIP) | grep -E ' (worker|tests|infra|bench)/|site-packages|__pycache__'
-	@echo "plugin: $(PLUGIN_ZIP) ($$(unzip -l $(PLUGIN_ZIP) | tail -1 | awk '{print $$2}') files)"
+	@python3 -m zipfile -l $(PLUGIN_ZIP) > build/plugin/contents.txt
+	@grep -q '^$(PLUGIN)/metadata.txt ' build/plugin/contents.txt
+	@grep -q '^$(PLUGIN)/icons/rsbatch.svg ' build/plugin/contents.txt
+	@! grep -E '^$(PLUGIN)/(worker|tests|infra|bench)/|site-packages|__pycache__' \
+	  build/plugin/contents.txt
+	@echo "plugin: $(PLUGIN_ZIP) ($$(tail -n +2 build/plugin/contents.txt | grep -vc '/ ') files)"
 
 .PHONY: install-plugin
 install-plugin:  ## link the plugin into a QGIS profile for development (QGIS_PROFILE=…)
