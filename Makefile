@@ -39,6 +39,8 @@ $(VENV)/.installed: $(VENV)/.apt requirements.txt pyproject.toml
 # infra.mk may add prerequisites of `make test` to TEST_DEPS (e.g. asl-validator, checkov).
 TEST_DEPS :=
 -include infra/infra.mk
+# The QGIS plugin's targets: package, install-plugin, screenshots.
+-include plugin.mk
 
 # --- checks -------------------------------------------------------------------
 .PHONY: test

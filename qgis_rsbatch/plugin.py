@@ -90,6 +90,8 @@ class RsbatchPlugin:
     def create_dock(self) -> Any:
         """Build the dock once (first use)."""
         if self.dock is None:
+            if self.tasks is None:  # initGui() makes the registry; the dock needs it
+                self.tasks = TaskRegistry(on_internal_error=self._internal_error)
             from .gui.context import Context
             from .gui.dock import DOCK_AREA, RsbatchDock
             from .gui.messages import Notifier

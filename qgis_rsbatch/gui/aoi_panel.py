@@ -160,7 +160,8 @@ class AoiPanel(QWidget):
         except RsbatchError as exc:
             self.context.notifier.warning(str(exc))
             return
-        self.set_geometry(geometry, layer.crs())
+        if layer is not None:  # layer_geometry has refused a missing layer already
+            self.set_geometry(geometry, layer.crs())
 
     def use_canvas_extent(self) -> None:
         canvas = self.context.canvas

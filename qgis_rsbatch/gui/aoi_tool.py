@@ -8,6 +8,8 @@ The tool reports the shape in the canvas's CRS with that CRS; turning it into EP
 
 from __future__ import annotations
 
+from typing import Any
+
 from qgis.core import QgsCoordinateReferenceSystem, QgsGeometry, QgsPointXY, QgsRectangle
 from qgis.gui import QgsMapCanvas, QgsMapMouseEvent, QgsMapTool, QgsRubberBand
 from qgis.PyQt.QtCore import Qt, pyqtSignal
@@ -145,7 +147,7 @@ class AoiMapTool(QgsMapTool):
             self._band.addPoint(point, index == len(points) - 1)
 
     def _finish_polygon(self) -> None:
-        points = []
+        points: list[Any] = []
         for point in self._points:  # a double-click adds the same vertex twice
             if not points or point != points[-1]:
                 points.append(point)

@@ -48,7 +48,7 @@ FIELD_STRING, FIELD_INT, FIELD_DOUBLE = _field_types()
 
 def enum_int(value: object) -> int:
     """An enum member as an int: PyQt5's are ints already, PyQt6's carry `.value`."""
-    return int(getattr(value, "value", value))
+    return int(getattr(value, "value", value))  # type: ignore[call-overload]
 
 
 def user_role(offset: int) -> int:

@@ -9,7 +9,6 @@ map as they arrive, through the ResultLoader.
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -29,7 +28,6 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core.contract import Status
-from ..core.errors import InvalidInput
 from ..core.tasklog import user_data_dir
 from ..tasks import FunctionTask
 from .backends import BackendKey, aws_key, read_stack
@@ -72,24 +70,6 @@ def read_history(context_pool: Any, local: BackendKey, limit: int = HISTORY_LIMI
             status = exc
         found.append((row, key, status))
     return found
-
-
-def resume_when_idle(backend: Any, job_id: str, task: Any = None, patience: float = 30.0
-                     ) -> Any:
-    """backend.resume(job_id), waiting (in a task) for a local runner that is still winding
-    down: its cells are all finished a moment before the runner process has exited, and
-    resume refuses a job whose runner is alive."""
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            return backend.resume(job_id)
-        except InvalidInput as exc:
-            if "still running" not in str(exc) or time.monotonic() > deadline or \
-                    not backend.status(job_id).finished:
-                raise
-        if task is not None:
-            task.check_cancelled()
-        time.sleep(0.25)
 
 
 def _label(key: BackendKey) -> str:
@@ -327,7 +307,7 @@ class JobsPanel(QWidget):
             return None
         self._actions["retry"].setEnabled(False)
         return self._backend_call(job_id, self.tr("rsbatch: retrying job {}").format(job_id),
-                                  resume_when_idle,
+                                  lambda backend, jid, _task: backend.resume(jid),
                                   lambda status: self.monitor.rearm(job_id, status))
 
     def _folder(self, job: Any) -> str | None:

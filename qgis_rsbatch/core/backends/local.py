@@ -146,6 +146,10 @@ class LocalBackend:
     def resume(self, job_id: str, *, wait: bool = False,
                progress: Progress | None = None) -> JobStatus:
         job, _, handle = self._load(job_id)
+        if _alive(handle.get("supervisor")) and not unfinished(self.log.job_records(job_id)):
+            # every cell has ended and the runner is on its way out: let it go first
+            self._wait_for_supervisor(handle["supervisor"], 30)
+            job, _, handle = self._load(job_id)
         if _alive(handle.get("supervisor")):
             raise InvalidInput(f"job {job_id} is still running")
         for record in self.log.job_records(job_id):
