@@ -16,17 +16,19 @@ from . import aoi as aoi_mod
 from . import grid, utm
 from .contract import Cell, Job
 
-#: the worker on a full tile, from bench/results/worker.json (run 2026-11-29 on 2 vCPUs):
-#: wall seconds per product set, and the vCPUs it kept busy
+#: the worker on a full tile, from `make bench` (bench/results/worker.md, run 2026-11-29
+#: 01:36 UTC on 2 vCPUs, local files): wall seconds per product set; it kept both vCPUs busy
 WORKER_BENCH: dict[str, Any] = {
-    "seconds": {("rgb", "ndvi"): 9.0, ("ndvi",): 4.0, ("rgb",): 6.0},
+    "seconds": {("rgb", "ndvi"): 11.7, ("ndvi",): 4.4, ("rgb",): 5.7},
     "vcpus": 2,
-    "source": "bench/results/worker.json, 2026-11-29, 2 vCPUs",
+    "source": "bench/results/worker.md, 2026-11-29 01:36 UTC, 2 vCPUs",
 }
-#: compressed bytes per 10 m pixel of an Earth Search band COG (B04: ~160 MB per tile)
-INPUT_BYTES_PER_PIXEL = 1.35
-#: output bytes per pixel, from the same benchmark (ZSTD + predictor, overviews included)
-OUTPUT_BYTES_PER_PIXEL = {"rgb": 4.2, "ndvi": 3.1}
+#: compressed bytes per 10 m pixel of a band COG (the benchmark's B04: 164 MB per tile;
+#: Earth Search's are 150-230 MB)
+INPUT_BYTES_PER_PIXEL = 1.36
+#: output bytes per pixel in the same run (ZSTD + predictor, overviews included):
+#: RGB 514 MB, NDVI 398 MB per full tile
+OUTPUT_BYTES_PER_PIXEL = {"rgb": 4.26, "ndvi": 3.30}
 #: Step Functions standard workflow: $0.025 per 1,000 transitions, about 6 per cell
 ORCHESTRATION_DOLLARS_PER_CELL = 6 * 0.025 / 1000
 #: a typical Spot price per vCPU-hour of a compute-optimised instance (a parameter)
