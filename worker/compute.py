@@ -59,15 +59,14 @@ def ndvi(red: np.ndarray, nir: np.ndarray, scale: float, offset: float,
     else:
         r, n = _shifted(red, shift), _shifted(nir, shift)
     total = n + r
+    n -= r
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n /= total  # where NIR + Red = 0 both are 0, and 0/0 is already NaN
     invalid = np.minimum(red, nir) == 0   # no data in either band
-    invalid |= total == 0
     if masked is not None:
         invalid |= masked
     if inside is not None:
         invalid |= ~inside
-    n -= r
-    with np.errstate(divide="ignore", invalid="ignore"):
-        n /= total
     np.copyto(n, np.float32(np.nan), where=invalid)
     return n
 
