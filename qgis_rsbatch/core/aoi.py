@@ -7,8 +7,7 @@ are densified before they are transformed, because a straight line in metres is 
 in degrees. An AOI crossing the antimeridian comes back as a MultiPolygon split at ±180
 (RFC 7946 §3.1.9), so the cell contract's [-180, 180] check holds.
 
-The second half is the small planar geometry the grid needs: flatten a geometry into
-parts, clip them to a band of longitude, densify, and test a part against a rectangle.
+The planar geometry underneath (parts, clipping, densifying, shapes) is in `geometry`.
 """
 
 from __future__ import annotations
@@ -22,9 +21,18 @@ from typing import Any, Union
 
 from . import utm
 from .errors import InvalidInput, require
+from .geometry import (
+    Part,
+    clip_part_x,
+    densify_geometry,
+    densify_points,
+    flatten,
+    geometry_from_parts,
+    ring_area,
+    translate_part,
+)
 
 WGS84 = 4326
-Part = tuple  # ("point", [x, y]) | ("line", [[x, y], …]) | ("polygon", [ring, …])
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _BBOX_RE = re.compile(rf"^\s*({_NUMBER})\s*[,; ]\s*({_NUMBER})\s*[,; ]\s*({_NUMBER})"
                       rf"\s*[,; ]\s*({_NUMBER})\s*$")
@@ -470,235 +478,3 @@ def split_antimeridian(geometry: dict) -> dict:
             for piece in clip_part_x(part, -180.0 - shift, 180.0 - shift):
                 parts.append(translate_part(piece, shift))
     return geometry_from_parts(parts)
-
-
-# --- planar geometry ------------------------------------------------------------------------
-def flatten(geometry: Mapping[str, Any]) -> list[Part]:
-    """Geometry -> [("point", p) | ("line", [p…]) | ("polygon", [ring…])]."""
-    kind = geometry["type"]
-    if kind == "GeometryCollection":
-        return [part for g in geometry["geometries"] for part in flatten(g)]
-    singles = {"Point": "point", "LineString": "line", "Polygon": "polygon"}
-    coords = geometry.get("coordinates") or []
-    if kind in singles:
-        return [(singles[kind], coords)]
-    if kind.startswith("Multi") and kind[5:] in singles:
-        return [(singles[kind[5:]], c) for c in coords]
-    raise InvalidInput(f"geometry type {kind!r} is not supported")
-
-
-def part_positions(part: Part) -> list:
-    """Every position of a part (a polygon's rings one after the other)."""
-    kind, coords = part
-    if kind == "point":
-        return [coords]
-    if kind == "line":
-        return coords
-    return [p for ring in coords for p in ring]
-
-
-def geometry_from_parts(parts: list[Part]) -> dict:
-    kinds = {kind for kind, _ in parts}
-    names = {"point": "Point", "line": "LineString", "polygon": "Polygon"}
-    if len(kinds) == 1:
-        kind = kinds.pop()
-        coords = [c for _, c in parts]
-        if len(coords) == 1:
-            return {"type": names[kind], "coordinates": coords[0]}
-        return {"type": "Multi" + names[kind], "coordinates": coords}
-    return {"type": "GeometryCollection",
-            "geometries": [geometry_from_parts([p]) for p in parts]}
-
-
-def translate_part(part: Part, dx: float) -> Part:
-    kind, coords = part
-    if kind == "point":
-        return kind, [coords[0] + dx, coords[1]]
-    if kind == "line":
-        return kind, [[x + dx, y] for x, y in coords]
-    return kind, [[[x + dx, y] for x, y in ring] for ring in coords]
-
-
-def clip_part_x(part: Part, lo: float, hi: float) -> list[Part]:
-    """The pieces of a part with lo <= x <= hi (polygons by Sutherland-Hodgman; holes stay
-    holes under even-odd filling, and a zero-width bridge along a cut encloses nothing)."""
-    kind, coords = part
-    if kind == "point":
-        return [part] if lo <= coords[0] <= hi else []
-    if kind == "line":
-        return [("line", piece) for piece in _clip_line(coords, lo, hi)]
-    rings = [_clip_ring(ring, lo, hi) for ring in coords]
-    if not rings[0]:
-        return []
-    return [("polygon", [r for r in rings if r])]
-
-
-def _clip_ring(ring: list, lo: float, hi: float) -> list:
-    points = ring[:-1]
-    for bound, keep_above in ((lo, True), (hi, False)):
-        if not points:
-            return []
-        inside = [(x >= bound) if keep_above else (x <= bound) for x, _ in points]
-        out = []
-        for i, (x2, y2) in enumerate(points):
-            x1, y1 = points[i - 1]
-            if inside[i] != inside[i - 1]:
-                t = (bound - x1) / (x2 - x1)
-                out.append([bound, y1 + t * (y2 - y1)])
-            if inside[i]:
-                out.append([x2, y2])
-        points = out
-    if len(points) < 3:
-        return []
-    return [*points, list(points[0])]
-
-
-def _clip_line(line: list, lo: float, hi: float) -> list[list]:
-    pieces: list[list] = []
-    current: list = []
-    for (x1, y1), (x2, y2) in zip(line, line[1:]):
-        t0, t1 = 0.0, 1.0
-        dx = x2 - x1
-        for p, q in ((-dx, x1 - lo), (dx, hi - x1)):
-            if p == 0:
-                if q < 0:
-                    t0, t1 = 1.0, 0.0
-            elif p < 0:
-                t0 = max(t0, q / p)
-            else:
-                t1 = min(t1, q / p)
-        if t0 > t1:
-            if current:
-                pieces.append(current)
-                current = []
-            continue
-        start = [x1 + t0 * dx, y1 + t0 * (y2 - y1)]
-        end = [x1 + t1 * dx, y1 + t1 * (y2 - y1)]
-        if not current or current[-1] != start:
-            if current:
-                pieces.append(current)
-            current = [start]
-        current.append(end)
-    if current:
-        pieces.append(current)
-    return pieces
-
-
-def densify_points(points: list, step: float) -> list:
-    """Insert points so no segment is longer than `step` in x or in y."""
-    out = [list(points[0])]
-    for (x1, y1), (x2, y2) in zip(points, points[1:]):
-        n = max(1, math.ceil(max(abs(x2 - x1), abs(y2 - y1)) / step))
-        out.extend([x1 + (x2 - x1) * k / n, y1 + (y2 - y1) * k / n] for k in range(1, n + 1))
-    return out
-
-
-def densify_part(part: Part, step: float) -> Part:
-    kind, coords = part
-    if kind == "point":
-        return part
-    if kind == "line":
-        return kind, densify_points(coords, step)
-    return kind, [densify_points(ring, step) for ring in coords]
-
-
-def densify_geometry(geometry: dict, step: float) -> dict:
-    """A copy with every line and ring densified (`densify_points`); types are kept."""
-    kind = geometry["type"]
-    if kind == "GeometryCollection":
-        return {"type": kind, "geometries": [densify_geometry(g, step)
-                                             for g in geometry["geometries"]]}
-    depth = {"LineString": 0, "MultiLineString": 1, "Polygon": 1, "MultiPolygon": 2}.get(kind)
-
-    def walk(coords: list, level: int) -> list:
-        if level == 0:
-            return densify_points(coords, step)
-        return [walk(c, level - 1) for c in coords]
-    coords = geometry["coordinates"]
-    return {"type": kind, "coordinates": coords if depth is None else walk(coords, depth)}
-
-
-def ring_area(ring: Sequence[Sequence[float]]) -> float:
-    """Signed shoelace area (positive counter-clockwise)."""
-    return sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(ring, ring[1:])) / 2
-
-
-class PlanarShape:
-    """Parts in one plane, indexed by rows of y so a rectangle test reads few edges."""
-
-    def __init__(self, parts: Iterable[Part]) -> None:
-        self.points: list[tuple[float, float]] = []
-        segments: list[tuple[float, float, float, float, int]] = []
-        polygons = 0
-        for kind, coords in parts:
-            if kind == "point":
-                self.points.append((coords[0], coords[1]))
-                continue
-            owner = polygons if kind == "polygon" else -1
-            for line in (coords if kind == "polygon" else [coords]):
-                segments.extend((x1, y1, x2, y2, owner)
-                                for (x1, y1), (x2, y2) in zip(line, line[1:]))
-                self.points.append((line[0][0], line[0][1]))
-            polygons += kind == "polygon"
-        self.polygons = polygons
-        xs = [p[0] for p in self.points] + [c for s in segments for c in (s[0], s[2])]
-        ys = [p[1] for p in self.points] + [c for s in segments for c in (s[1], s[3])]
-        self.empty = not xs
-        self.bbox = (min(xs), min(ys), max(xs), max(ys)) if xs else (0.0, 0.0, 0.0, 0.0)
-        self._rows = max(1, min(512, len(segments) // 4))
-        self._height = (self.bbox[3] - self.bbox[1]) / self._rows or 1.0
-        self._buckets: list[list[tuple]] = [[] for _ in range(self._rows)]
-        for s in segments:
-            for row in range(self._row(min(s[1], s[3])), self._row(max(s[1], s[3])) + 1):
-                self._buckets[row].append(s)
-
-    def _row(self, y: float) -> int:
-        return min(self._rows - 1, max(0, int((y - self.bbox[1]) / self._height)))
-
-    def intersects_rect(self, xmin: float, ymin: float, xmax: float, ymax: float) -> bool:
-        """Whether the closed rectangle touches any part (vertex in, edge across, or inside)."""
-        bx0, by0, bx1, by1 = self.bbox
-        if self.empty or xmax < bx0 or xmin > bx1 or ymax < by0 or ymin > by1:
-            return False
-        if any(xmin <= x <= xmax and ymin <= y <= ymax for x, y in self.points):
-            return True
-        for row in range(self._row(ymin), self._row(ymax) + 1):
-            for x1, y1, x2, y2, _ in self._buckets[row]:
-                if _segment_hits_rect((x1, y1, x2, y2), (xmin, ymin, xmax, ymax)):
-                    return True
-        return self.polygons > 0 and self.contains_point(xmin, ymin)
-
-    def contains_point(self, px: float, py: float) -> bool:
-        """Inside any polygon part (even-odd across its rings)."""
-        if self.empty or not self.bbox[1] <= py <= self.bbox[3]:
-            return False
-        parity: dict[int, bool] = {}
-        for x1, y1, x2, y2, owner in self._buckets[self._row(py)]:
-            crosses = owner >= 0 and (y1 > py) != (y2 > py)
-            if crosses and px < x1 + (py - y1) * (x2 - x1) / (y2 - y1):
-                parity[owner] = not parity.get(owner, False)
-        return any(parity.values())
-
-
-def _segment_hits_rect(segment: tuple[float, float, float, float],
-                       rect: tuple[float, float, float, float]) -> bool:
-    """Liang-Barsky: does the closed segment meet the closed rectangle?"""
-    x1, y1, x2, y2 = segment
-    xmin, ymin, xmax, ymax = rect
-    if max(x1, x2) < xmin or min(x1, x2) > xmax or max(y1, y2) < ymin or min(y1, y2) > ymax:
-        return False
-    t0, t1 = 0.0, 1.0
-    dx, dy = x2 - x1, y2 - y1
-    for p, q in ((-dx, x1 - xmin), (dx, xmax - x1), (-dy, y1 - ymin), (dy, ymax - y1)):
-        if p == 0:
-            if q < 0:
-                return False
-        else:
-            r = q / p
-            if p < 0:
-                t0 = max(t0, r)
-            else:
-                t1 = min(t1, r)
-            if t0 > t1:
-                return False
-    return True

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import aoi as aoi_mod
+from . import geometry as planar
 from . import grid, utm
 from .contract import Cell, Job
 
@@ -81,7 +82,7 @@ def window_pixels(cell: Cell) -> int:
     if cell.aoi is None:
         return tile.shape()[0] * tile.shape()[1]
     zone, south = utm.parse_epsg(tile.epsg) or (0, False)
-    dense = aoi_mod.densify_geometry(aoi_mod.geometry_of(dict(cell.aoi)), 0.01)
+    dense = planar.densify_geometry(aoi_mod.geometry_of(dict(cell.aoi)), 0.01)
     xs, ys = [], []
     for lon, lat in aoi_mod.iter_positions(dense):
         x, y = utm.forward(lon, lat, zone, south)

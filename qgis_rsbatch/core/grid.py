@@ -42,6 +42,7 @@ from functools import cache
 from typing import Any
 
 from . import aoi as aoi_mod
+from . import geometry as planar
 from . import utm
 from .contract import normalize_tile
 from .errors import InvalidInput
@@ -197,7 +198,7 @@ def _square_exists(zone: int, col: int, row: int, band: str) -> bool:
         extent = zone_extent(zone, letter)
         if extent is None or north <= min(lats) or south >= max(lats):
             continue
-        for _, rings in aoi_mod.clip_part_x(("polygon", [outline]), south, north):
+        for _, rings in planar.clip_part_x(("polygon", [outline]), south, north):
             lons = [lon0 + lon for _, lon in rings[0]]
             if min(lons) < extent[1] and max(lons) > extent[0]:
                 return True
@@ -283,16 +284,16 @@ def tiles_for_aoi(aoi: Mapping[str, Any]) -> list[Tile]:
         extreme = max(lats) if max(lats) > NORTH_LIMIT else min(lats)
         raise InvalidInput(f"the AOI reaches latitude {extreme:.2f}°; Sentinel-2 tiles cover "
                            "80°S to 84°N (the polar caps use UPS, which has no tiles)")
-    per_zone: dict[int, list[aoi_mod.Part]] = {}
-    for part in aoi_mod.flatten(geometry):
+    per_zone: dict[int, list[planar.Part]] = {}
+    for part in planar.flatten(geometry):
         for zone, west, east in _zone_strips(part):
             lon0 = utm.central_meridian(zone)
-            for piece in aoi_mod.clip_part_x(part, west, east):
-                dense = aoi_mod.densify_part(piece, _DENSIFY_DEG)
+            for piece in planar.clip_part_x(part, west, east):
+                dense = planar.densify_part(piece, _DENSIFY_DEG)
                 per_zone.setdefault(zone, []).append(_project(dense, lon0))
     found: dict[str, Tile] = {}
     for zone, parts in per_zone.items():
-        for col, row, band in _zone_hits(zone, aoi_mod.PlanarShape(parts)):
+        for col, row, band in _zone_hits(zone, planar.PlanarShape(parts)):
             tile = _make_tile(zone, col, row, band)
             found[tile.tile] = tile
     if not found:
@@ -301,14 +302,14 @@ def tiles_for_aoi(aoi: Mapping[str, Any]) -> list[Tile]:
     return sorted(found.values(), key=lambda t: (t.zone, t.tile[-3:]))
 
 
-def _zone_strips(part: aoi_mod.Part) -> list[tuple[int, float, float]]:
+def _zone_strips(part: planar.Part) -> list[tuple[int, float, float]]:
     """(zone, west, east): zones whose tiles may reach the part, and the longitude strip (in the
     part's own, possibly unwrapped, longitudes) outside which no tile of the zone can reach.
 
     A tile touches its zone, so every point of it is within ~155 km (its diagonal) of the
     zone; in degrees of longitude that widens towards the poles.
     """
-    positions = aoi_mod.part_positions(part)
+    positions = planar.part_positions(part)
     lons = [p[0] for p in positions]
     top = max(abs(p[1]) for p in positions)
     margin = 155.0 / (111.32 * math.cos(math.radians(min(top + 2.0, 86.0)))) + 0.5
@@ -322,7 +323,7 @@ def _zone_strips(part: aoi_mod.Part) -> list[tuple[int, float, float]]:
     return strips
 
 
-def _project(part: aoi_mod.Part, lon0: float) -> aoi_mod.Part:
+def _project(part: planar.Part, lon0: float) -> planar.Part:
     kind, coords = part
     if kind == "point":
         return kind, list(utm.forward_tm(coords[0], coords[1], lon0))
@@ -331,7 +332,7 @@ def _project(part: aoi_mod.Part, lon0: float) -> aoi_mod.Part:
     return kind, [[list(utm.forward_tm(x, y, lon0)) for x, y in ring] for ring in coords]
 
 
-def _zone_hits(zone: int, shape: aoi_mod.PlanarShape) -> list[tuple[int, int, str]]:
+def _zone_hits(zone: int, shape: planar.PlanarShape) -> list[tuple[int, int, str]]:
     """(col, row, band) of the zone's tiles whose 109.8 km square meets the projected AOI."""
     if shape.empty:
         return []

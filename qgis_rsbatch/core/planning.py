@@ -13,6 +13,7 @@ from typing import Any
 
 from . import aoi as aoi_mod
 from . import catalog, grid
+from . import geometry as planar
 from .contract import PRODUCTS, Cell, Job, cell_id_for, new_job_id, normalize_output, parse_date
 from .errors import InvalidInput
 
@@ -97,7 +98,7 @@ def _cell_aoi(request: JobRequest) -> dict | None:
     if not request.clip:
         return None
     geometry = aoi_mod.geometry_of(dict(request.aoi))
-    polygons = [coords for kind, coords in aoi_mod.flatten(geometry) if kind == "polygon"]
+    polygons = [coords for kind, coords in planar.flatten(geometry) if kind == "polygon"]
     if not polygons:
         return None
     if len(polygons) == 1:

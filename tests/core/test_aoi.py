@@ -8,8 +8,10 @@ import sys
 import pytest
 
 from qgis_rsbatch.core import aoi
-from qgis_rsbatch.core.aoi import PlanarShape, parse_aoi
+from qgis_rsbatch.core import geometry as planar
+from qgis_rsbatch.core.aoi import parse_aoi
 from qgis_rsbatch.core.errors import DependencyMissing, InvalidInput
+from qgis_rsbatch.core.geometry import PlanarShape
 
 SQUARE = {"type": "Polygon",
           "coordinates": [[[8.0, 47.0], [9.0, 47.0], [9.0, 48.0], [8.0, 48.0], [8.0, 47.0]]]}
@@ -246,7 +248,7 @@ def test_shapefile_path_gets_a_hint(tmp_path):
 
 # --- the planar helpers the grid uses -------------------------------------------------------
 def _shape(geometry: dict) -> PlanarShape:
-    return PlanarShape(aoi.flatten(geometry))
+    return PlanarShape(planar.flatten(geometry))
 
 
 def test_rect_tests_cover_every_way_of_meeting():
@@ -276,16 +278,16 @@ def test_contains_point_in_concave_polygon():
 
 def test_clip_to_a_longitude_strip():
     part = ("polygon", [[[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]])
-    (kind, rings), = aoi.clip_part_x(part, 2, 5)
+    (kind, rings), = planar.clip_part_x(part, 2, 5)
     assert kind == "polygon"
     assert {x for x, _ in rings[0]} == {2, 5}
-    assert aoi.clip_part_x(part, 20, 30) == []
-    pieces = aoi.clip_part_x(("line", [[0, 0], [10, 0], [10, 5], [0, 5]]), 2, 5)
+    assert planar.clip_part_x(part, 20, 30) == []
+    pieces = planar.clip_part_x(("line", [[0, 0], [10, 0], [10, 5], [0, 5]]), 2, 5)
     assert [piece[1] for piece in pieces] == [[[2, 0], [5, 0]], [[5, 5], [2, 5]]]
 
 
 def test_densify_bounds_every_step():
-    dense = aoi.densify_points([[0, 0], [1, 0], [1, 0.3]], 0.1)
+    dense = planar.densify_points([[0, 0], [1, 0], [1, 0.3]], 0.1)
     assert len(dense) == 1 + 10 + 3
     steps = [max(abs(b[0] - a[0]), abs(b[1] - a[1])) for a, b in zip(dense, dense[1:])]
     assert max(steps) <= 0.1 + 1e-12

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from qgis_rsbatch.core import grid, utm
-from qgis_rsbatch.core.aoi import PlanarShape, flatten, parse_aoi
+from qgis_rsbatch.core.aoi import parse_aoi
 from qgis_rsbatch.core.errors import InvalidInput
+from qgis_rsbatch.core.geometry import PlanarShape, flatten
 
 REAL_ITEMS = (Path(__file__).resolve().parents[3] / "shared" / "real-data" / "earth-search-v1"
               / "earth_search_v1_items.json")
