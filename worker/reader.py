@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from qgis_rsbatch.core.errors import InvalidInput
+from qgis_rsbatch.core.geometry import densify_geometry
 
 from .profiles import gdal_threads
 from .sources import diagnose, open_band
@@ -159,29 +160,16 @@ class BandSet:
         return red, scl
 
 
-def _densify(ring: list, max_step: float) -> list:
-    """Insert points so that no edge is longer than `max_step` degrees.
-
-    GeoJSON edges are straight in longitude/latitude; in UTM they are curves, so the
-    polygon is densified before it is projected onto the tile's grid.
-    """
-    out: list[tuple[float, float]] = []
-    for (x0, y0, *_), (x1, y1, *_) in zip(ring, ring[1:]):
-        n = max(1, math.ceil(max(abs(x1 - x0), abs(y1 - y0)) / max_step))
-        out.extend((x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n) for i in range(n))
-    out.append(tuple(ring[-1][:2]))
-    return out
-
-
 class AoiClip:
     """The AOI on a tile's grid: the pixel window that covers it and per-strip masks."""
 
     def __init__(self, aoi: dict, grid: Grid, tile: str) -> None:
         from rasterio.warp import transform_geom
 
+        # GeoJSON edges are straight in longitude/latitude; in UTM they are curves, so the
+        # polygon is densified (every 0.005°, ~500 m) before it is projected onto the grid
         polygons = [aoi["coordinates"]] if aoi["type"] == "Polygon" else aoi["coordinates"]
-        dense = {"type": "MultiPolygon",
-                 "coordinates": [[_densify(ring, 0.005) for ring in poly] for poly in polygons]}
+        dense = densify_geometry({"type": "MultiPolygon", "coordinates": polygons}, 0.005)
         try:
             self.geometry = transform_geom("EPSG:4326", grid.crs, dense)
         except Exception as exc:

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from qgis_rsbatch.core.contract import BAND_NAMES, Cell
+from qgis_rsbatch.core.geometry import densify_points
 
 from .offset import OffsetDecision
 from .reader import Grid
@@ -32,11 +33,9 @@ def _footprint(grid: Grid) -> dict:
     t = grid.transform
     x0, y0 = t.c, t.f
     x1, y1 = x0 + grid.width * t.a, y0 + grid.height * t.e
-    steps = 8
-    ring = ([(x0 + (x1 - x0) * i / steps, y0) for i in range(steps)]
-            + [(x1, y0 + (y1 - y0) * i / steps) for i in range(steps)]
-            + [(x1 - (x1 - x0) * i / steps, y1) for i in range(steps)]
-            + [(x0, y1 - (y1 - y0) * i / steps) for i in range(steps)] + [(x0, y0)])
+    # eight points a side: the rectangle's edges bend once in longitude/latitude
+    ring = densify_points([(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)],
+                          max(abs(x1 - x0), abs(y1 - y0)) / 8)
     return transform_geom(grid.crs, "EPSG:4326", {"type": "Polygon", "coordinates": [ring]})
 
 

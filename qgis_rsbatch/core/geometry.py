@@ -128,9 +128,9 @@ def _clip_line(line: list, lo: float, hi: float) -> list[list]:
 
 
 def densify_points(points: list, step: float) -> list:
-    """Insert points so no segment is longer than `step` in x or in y."""
-    out = [list(points[0])]
-    for (x1, y1), (x2, y2) in zip(points, points[1:]):
+    """Insert points so no segment is longer than `step` in x or in y (2-D: a z is dropped)."""
+    out = [[points[0][0], points[0][1]]]
+    for (x1, y1, *_), (x2, y2, *_) in zip(points, points[1:]):
         n = max(1, math.ceil(max(abs(x2 - x1), abs(y2 - y1)) / step))
         out.extend([x1 + (x2 - x1) * k / n, y1 + (y2 - y1) * k / n] for k in range(1, n + 1))
     return out
