@@ -17,7 +17,14 @@ import uuid
 from typing import Any
 from urllib.parse import urlparse
 
-from qgis_rsbatch.core.errors import AccessDenied, OutputFailed, SourceUnavailable
+from qgis_rsbatch.core.errors import (
+    AWS_DENIED_CODES,
+    AWS_NOT_FOUND_CODES,
+    AccessDenied,
+    OutputFailed,
+    SourceUnavailable,
+    aws_error_code,
+)
 
 
 class LocalDestination:
@@ -105,9 +112,8 @@ class S3Destination:
         if isinstance(exc, NoCredentialsError):
             return AccessDenied(f"cannot {what} {uri}: no AWS credentials found")
         if isinstance(exc, ClientError):
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("AccessDenied", "403", "ExpiredToken", "InvalidAccessKeyId",
-                        "SignatureDoesNotMatch", "AllAccessDisabled"):
+            code = aws_error_code(exc)
+            if code in AWS_DENIED_CODES:
                 return AccessDenied(f"cannot {what} {uri}: access denied ({code}); check the "
                                     "credentials and the bucket policy")
             if code in ("NoSuchBucket",):
@@ -141,7 +147,7 @@ class S3Destination:
         try:
             return int(self._s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
         except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            if aws_error_code(exc) in AWS_NOT_FOUND_CODES:
                 return None
             raise self._fail("check", uri, exc) from exc
         except BotoCoreError as exc:

@@ -16,7 +16,14 @@ from urllib.parse import urlparse
 
 from qgis_rsbatch.core import reflectance
 from qgis_rsbatch.core.contract import Cell
-from qgis_rsbatch.core.errors import AccessDenied, InvalidInput, SourceUnavailable
+from qgis_rsbatch.core.errors import (
+    AWS_DENIED_CODES,
+    AWS_NOT_FOUND_CODES,
+    AccessDenied,
+    InvalidInput,
+    SourceUnavailable,
+    aws_error_code,
+)
 from qgis_rsbatch.core.reflectance import Reflectance
 from qgis_rsbatch.core.seed import SEED_FIELDS, SeedPrefix, parse_prefix, seed_cell
 
@@ -44,10 +51,10 @@ class _Bucket:
             raise AccessDenied("the seed input reads a requester-pays bucket and needs AWS "
                                "credentials; none were found") from exc
         except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("NoSuchKey", "404", "NotFound"):
+            code = aws_error_code(exc)
+            if code in AWS_NOT_FOUND_CODES:
                 return None
-            if code in ("AccessDenied", "403", "ExpiredToken", "InvalidAccessKeyId"):
+            if code in AWS_DENIED_CODES:
                 raise AccessDenied(f"cannot read {uri}: access denied ({code})") from exc
             if code == "NoSuchBucket":
                 raise InvalidInput(f"bucket of {uri} does not exist") from exc
@@ -63,7 +70,7 @@ class _Bucket:
             self.s3.head_object(Bucket=bucket, Key=key, RequestPayer="requester")
             return True
         except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            if aws_error_code(exc) in AWS_NOT_FOUND_CODES:
                 return False
             raise SourceUnavailable(f"cannot check {uri}: {exc}") from exc
 

@@ -17,10 +17,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 from qgis_rsbatch.core.errors import (
+    AWS_DENIED_CODES,
+    AWS_NOT_FOUND_CODES,
     AccessDenied,
     CorruptInput,
     MissingInput,
     SourceUnavailable,
+    aws_error_code,
 )
 
 #: GDAL settings for reading COGs over HTTP: no directory listings, merged ranges, retries
@@ -151,11 +154,10 @@ def _diagnose_s3(href: str, label: str, text: str, requester_pays: bool) -> Exce
     except NoCredentialsError:
         return AccessDenied(f"{label} needs AWS credentials and none were found")
     except ClientError as err:
-        code = str(err.response.get("Error", {}).get("Code", ""))
-        if code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+        code = aws_error_code(err)
+        if code in AWS_NOT_FOUND_CODES or code == "NoSuchBucket":
             return MissingInput(f"{label} does not exist")
-        if code in ("403", "AccessDenied", "ExpiredToken", "InvalidAccessKeyId",
-                    "SignatureDoesNotMatch"):
+        if code in AWS_DENIED_CODES:
             hint = "" if requester_pays else " (a requester-pays bucket needs requester_pays)"
             return AccessDenied(f"{label}: access denied ({code}); check the AWS credentials"
                                 f"{hint}")

@@ -71,6 +71,23 @@ class DependencyMissing(RsbatchError, ImportError):
     retryable = False
 
 
+#: AWS error codes that mean "these credentials may not do this": a missing permission,
+#: expired or invalid credentials, a bad signature. Every AWS caller maps them to AccessDenied.
+AWS_DENIED_CODES = frozenset({
+    "403", "AccessDenied", "AccessDeniedException", "AllAccessDisabled", "ExpiredToken",
+    "ExpiredTokenException", "InvalidAccessKeyId", "InvalidClientTokenId",
+    "InvalidSignatureException", "SignatureDoesNotMatch", "UnrecognizedClientException",
+})
+#: S3 error codes of an object that is not there
+AWS_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def aws_error_code(exc: BaseException) -> str:
+    """The error code of a botocore ClientError ('' for anything else)."""
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
 def require(module: str, feature: str, pip_name: str | None = None):
     """Import an optional dependency, or raise DependencyMissing naming what to install."""
     import importlib

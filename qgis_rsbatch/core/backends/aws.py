@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from ..contract import Job, Status
-from ..errors import AccessDenied, InvalidInput, SourceUnavailable, require
+from ..errors import (
+    AWS_DENIED_CODES,
+    AccessDenied,
+    InvalidInput,
+    SourceUnavailable,
+    aws_error_code,
+    require,
+)
 from ..tasklog import default_sqlite_path, user_data_dir
 from ..tasklog.dynamodb import DynamoTaskLog
 from ..tasklog.schema import Record
@@ -31,9 +38,6 @@ from .base import JobStatus, Progress, move, poll, unfinished
 RESULTS_PREFIX = "results"
 _ENDED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_-]")
-_DENIED = ("AccessDenied", "AccessDeniedException", "UnrecognizedClientException",
-           "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId",
-           "InvalidSignatureException")
 
 
 def stack_outputs_path(stack: str) -> Path:
@@ -105,8 +109,8 @@ class AwsBackend:
             raise AccessDenied(f"{what}: no AWS credentials found (set a profile in the "
                                "settings, AWS_PROFILE, or run `aws sso login`)") from exc
         except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in _DENIED:
+            code = aws_error_code(exc)
+            if code in AWS_DENIED_CODES:
                 raise AccessDenied(f"{what} was denied ({code}): check the AWS profile and "
                                    "that its credentials have not expired") from exc
             if code in ("ExecutionAlreadyExists", "ExecutionDoesNotExist",

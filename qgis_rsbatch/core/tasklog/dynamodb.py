@@ -11,12 +11,15 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from ..errors import AccessDenied, SourceUnavailable, require
+from ..errors import (
+    AWS_DENIED_CODES,
+    AccessDenied,
+    SourceUnavailable,
+    aws_error_code,
+    require,
+)
 from .base import CompareAndSetLog
 from .schema import HASH_KEY, JOB_INDEX, JOB_INDEX_KEY, TABLE_NAME, Record
-
-_DENIED = {"AccessDeniedException", "UnrecognizedClientException",
-           "ExpiredTokenException", "InvalidSignatureException"}
 
 
 def _plain(value: Any) -> Any:
@@ -52,10 +55,10 @@ class DynamoTaskLog(CompareAndSetLog):
         try:
             return fn(**kwargs)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            code = aws_error_code(exc)
             if code == "ConditionalCheckFailedException":
                 return None
-            if code in _DENIED:
+            if code in AWS_DENIED_CODES:
                 raise AccessDenied(
                     f"DynamoDB {what} on table '{self.table_name}' was denied ({code}): "
                     "check the AWS profile or role and that its credentials have not expired"
