@@ -35,6 +35,27 @@ def ours(scene: str, out: str, products: str) -> None:
         raise SystemExit(f"the worker failed with exit code {code}")
 
 
+def _ours_with(writer: str, scene: str, out: str, products: str) -> None:
+    """The worker with its COG writer swapped for a contender (bench/cog_contenders.py):
+    the same strip pipeline, codec, block size, overview levels and statistics."""
+    from worker import process
+
+    from .cog_contenders import WRITERS
+
+    process.CogWriter = WRITERS[writer]  # type: ignore[misc]
+    ours(scene, out, products)
+
+
+def ours_gdal(scene: str, out: str, products: str) -> None:
+    """(a-b) the worker, strips to a tiled scratch GeoTIFF, then GDAL's COG driver."""
+    _ours_with("gdal", scene, out, products)
+
+
+def ours_riocogeo(scene: str, out: str, products: str) -> None:
+    """(a-c) the worker, strips to a tiled scratch GeoTIFF, then rio-cogeo's cog_translate."""
+    _ours_with("riocogeo", scene, out, products)
+
+
 def naive(scene: str, out: str, products: str, cog: bool = False) -> None:
     """(b) the seed's approach with numpy: whole arrays in memory, a GeoTIFF, gdaladdo-style
     overviews and statistics afterwards (the seed's combands.py, plus NDVI the same way).

@@ -13,8 +13,8 @@ from shapely.geometry import Point, shape
 
 from qgis_rsbatch.core.contract import Cell, Status
 from qgis_rsbatch.core.tasklog.sqlite import SqliteTaskLog
+from tests.cog_reference import assert_valid_cog
 from tests.worker.test_compute import reference_ndvi
-from worker.cogcheck import validate_cog
 from worker.process import process_cell
 
 #: an AOI inside the first 1000 px of 32TMT, with a diagonal edge so clipping shows
@@ -79,7 +79,7 @@ def test_full_cell_values_grid_masks_and_record(scene, tmp_path, log):
         assert (band[~valid] == 0).all()
 
     for path in (ndvi_path, rgb_path):
-        assert validate_cog(path).valid
+        assert_valid_cog(path)
     item = json.loads((tmp_path / "out" / "job1" / "32TMT_2024-06-01.json").read_text())
     assert item["assets"]["ndvi"]["href"] == "./32TMT_2024-06-01_ndvi.tif"
     assert item["assets"]["ndvi"]["file:size"] == os.path.getsize(ndvi_path)
@@ -184,7 +184,7 @@ def test_rerun_skips_complete_outputs_and_redoes_missing_ones(scene, tmp_path, l
     with open(paths["rgb"], "r+b") as fh:                # a damaged output is redone too
         fh.truncate(1000)
     assert not process_cell(cell, task_log=log).skipped
-    assert validate_cog(paths["rgb"]).valid
+    assert_valid_cog(paths["rgb"])
 
 
 def test_a_cancelled_cell_does_not_run(scene, tmp_path, log):
