@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 PIP       := $(VENV)/bin/pip
-APT_PKGS  := python3-venv python3-qgis qgis-providers qgis xvfb xauth imagemagick
+APT_PKGS  := python3-venv python3-qgis python3-gdal qgis-providers qgis xvfb xauth imagemagick
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Where `make demo` writes; the job's outputs, task log and rendering land here.
 DEMO_DIR  ?= demo-output
