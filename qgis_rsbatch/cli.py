@@ -2,7 +2,7 @@
 
     rsbatch tiles  --aoi AOI [--aoi-crs EPSG]
     rsbatch search --aoi AOI --start D --end D [--max-cloud N] [--catalog URL_OR_PATH]
-    rsbatch run    --aoi AOI --start D --end D [--max-cloud N] [--products rgb,ndvi]
+    rsbatch run    --aoi AOI --start D --end D [--max-cloud N] [--products ndvi,ndmi,evi]
                    [--catalog …] [--backend local|aws] [--out DIR_OR_S3] [--workers N]
                    [--no-cloud-mask] [--dry-run]
     rsbatch status JOB_ID [--json]     rsbatch cancel JOB_ID     rsbatch resume JOB_ID
@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from .core import aoi as aoi_mod
+from .core import products
 from .core.contract import Status
 from .core.errors import InvalidInput, RsbatchError
 
@@ -63,7 +64,8 @@ def _backend_arguments(parser: argparse.ArgumentParser) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rsbatch",
-        description="Sentinel-2 RGB and NDVI for an area of interest, locally or on AWS Batch.")
+        description="Sentinel-2 RGB and spectral indices (NDVI, NDWI, NDMI, NBR, EVI, SAVI) "
+                    "for an area of interest, locally or on AWS Batch.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     tiles = sub.add_parser("tiles", help="the Sentinel-2 tiles an AOI overlaps (JSON)")
@@ -74,11 +76,13 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="plan and run a job")
     _search_arguments(run)
-    run.add_argument("--products", default="rgb,ndvi", help="rgb, ndvi or rgb,ndvi")
+    run.add_argument("--products", default=",".join(products.DEFAULT_PRODUCTS),
+                     help=f"comma-separated, some of: {', '.join(products.NAMES)} "
+                          f"(default: {','.join(products.DEFAULT_PRODUCTS)})")
     run.add_argument("--out", default=None,
                      help=f"output folder or s3:// prefix (default: ./{DEFAULT_OUTPUT}, or the "
                           "stack's bucket on aws)")
-    run.add_argument("--no-cloud-mask", action="store_true", help="keep clouds in NDVI")
+    run.add_argument("--no-cloud-mask", action="store_true", help="keep clouds in the indices")
     run.add_argument("--no-clip", action="store_true", help="whole tiles, not clipped to the AOI")
     run.add_argument("--dry-run", action="store_true", help="print the plan and estimate only")
     run.add_argument("--spot-price", type=float, default=None,
@@ -218,10 +222,10 @@ def cmd_tiles(args: argparse.Namespace) -> int:
 def _request(args: argparse.Namespace, output: str):
     from .core.planning import JobRequest
 
-    products = tuple(p.strip() for p in getattr(args, "products", "rgb,ndvi").split(",")
-                     if p.strip())
+    chosen = products.parse_products(getattr(args, "products", None)
+                                     or ",".join(products.DEFAULT_PRODUCTS), "--products")
     return JobRequest(aoi=_aoi(args), start=args.start, end=args.end, output=output,
-                      products=products, max_cloud=args.max_cloud, catalog=args.catalog,
+                      products=chosen, max_cloud=args.max_cloud, catalog=args.catalog,
                       cloud_mask=not getattr(args, "no_cloud_mask", False),
                       clip=not getattr(args, "no_clip", False))
 

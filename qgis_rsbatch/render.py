@@ -18,7 +18,6 @@ from typing import Any
 
 from .core.errors import InvalidInput, RsbatchError
 
-PANEL_TITLES = {"rgb": "RGB (reflectance 0–0.3)", "ndvi": "NDVI (−1 … 1)"}
 #: rows of the rendered grid at most (one per date)
 MAX_DATES = 6
 
@@ -86,27 +85,45 @@ def _render(layers: list[Any], crs: Any, extent: Any, width: int, height: int) -
     return job.renderedImage()
 
 
-def _ndvi_legend(painter: Any, x: int, y: int, width: int) -> None:
+def panel_title(product: str) -> str:
+    """"NDVI (−1 … 1)", "RGB (reflectance 0–0.3)": the product and its style's range."""
+    from .core import products
+
+    spec = products.PRODUCTS.get(product)
+    if spec is None:
+        return product
+    low, high = spec.style.minimum, spec.style.maximum
+    if spec.style.kind == "rgb-stretch":
+        return f"{spec.title} (reflectance {low:g}–{high:g})"
+    return f"{spec.title} ({low:g} … {high:g})".replace("-", "−")
+
+
+def _legend(painter: Any, product: str, x: int, y: int, width: int) -> None:
+    """The product's colour ramp with its low, middle and high values."""
     from qgis.PyQt.QtCore import QRect
     from qgis.PyQt.QtGui import QColor, QLinearGradient
 
-    from .gui.styles import NDVI_COLORS
+    from .core import products
 
+    style = products.get(product).style
+    colors = style.colors()
     gradient = QLinearGradient(x, 0, x + width, 0)
-    for index, color in enumerate(NDVI_COLORS):
-        gradient.setColorAt(index / (len(NDVI_COLORS) - 1), QColor(color))
+    for index, color in enumerate(colors):
+        gradient.setColorAt(index / (len(colors) - 1), QColor(color))
     painter.fillRect(QRect(x, y, width, 12), gradient)
-    painter.drawText(QRect(x, y + 14, 40, 16), 0, "−1")
-    painter.drawText(QRect(x + width // 2 - 10, y + 14, 40, 16), 0, "0")
-    painter.drawText(QRect(x + width - 16, y + 14, 40, 16), 0, "1")
+    middle = (style.minimum + style.maximum) / 2
+    for shift, value in ((0, style.minimum), (width // 2 - 10, middle),
+                         (width - 16, style.maximum)):
+        painter.drawText(QRect(x + shift, y + 14, 40, 16), 0, f"{value:g}".replace("-", "−"))
 
 
 def compose(job_id: str, rows: list[tuple[str, list[tuple[str, Any]]]], subtitle: str) -> Any:
     """A grid of rendered panels: one row per date, one column per product, titled, with
-    the NDVI legend under the last row."""
+    each index's legend under the last row."""
     from qgis.PyQt.QtCore import QRect, Qt
     from qgis.PyQt.QtGui import QColor, QFont, QImage, QPainter
 
+    from .core import products
     from .gui.compat import enum_int
 
     gap, top, caption, bottom = 16, 64, 24, 40
@@ -131,22 +148,22 @@ def compose(job_id: str, rows: list[tuple[str, list[tuple[str, Any]]]], subtitle
     painter.setPen(QColor("#555555"))
     painter.drawText(QRect(gap, 34, width - 2 * gap, 20), left, subtitle)
     y = top
-    ndvi_x = None
+    legends: dict[str, int] = {}  # a ramp product → x of its column's legend
     for date, panels in rows:
         x = gap
         for product, image in panels:
             painter.setPen(QColor("#333333"))
             painter.drawText(QRect(x, y, panel_w, caption - 4), left,
-                             f"{date} · {PANEL_TITLES.get(product, product)}")
+                             f"{date} · {panel_title(product)}")
             painter.drawImage(x, y + caption, image)
             painter.drawRect(x, y + caption, image.width(), image.height())
-            if product == "ndvi":
-                ndvi_x = x + panel_w - 180
+            if products.get(product).style.kind == "ramp":
+                legends[product] = x + panel_w - 180
             x += panel_w + gap
         y += panel_h + caption + gap
-    if ndvi_x is not None:
-        painter.setPen(QColor("#333333"))
-        _ndvi_legend(painter, ndvi_x, y, 170)
+    painter.setPen(QColor("#333333"))
+    for product, legend_x in legends.items():
+        _legend(painter, product, legend_x, y, 170)
     painter.end()
     return canvas
 
@@ -157,7 +174,7 @@ def render_job(job_id: str, png: str, project_path: str | None = None,
     """Load, style, render and save; needs a running QgsApplication. Returns a summary."""
     from qgis.core import QgsProject
 
-    from .core.contract import PRODUCTS
+    from .core.products import NAMES
     from .gui.layer_tree import add_output_layer
     from .gui.results import LoadRequest, outputs_of, prepare
 
@@ -188,7 +205,7 @@ def render_job(job_id: str, png: str, project_path: str | None = None,
     rows = []
     for date in sorted(by_date)[:MAX_DATES]:
         panels = []
-        for product in PRODUCTS:
+        for product in NAMES:
             stack = [la for p, la in by_date[date] if p == product]
             if stack:
                 stack = ([aoi] if aoi is not None else []) + stack

@@ -13,6 +13,8 @@ from typing import Any
 
 from qgis.core import QgsSettings
 
+from .core import products as registry
+
 PREFIX = "rsbatch/"
 
 
@@ -64,7 +66,7 @@ class Settings:
     catalog = _Setting("search/catalog", "", str)          # "" = Earth Search v1
     recent_catalogs = _Setting("search/recent_catalogs", list, _list)
     max_cloud = _Setting("search/max_cloud", 30.0, float)
-    products = _Setting("search/products", lambda: ["rgb", "ndvi"], _list)
+    products = _Setting("search/products", lambda: list(registry.DEFAULT_PRODUCTS), _list)
     cloud_mask = _Setting("search/cloud_mask", True, _bool)
     clip = _Setting("search/clip", True, _bool)
     days_back = _Setting("search/days_back", 30, int)

@@ -7,10 +7,14 @@ ignores it is biased towards 0 (red and NIR both look 0.1 brighter).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import numpy as np
 
-#: SCL classes masked out of NDVI: no data, saturated, cloud shadow, cloud medium/high, cirrus
-MASKED_SCL = np.array([0, 1, 3, 8, 9, 10], dtype=np.uint8)
+from qgis_rsbatch.core import products
+
+#: SCL classes masked out of the indices (products.MASKED_SCL)
+MASKED_SCL = np.array(products.MASKED_SCL, dtype=np.uint8)
 #: RGB is stored as reflectance × 10000 (band scale 0.0001, offset 0 in the file)
 RGB_QUANTIFICATION = 10000.0
 
@@ -39,15 +43,16 @@ def _shifted(dn: np.ndarray, shift: int) -> np.ndarray:
 
 
 def cloud_mask(scl: np.ndarray) -> np.ndarray:
-    """True where the scene classification says the pixel is unusable for NDVI."""
+    """True where the scene classification says the pixel is unusable for an index."""
     lookup = np.zeros(256, dtype=bool)
     lookup[MASKED_SCL] = True
     return lookup[scl]
 
 
-def ndvi(red: np.ndarray, nir: np.ndarray, scale: float, offset: float,
-         masked: np.ndarray | None = None, inside: np.ndarray | None = None) -> np.ndarray:
-    """(NIR − Red)/(NIR + Red) of reflectances; NaN where no data, masked or outside the AOI.
+def normalized_difference(a: np.ndarray, b: np.ndarray, scale: float, offset: float,
+                          masked: np.ndarray | None = None,
+                          inside: np.ndarray | None = None) -> np.ndarray:
+    """(A − B)/(A + B) of reflectances; NaN where no data, masked or outside the AOI.
 
     `masked` is True where the pixel is cloud, shadow or otherwise unusable (`cloud_mask`).
     When the offset is a whole number of DNs the ratio is taken of DN + offset directly:
@@ -55,20 +60,34 @@ def ndvi(red: np.ndarray, nir: np.ndarray, scale: float, offset: float,
     """
     shift = _offset_dn(scale, offset)
     if shift is None:
-        r, n = reflectance(red, scale, offset), reflectance(nir, scale, offset)
+        fa, fb = reflectance(a, scale, offset), reflectance(b, scale, offset)
     else:
-        r, n = _shifted(red, shift), _shifted(nir, shift)
-    total = n + r
-    n -= r
+        fa, fb = _shifted(a, shift), _shifted(b, shift)
+    total = fa + fb
+    fa -= fb
     with np.errstate(divide="ignore", invalid="ignore"):
-        n /= total  # where NIR + Red = 0 both are 0, and 0/0 is already NaN
-    invalid = np.minimum(red, nir) == 0   # no data in either band
+        fa /= total  # where A + B = 0 both are 0, and 0/0 is already NaN
+    return _masked(fa, (a, b), masked, inside)
+
+
+def _masked(out: np.ndarray, dns: tuple[np.ndarray, ...], masked: np.ndarray | None,
+            inside: np.ndarray | None) -> np.ndarray:
+    """NaN where any input DN is 0 (no data), where `masked`, and outside the AOI."""
+    invalid = dns[0] == 0
+    for dn in dns[1:]:
+        invalid |= dn == 0
     if masked is not None:
         invalid |= masked
     if inside is not None:
         invalid |= ~inside
-    np.copyto(n, np.float32(np.nan), where=invalid)
-    return n
+    np.copyto(out, np.float32(np.nan), where=invalid)
+    return out
+
+
+def ndvi(red: np.ndarray, nir: np.ndarray, scale: float, offset: float,
+         masked: np.ndarray | None = None, inside: np.ndarray | None = None) -> np.ndarray:
+    """(NIR − Red)/(NIR + Red) (B08, B04)."""
+    return normalized_difference(nir, red, scale, offset, masked, inside)
 
 
 def rgb(red: np.ndarray, green: np.ndarray, blue: np.ndarray, scale: float, offset: float,
@@ -97,3 +116,21 @@ def rgb(red: np.ndarray, green: np.ndarray, blue: np.ndarray, scale: float, offs
             out[index] = values
         np.copyto(out[index], np.uint16(0), where=nodata)
     return out
+
+
+Bands = Mapping[str, np.ndarray]
+#: each product's computation from a strip of bands (band key → DNs on the 10 m grid):
+#: (bands, scale, offset, masked, inside) → (count, rows, cols); keyed by products.NAMES
+COMPUTE: dict[str, Callable[..., np.ndarray]] = {
+    "rgb": lambda d, s, o, m, i: rgb(d["red"], d["green"], d["blue"], s, o, i),
+    "ndvi": lambda d, s, o, m, i: ndvi(d["red"], d["nir"], s, o, m, i)[None],
+}
+
+
+def compute(product: str, bands: Bands, scale: float, offset: float,
+            masked: np.ndarray | None = None, inside: np.ndarray | None = None) -> np.ndarray:
+    """`product` (products.NAMES) for a strip: (count, rows, cols) in the product's dtype.
+    `masked` applies only to cloud-masked products (products.Product.cloud_masked)."""
+    spec = products.get(product)
+    return COMPUTE[product](bands, scale, offset, masked if spec.cloud_masked else None,
+                           inside)

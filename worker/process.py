@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from qgis_rsbatch.core import products
 from qgis_rsbatch.core.contract import Cell, Status
 from qgis_rsbatch.core.errors import Cancelled, InvalidInput, RsbatchError, TransitionRejected
 
@@ -118,8 +119,9 @@ def _run(cell: Cell, report: Progress, region: str | None) -> tuple[dict, list, 
             report(1.0, "outputs already complete; nothing to do")
             return done, [], True
         hrefs = {key: str(cell.bands[key]) for key in cell.needed_bands()}
-        if cell.offset_check and cell.bands.get("scl"):
-            hrefs["scl"] = str(cell.bands["scl"])
+        if cell.offset_check and cell.bands.get("scl"):  # the check reads red and SCL
+            hrefs.update({key: str(cell.bands[key]) for key in ("red", "scl")
+                          if cell.bands.get(key)})
         with band_env(list(hrefs.values()), requester_pays=cell.requester_pays, region=region), \
                 BandSet(hrefs, requester_pays=cell.requester_pays) as bands:
             outputs, warnings = _make_products(cell, bands, destination, report)
@@ -213,12 +215,9 @@ def _fill(writers: dict[str, CogWriter], bands: BandSet, cell: Cell, offset_valu
         inside = clip.mask(strip_row, col, strip_rows, cols) if clip else None
         inside_total += int(inside.sum()) if inside is not None else strip_rows * cols
         at = strip_row - row
-        if "rgb" in writers:
-            writers["rgb"].write(compute.rgb(data["red"], data["green"], data["blue"],
-                                             cell.scale, offset_value, inside), at)
-        if "ndvi" in writers:
-            writers["ndvi"].write(compute.ndvi(data["red"], data["nir"], cell.scale,
-                                               offset_value, data.get("scl"), inside)[None], at)
+        for product, writer in writers.items():
+            writer.write(compute.compute(product, data, cell.scale, offset_value,
+                                         data.get("scl"), inside), at)
         del data
         report(0.05 + 0.8 * (at + strip_rows) / rows, f"rows {at + strip_rows}/{rows}")
     if inside_total == 0:
@@ -235,8 +234,10 @@ def _finish(writers: dict[str, CogWriter], cell: Cell, destination: Any,
         if not check.valid:
             raise RsbatchError(f"{product} output is not a valid COG: {check.errors}")
         stats = writer.stats
-        if product == "ndvi" and stats is not None and stats.valid_fraction() == 0:
-            warnings.append("NDVI has no valid pixel (all masked as cloud, shadow or no data)")
+        spec = products.get(product)
+        if spec.is_index and stats is not None and stats.valid_fraction() == 0:
+            warnings.append(f"{spec.title} has no valid pixel (all masked as cloud, shadow "
+                            "or no data)")
         assets[product] = {
             "uri": cell.output_uri(product), "size": os.path.getsize(path),
             "stats": {b: stats.tags(b) for b in range(writer.count)} if stats else {},

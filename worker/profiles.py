@@ -1,4 +1,4 @@
-"""Output profiles as data: one entry per product, copied on every use.
+"""Output profiles: made from the product registry (core/products.py) on every use.
 
 The codec and layout were chosen by measurement (`make bench`, the codec table in
 bench/results/worker.md): ZSTD level 1 with a predictor compresses Sentinel-2 reflectance
@@ -8,10 +8,11 @@ and NDVI within a few percent of DEFLATE or ZSTD 9 at a fraction of their CPU ti
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 from typing import Any
+
+from qgis_rsbatch.core import products
 
 #: compression of the Cloud-Optimized GeoTIFFs (GDAL GTiff creation options)
 COG_OPTIONS: dict[str, Any] = {
@@ -25,37 +26,32 @@ def gdal_threads() -> str:
     several workers side by side and shares the cores out ($RSBATCH_GDAL_THREADS)."""
     return os.environ.get("RSBATCH_GDAL_THREADS") or "ALL_CPUS"
 
-_PRODUCTS: dict[str, dict[str, Any]] = {
-    # Reflectance × 10000 as uint16, offset already applied (so every baseline looks alike);
-    # 0 is nodata, hence valid reflectance is stored as at least 1.
-    "rgb": {
-        "dtype": "uint16",
-        "count": 3,
-        "nodata": 0,
-        "predictor": 2,
-        "descriptions": ("B04 red reflectance", "B03 green reflectance", "B02 blue reflectance"),
-        "scales": (0.0001, 0.0001, 0.0001),
-        "offsets": (0.0, 0.0, 0.0),
-        "colorinterp": ("red", "green", "blue"),
-        "overview_resampling": "average",
-    },
-    "ndvi": {
-        "dtype": "float32",
-        "count": 1,
-        "nodata": math.nan,
-        "predictor": 3,
-        "descriptions": ("NDVI (B08 - B04) / (B08 + B04)",),
-        "scales": (1.0,),
-        "offsets": (0.0,),
-        "colorinterp": ("gray",),
-        "overview_resampling": "average",
-    },
-}
 
-
-def product_profile(product: str) -> dict[str, Any]:
-    """A fresh copy of a product's profile (callers may change their copy)."""
-    return copy.deepcopy(_PRODUCTS[product])
+def product_profile(name: str) -> dict[str, Any]:
+    """A product's output profile, made fresh from the registry (callers may change it)."""
+    spec = products.get(name)
+    floating = spec.dtype.startswith("float")
+    if spec.count == 3:  # true colour: one band per input, described by its band id
+        descriptions = tuple(f"{products.BANDS[key].name} {products.BANDS[key].title} "
+                             "reflectance" for key in spec.bands)
+        colorinterp: tuple[str, ...] = ("red", "green", "blue")
+    else:
+        # TIFF text tags are ASCII: the formula's minus signs become hyphens
+        formula = spec.formula.replace("\u2212", "-")
+        descriptions = (f"{spec.title} {formula} ({', '.join(spec.band_names())})",)
+        colorinterp = ("gray",)
+    return {
+        "dtype": spec.dtype,
+        "count": spec.count,
+        "nodata": math.nan if floating else spec.nodata,
+        # floating-point predictor for the indices, horizontal differencing for integers
+        "predictor": 3 if floating else 2,
+        "descriptions": descriptions,
+        "scales": (spec.scale,) * spec.count,
+        "offsets": (0.0,) * spec.count,
+        "colorinterp": colorinterp,
+        "overview_resampling": "average",
+    }
 
 
 def cog_options(**overrides: Any) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Reading a cell's bands: one grid, windows clipped to the AOI, strips, decimated views.
 
-The 10 m bands must share CRS and grid exactly; SCL must be on the same origin at an
-integer multiple of the 10 m pixel (20 m in Sentinel-2) and is upsampled by repetition,
+The 10 m bands must share CRS and grid exactly; the 20 m bands (B11, B12, SCL) must be on
+the same origin at an integer multiple of the 10 m pixel and are upsampled by repetition,
 which is nearest-neighbour resampling with no interpolation ambiguity at all.
 """
 
@@ -16,9 +16,13 @@ import numpy as np
 
 from qgis_rsbatch.core.errors import InvalidInput
 from qgis_rsbatch.core.geometry import densify_geometry
+from qgis_rsbatch.core.products import BANDS
 
 from .profiles import gdal_threads
 from .sources import diagnose, open_band
+
+#: the resolution of the output grid, metres
+FINE = 10
 
 
 @dataclass
@@ -47,43 +51,50 @@ class BandSet:
             for key, href in self.hrefs.items():
                 self.datasets[key] = open_band(href, key, requester_pays=requester_pays,
                                                threads=threads or gdal_threads())
-            self.grid, self.scl_factor = self._check_grids()
+            self.grid, self.factors = self._check_grids()
         except BaseException:
             self.close()
             raise
 
-    def _check_grids(self) -> tuple[Grid, int]:
-        fine = {k: d for k, d in self.datasets.items() if k != "scl"}
+    def _check_grids(self) -> tuple[Grid, dict[str, int]]:
+        """The 10 m grid, and each band's integer factor to it (1 for 10 m, 2 for 20 m)."""
+        fine = {k: d for k, d in self.datasets.items() if BANDS[k].resolution == FINE}
+        if not fine:
+            raise InvalidInput("a cell needs at least one 10 m band to define its grid")
         first_key, first = next(iter(fine.items()))
         grid = Grid(first.crs, first.transform, first.width, first.height)
         if first.crs is None or not first.crs.is_projected:
             raise InvalidInput(f"band {first_key} has no projected CRS ({first.crs}); "
                                "Sentinel-2 bands are in UTM")
-        for key, ds in fine.items():
+        factors = {}
+        for key, ds in self.datasets.items():
             other = Grid(ds.crs, ds.transform, ds.width, ds.height)
             if ds.count < 1:
                 raise InvalidInput(f"band {key} ({self.hrefs[key]}) holds no raster band")
-            if (ds.crs != grid.crs or not ds.transform.almost_equals(grid.transform)
-                    or (ds.width, ds.height) != (grid.width, grid.height)):
-                raise InvalidInput(
-                    f"bands are on different grids: {first_key} is {grid.describe()}, "
-                    f"{key} is {other.describe()}"
-                )
-        factor = 1
-        scl = self.datasets.get("scl")
-        if scl is not None:
-            ratio = scl.transform.a / grid.transform.a
+            if key in fine:
+                if (ds.crs != grid.crs or not ds.transform.almost_equals(grid.transform)
+                        or (ds.width, ds.height) != (grid.width, grid.height)):
+                    raise InvalidInput(
+                        f"bands are on different grids: {first_key} is {grid.describe()}, "
+                        f"{key} is {other.describe()}"
+                    )
+                factors[key] = 1
+                continue
+            ratio = ds.transform.a / grid.transform.a
             factor = round(ratio)
-            aligned = (abs(scl.transform.c - grid.transform.c) < 1e-6
-                       and abs(scl.transform.f - grid.transform.f) < 1e-6
+            aligned = (abs(ds.transform.c - grid.transform.c) < 1e-6
+                       and abs(ds.transform.f - grid.transform.f) < 1e-6
                        and abs(ratio - factor) < 1e-9 and factor >= 1
-                       and abs(scl.transform.e + scl.transform.a) < 1e-9)
-            if scl.crs != grid.crs or not aligned:
-                raise InvalidInput(
-                    f"band scl is not on the bands' grid: {grid.describe()} vs "
-                    f"{Grid(scl.crs, scl.transform, scl.width, scl.height).describe()}"
-                )
-        return grid, factor
+                       and abs(ds.transform.e + ds.transform.a) < 1e-9)
+            if ds.crs != grid.crs or not aligned:
+                raise InvalidInput(f"band {key} is not on the bands' grid: {grid.describe()} "
+                                   f"vs {other.describe()}")
+            factors[key] = factor
+        return grid, factors
+
+    @property
+    def scl_factor(self) -> int:
+        return self.factors.get("scl", 1)
 
     def close(self) -> None:
         for ds in self.datasets.values():
@@ -109,7 +120,7 @@ class BandSet:
     def read(self, keys: tuple[str, ...], row: int, col: int, rows: int, cols: int,
              scl_map: Callable[[np.ndarray], np.ndarray] | None = None
              ) -> dict[str, np.ndarray]:
-        """Bands `keys` for a window of the 10 m grid; SCL comes upsampled onto it.
+        """Bands `keys` for a window of the 10 m grid; 20 m bands come repeated onto it.
 
         `scl_map` (e.g. classes → cloud mask) is applied to SCL at its own resolution,
         before upsampling, where it costs a quarter as much.
@@ -118,28 +129,33 @@ class BandSet:
 
         out = {}
         for key in keys:
-            if key == "scl":
-                out[key] = self._read_scl(row, col, rows, cols, scl_map)
-            else:
+            if self.factors[key] == 1:
                 out[key] = self._read(key, Window(col, row, cols, rows))
+            else:
+                out[key] = self._read_coarse(key, row, col, rows, cols,
+                                             scl_map if key == "scl" else None)
         return out
 
-    def _read_scl(self, row: int, col: int, rows: int, cols: int,
-                  scl_map: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    def _read_coarse(self, key: str, row: int, col: int, rows: int, cols: int,
+                     transform: Callable[[np.ndarray], np.ndarray] | None = None
+                     ) -> np.ndarray:
+        """A coarser band on a window of the 10 m grid: the coarse pixels covering it, each
+        repeated k × k (every 20 m pixel covers exactly 2 × 2 of the 10 m grid), then cut
+        to the window, which may start on an odd 10 m row or column."""
         from rasterio.windows import Window
 
-        k = self.scl_factor
-        ds = self.datasets["scl"]
+        k = self.factors[key]
+        ds = self.datasets[key]
         r0, c0 = row // k, col // k
         r1 = min(-(-(row + rows) // k), ds.height)
         c1 = min(-(-(col + cols) // k), ds.width)
-        coarse = self._read("scl", Window(c0, r0, c1 - c0, r1 - r0))
-        if scl_map is not None:
-            coarse = scl_map(coarse)
+        coarse = self._read(key, Window(c0, r0, c1 - c0, r1 - r0))
+        if transform is not None:
+            coarse = transform(coarse)
         if k > 1:
             coarse = np.repeat(np.repeat(coarse, k, axis=0), k, axis=1)
         fine = coarse[row - r0 * k: row - r0 * k + rows, col - c0 * k: col - c0 * k + cols]
-        if fine.shape != (rows, cols):  # an SCL raster a little short of the 10 m extent
+        if fine.shape != (rows, cols):  # a coarse raster a little short of the 10 m extent
             fine = np.pad(fine, ((0, rows - fine.shape[0]), (0, cols - fine.shape[1])),
                           mode="edge")
         return fine

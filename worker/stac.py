@@ -11,7 +11,8 @@ import posixpath
 from datetime import datetime, timezone
 from typing import Any
 
-from qgis_rsbatch.core.contract import BAND_NAMES, Cell
+from qgis_rsbatch.core import products
+from qgis_rsbatch.core.contract import Cell
 from qgis_rsbatch.core.geometry import densify_points
 
 from .offset import OffsetDecision
@@ -46,12 +47,14 @@ def _bbox(geometry: dict) -> list[float]:
 
 
 def _raster_bands(product: str, stats: dict[int, dict[str, str]]) -> list[dict]:
-    if product == "rgb":
-        bands = [{"data_type": "uint16", "nodata": 0, "scale": 0.0001, "offset": 0.0,
-                  "unit": "reflectance", "name": BAND_NAMES[key]}
-                 for key in ("red", "green", "blue")]
-    else:
-        bands = [{"data_type": "float32", "nodata": "nan", "name": "ndvi"}]
+    spec = products.get(product)
+    if spec.is_index:
+        bands: list[dict[str, Any]] = [{"data_type": spec.dtype, "nodata": "nan",
+                                        "name": spec.name}]
+    else:  # one band per input band, reflectance scaled
+        bands = [{"data_type": spec.dtype, "nodata": spec.nodata, "scale": spec.scale,
+                  "offset": 0.0, "unit": "reflectance", "name": products.BANDS[key].name}
+                 for key in spec.bands]
     for index, band in enumerate(bands):
         s = stats.get(index, {})
         if "STATISTICS_MINIMUM" in s:
@@ -108,9 +111,8 @@ def cell_item(cell: Cell, grid: Grid, assets: dict[str, dict[str, Any]],
             product: {
                 "href": "./" + posixpath.relpath(info["uri"], item_dir),
                 "type": COG_TYPE,
-                "title": {"rgb": "True colour (B04, B03, B02) reflectance",
-                          "ndvi": "NDVI"}[product],
-                "roles": ["data", "visual"] if product == "rgb" else ["data"],
+                "title": products.get(product).description,
+                "roles": ["data"] if products.get(product).is_index else ["data", "visual"],
                 "file:size": info["size"],
                 "raster:bands": _raster_bands(product, info.get("stats", {})),
             }

@@ -23,9 +23,10 @@ from typing import Any
 from urllib.request import OpenerDirector
 
 from . import reflectance
-from .contract import BAND_KEYS, BAND_NAMES, normalize_tile, parse_date
+from .contract import normalize_tile, parse_date
 from .errors import InvalidInput, MissingInput
 from .http import HttpClient
+from .products import BAND_KEYS, BAND_NAMES, BANDS
 from .stac_io import (
     C1_L2A,
     DEFAULT_COLLECTIONS,
@@ -253,14 +254,21 @@ def _pick_band(assets: Mapping[str, Any], key: str, jp2: bool) -> tuple[str, Map
     return (best[1], best[2]) if best else None
 
 
+def jp2_folder(band_id: str) -> str:
+    """The resolution folder of a band in the sentinel-s2-l2a layout: each band at its native
+    resolution (R10m/B04.jp2, R20m/B11.jp2, R20m/SCL.jp2)."""
+    resolution = next((b.resolution for b in BANDS.values() if b.name == band_id.upper()), 10)
+    return f"R{resolution}m"
+
+
 def _fix_jp2(href: str) -> tuple[str, bool]:
     """sentinel-s2-l2a JP2 hrefs of v1 `sentinel-2-l2a` items lack their R10m/ folder and 404
-    (earth-search #57): the real object is …/{seq}/R10m/B04.jp2 (SCL under R20m/)."""
+    (earth-search #57): the real object is …/{seq}/R10m/B04.jp2 (20 m bands under R20m/)."""
     match = _JP2_RE.match(href)
     if not match or re.search(r"/R\d0m/", href):
         return href, False
     g = match.groupdict()
-    folder = "R20m" if g["file"].upper() == "SCL" else "R10m"
+    folder = jp2_folder(g["file"])
     return (f"s3://sentinel-s2-l2a/tiles/{g['zone']}/{g['band']}/{g['square']}/{g['y']}/"
             f"{int(g['m'])}/{int(g['d'])}/{g['seq']}/{folder}/{g['file']}.jp2"), True
 
@@ -340,10 +348,9 @@ def _bands(item_id: str, assets: Mapping[str, Any], base: str | None
     if missing:
         names = ", ".join(f"{k} ({BAND_NAMES[k]})" for k in missing)
         raise MissingInput(f"item {item_id} has no asset for band(s) {names}; left out")
-    if "scl" not in picks:  # any format will do for a classification
-        other = _pick_band(assets, "scl", not jp2)
-        if other:
-            picks["scl"] = other
+    for key in BAND_KEYS:  # optional bands (SCL, SWIR): any format will do if need be
+        if key not in picks and (other := _pick_band(assets, key, not jp2)):
+            picks[key] = other
     bands: dict[str, str] = {}
     fixed = False
     for key in BAND_KEYS:

@@ -18,14 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from . import products as registry
 from .errors import InvalidInput
-
-PRODUCTS = ("rgb", "ndvi")
-BAND_KEYS = ("blue", "green", "red", "nir", "scl")
-#: which bands each product reads (scl is added when cloud masking is on)
-PRODUCT_BANDS = {"rgb": ("red", "green", "blue"), "ndvi": ("red", "nir")}
-#: Sentinel-2 band names, for band descriptions and the seed's file names
-BAND_NAMES = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "scl": "SCL"}
+from .products import BAND_KEYS
 
 _TILE_RE = re.compile(r"^(0?[1-9]|[1-5][0-9]|60)([C-HJ-NP-X])([A-HJ-NP-Z])([A-HJ-NP-V])$")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}$")
@@ -195,10 +190,8 @@ class Cell:
         return join_uri(self.output, self.job_id, f"{self.cell_id}.json")
 
     def needed_bands(self) -> tuple[str, ...]:
-        keys = {key for product in self.products for key in PRODUCT_BANDS[product]}
-        if self.cloud_mask and "ndvi" in self.products:
-            keys.add("scl")
-        return tuple(key for key in BAND_KEYS if key in keys)
+        """The bands this cell's products read (registry), SCL when they are cloud-masked."""
+        return registry.bands_for(self.products, self.cloud_mask)
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -231,17 +224,10 @@ class Cell:
         if not _ID_RE.match(cell_id):
             raise InvalidInput(f"cell field 'cell_id' '{cell_id}' holds characters not allowed")
 
-        products = data.get("products", list(PRODUCTS))
-        if isinstance(products, str):
-            products = [p for p in products.split(",") if p]
-        if not isinstance(products, (list, tuple)) or not products:
-            raise InvalidInput("cell field 'products' must be a non-empty list of rgb, ndvi")
-        bad = [p for p in products if p not in PRODUCTS]
-        if bad:
-            raise InvalidInput(
-                f"cell field 'products' has unknown product(s) {bad}; known: {list(PRODUCTS)}"
-            )
-        products = tuple(p for p in PRODUCTS if p in products)
+        raw_products = data.get("products", list(registry.DEFAULT_PRODUCTS))
+        if not isinstance(raw_products, (str, list, tuple)):
+            raise InvalidInput("cell field 'products' must be a list of product names")
+        products = registry.parse_products(raw_products, "cell field 'products'")
 
         bands = _require(data, "bands")
         if not isinstance(bands, Mapping):
@@ -272,7 +258,9 @@ class Cell:
             raise InvalidInput(f"cell field 'scale' must be positive, got {cell.scale}")
         for key in cell.needed_bands():
             if not cell.bands.get(key):
-                why = "cloud masking" if key == "scl" else f"product(s) {', '.join(products)}"
+                users = [p for p in products if key in registry.PRODUCTS[p].bands]
+                why = "cloud masking" if key == registry.MASK_BAND else \
+                    f"product(s) {', '.join(users)}"
                 raise InvalidInput(f"cell field 'bands.{key}' is missing; {why} need(s) it")
         return cell
 

@@ -14,22 +14,20 @@ from typing import Any
 
 from . import aoi as aoi_mod
 from . import geometry as planar
-from . import grid, utm
+from . import grid, products, utm
 from .contract import Cell, Job
 
 #: the worker on a full tile, from `make bench` (bench/results/worker.md, run 2026-11-29
-#: 01:36 UTC on 2 vCPUs, local files): wall seconds per product set; it kept both vCPUs busy
+#: 01:36 UTC on 2 vCPUs, local files): wall seconds of measured product sets; it kept both
+#: vCPUs busy. Other sets add up the products' own seconds (products.py).
 WORKER_BENCH: dict[str, Any] = {
     "seconds": {("rgb", "ndvi"): 11.7, ("ndvi",): 4.4, ("rgb",): 5.7},
     "vcpus": 2,
     "source": "bench/results/worker.md, 2026-11-29 01:36 UTC, 2 vCPUs",
 }
 #: compressed bytes per 10 m pixel of a band COG (the benchmark's B04: 164 MB per tile;
-#: Earth Search's are 150-230 MB)
+#: Earth Search's are 150-230 MB); output bytes per pixel are each product's (products.py)
 INPUT_BYTES_PER_PIXEL = 1.36
-#: output bytes per pixel in the same run (ZSTD + predictor, overviews included):
-#: RGB 514 MB, NDVI 398 MB per full tile
-OUTPUT_BYTES_PER_PIXEL = {"rgb": 4.26, "ndvi": 3.30}
 #: Step Functions standard workflow: $0.025 per 1,000 transitions, about 6 per cell
 ORCHESTRATION_DOLLARS_PER_CELL = 6 * 0.025 / 1000
 #: a typical Spot price per vCPU-hour of a compute-optimised instance (a parameter)
@@ -95,9 +93,17 @@ def window_pixels(cell: Cell) -> int:
     return math.ceil((right - left) / 10) * math.ceil((top - bottom) / 10)
 
 
-def _seconds_per_full_tile(products: tuple[str, ...]) -> float:
+def _seconds_per_full_tile(names: tuple[str, ...]) -> float:
     table: Mapping[tuple[str, ...], float] = WORKER_BENCH["seconds"]
-    return table.get(tuple(products), table[("rgb", "ndvi")])
+    measured = table.get(tuple(names))
+    return measured if measured is not None else sum(
+        products.PRODUCTS[name].seconds_per_tile for name in names)
+
+
+def _input_bands(cell: Cell) -> float:
+    """Input bytes of the cell's bands in units of a 10 m band (a 20 m band is a quarter)."""
+    return sum(1.0 if products.BANDS[key].resolution == 10 else 0.25
+               for key in cell.needed_bands() if cell.bands.get(key))
 
 
 def estimate(job: Job, *, backend: str = "local", workers: int | None = None,
@@ -110,9 +116,8 @@ def estimate(job: Job, *, backend: str = "local", workers: int | None = None,
     for cell in job.cells:
         px = window_pixels(cell)
         pixels += px
-        bands = len(cell.needed_bands()) - (1 if "scl" in cell.needed_bands() else 0)
-        input_bytes += px * INPUT_BYTES_PER_PIXEL * (bands + (0.25 if cell.bands.get("scl") else 0))
-        output_bytes += px * sum(OUTPUT_BYTES_PER_PIXEL[p] for p in cell.products)
+        input_bytes += px * INPUT_BYTES_PER_PIXEL * _input_bands(cell)
+        output_bytes += px * sum(products.PRODUCTS[p].bytes_per_pixel for p in cell.products)
         share = px / FULL_TILE_PIXELS
         # a small window still pays a fixed start-up (process, imports, metadata reads)
         seconds = 2.0 + share * _seconds_per_full_tile(cell.products)

@@ -14,7 +14,8 @@ from typing import Any
 from . import aoi as aoi_mod
 from . import catalog, grid
 from . import geometry as planar
-from .contract import PRODUCTS, Cell, Job, cell_id_for, new_job_id, normalize_output, parse_date
+from . import products as products_mod
+from .contract import Cell, Job, cell_id_for, new_job_id, normalize_output, parse_date
 from .errors import InvalidInput
 
 
@@ -26,7 +27,7 @@ class JobRequest:
     start: str
     end: str
     output: str                       # folder, file:// or s3:// URI
-    products: tuple[str, ...] = PRODUCTS
+    products: tuple[str, ...] = products_mod.DEFAULT_PRODUCTS
     max_cloud: float | None = None
     catalog: str | None = None        # None: Earth Search v1
     cloud_mask: bool = True
@@ -38,12 +39,7 @@ class JobRequest:
             raise InvalidInput(f"the date range is empty: end {end} is before start {start}")
         object.__setattr__(self, "start", start)
         object.__setattr__(self, "end", end)
-        products = tuple(p for p in PRODUCTS if p in self.products)
-        unknown = sorted(set(self.products) - set(PRODUCTS))
-        if unknown or not products:
-            raise InvalidInput(f"products must be some of {', '.join(PRODUCTS)}, got "
-                               f"{', '.join(self.products) or 'none'}")
-        object.__setattr__(self, "products", products)
+        object.__setattr__(self, "products", products_mod.parse_products(self.products))
         object.__setattr__(self, "output", normalize_output(self.output))
         if self.max_cloud is not None and not 0 <= float(self.max_cloud) <= 100:
             raise InvalidInput(f"the cloud limit must be 0–100 %, got {self.max_cloud}")
@@ -57,7 +53,8 @@ class JobRequest:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobRequest:
         return cls(aoi=data["aoi"], start=data["start"], end=data["end"],
-                   output=data["output"], products=tuple(data.get("products") or PRODUCTS),
+                   output=data["output"],
+                   products=tuple(data.get("products") or products_mod.DEFAULT_PRODUCTS),
                    max_cloud=data.get("max_cloud"), catalog=data.get("catalog"),
                    cloud_mask=bool(data.get("cloud_mask", True)),
                    clip=bool(data.get("clip", True)))

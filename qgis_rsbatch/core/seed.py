@@ -13,7 +13,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .contract import BAND_NAMES, Cell, cell_id_for, normalize_tile, parse_date
+from . import products as registry
+from .contract import Cell, cell_id_for, normalize_tile, parse_date
 from .errors import InvalidInput
 
 SEED_FIELDS = ("files", "date", "output_bucket", "region_name")
@@ -36,9 +37,9 @@ class SeedPrefix:
     sequence: int
 
     def band_href(self, key: str) -> str:
-        """R10m/B04.jp2 for 10 m bands, R20m/SCL.jp2 for the scene classification."""
-        folder = "R20m" if key == "scl" else "R10m"
-        return f"{self.tile_root}{folder}/{BAND_NAMES[key]}.jp2"
+        """Each band at its native resolution: R10m/B04.jp2, R20m/B11.jp2, R20m/SCL.jp2."""
+        band = registry.BANDS[key]
+        return f"{self.tile_root}R{band.resolution}m/{band.name}.jp2"
 
 
 def parse_prefix(files: str) -> SeedPrefix:

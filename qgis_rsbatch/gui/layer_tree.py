@@ -1,4 +1,4 @@
-"""The layer tree of results: a group per job ("rsbatch <job id>"), in it "NDVI" above "RGB",
+"""The layer tree of results: a group per job ("rsbatch <job id>"), in it the indices above "RGB",
 in each one layer per cell, newest date on top. The dock, Processing and `render` all place
 layers through `place_layer`, so they agree.
 """
@@ -10,6 +10,7 @@ from typing import Any
 
 from qgis.core import QgsLayerTreeGroup, QgsProject, QgsRasterLayer
 
+from ..core import products
 from ..core.errors import MissingInput
 from .styles import style_product
 
@@ -18,8 +19,12 @@ JOB_PROPERTY = "rsbatch/job_id"
 GROUP_PROPERTY = "rsbatch/job_group"
 DATE_PROPERTY = "rsbatch/date"
 TILE_PROPERTY = "rsbatch/tile"
-PRODUCT_TITLES = {"ndvi": "NDVI", "rgb": "RGB"}
-PRODUCT_ORDER = ("ndvi", "rgb")  # top to bottom in a job's group
+
+
+def product_title(product: str) -> str:
+    """The product's group title (its registry title; the name for unknown products)."""
+    spec = products.PRODUCTS.get(product)
+    return spec.title if spec is not None else product
 
 
 def job_group(project: QgsProject, job_id: str, *, create: bool = True
@@ -42,11 +47,11 @@ def job_group(project: QgsProject, job_id: str, *, create: bool = True
 
 
 def product_group(group: QgsLayerTreeGroup, product: str) -> QgsLayerTreeGroup:
-    title = PRODUCT_TITLES.get(product, product)
+    title = product_title(product)
     found = group.findGroup(title)
     if found is not None:
         return found
-    order = [PRODUCT_TITLES.get(p, p) for p in PRODUCT_ORDER]
+    order = [product_title(p) for p in products.LAYER_ORDER]
     rank = order.index(title) if title in order else len(order)
     position = sum(1 for child in group.children()
                    if isinstance(child, QgsLayerTreeGroup) and child.name() in order

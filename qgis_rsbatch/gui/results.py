@@ -21,13 +21,14 @@ from typing import Any
 from qgis.core import QgsMapLayerStore, QgsProject, QgsRasterLayer
 from qgis.PyQt.QtCore import QCoreApplication, QObject, pyqtSignal
 
+from ..core import products
 from ..core.contract import Status
 from ..core.errors import MissingInput
 from ..tasks import FunctionTask
 from .layer_tree import (
-    PRODUCT_TITLES,
     loaded_uris,
     place_layer,
+    product_title,
 )
 from .messages import describe
 from .sources import S3Access, download_s3, resolve
@@ -51,7 +52,7 @@ class Output:
 
     @property
     def name(self) -> str:
-        return f"{self.tile} {self.date} {PRODUCT_TITLES.get(self.product, self.product)}"
+        return f"{self.tile} {self.date} {product_title(self.product)}"
 
 
 @dataclass
@@ -97,7 +98,7 @@ def _open(output: Output, request: LoadRequest,
         layer = QgsRasterLayer(item.source, output.name, "gdal")
         if not layer.isValid():
             raise MissingInput(f"{output.uri} could not be opened as a raster")
-        if output.product == "rgb":
+        if products.get(output.product).style.kind == "rgb-stretch":
             item.limits = rgb_limits(layer, request.rgb_stretch)
     except Exception as exc:  # one bad file must not hide the others
         item.error = describe(exc)

@@ -19,6 +19,7 @@ from qgis.PyQt.QtWidgets import (
     QDateEdit,
     QFileDialog,
     QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -31,7 +32,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core import catalog
-from ..core.contract import PRODUCTS
+from ..core import products as registry
 from ..tasks import FunctionTask
 from .context import Context
 from .messages import log
@@ -69,7 +70,7 @@ class SearchPanel(QWidget):
         self.all_button.clicked.connect(lambda: self.model.set_all(True))
         self.none_button.clicked.connect(lambda: self.model.set_all(False))
         self.model.selectionChanged.connect(self._selection_changed)
-        for box in (self.rgb_check, self.ndvi_check):
+        for box in self.product_checks.values():
             box.toggled.connect(self._refresh_button)
             box.toggled.connect(lambda _on: self.scenesChanged.emit())
         for box in (self.mask_check, self.clip_check):
@@ -107,20 +108,21 @@ class SearchPanel(QWidget):
         self.cloud_spin.setToolTip(self.tr("Leave out scenes whose eo:cloud_cover is above this"))
         form.addRow(self.tr("Cloud cover at most"), self.cloud_spin)
 
-        products = QHBoxLayout()
-        self.rgb_check = QCheckBox(self.tr("RGB"), self)
-        self.rgb_check.setToolTip(self.tr("True colour (B04, B03, B02), reflectance × 10000"))
-        self.ndvi_check = QCheckBox(self.tr("NDVI"), self)
-        self.ndvi_check.setToolTip(self.tr("(NIR − red) / (NIR + red) from B08 and B04"))
+        # one checkbox per product of the registry, four to a row
+        products = QGridLayout()
+        self.product_checks: dict[str, QCheckBox] = {}
+        for index, spec in enumerate(registry.PRODUCTS.values()):
+            box = QCheckBox(spec.title, self)
+            box.setToolTip(spec.description)
+            self.product_checks[spec.name] = box
+            products.addWidget(box, index // 4, index % 4)
         self.mask_check = QCheckBox(self.tr("Mask clouds"), self)
-        self.mask_check.setToolTip(self.tr("NDVI is no data where the scene classification "
-                                           "says cloud, cirrus, shadow or saturated"))
+        self.mask_check.setToolTip(self.tr("The indices are no data where the scene "
+                                           "classification says cloud, cirrus, shadow or "
+                                           "saturated"))
         self.clip_check = QCheckBox(self.tr("Clip to area"), self)
         self.clip_check.setToolTip(self.tr("Write only the area's bounding window of each "
                                            "tile (else whole tiles)"))
-        for box in (self.rgb_check, self.ndvi_check):
-            products.addWidget(box)
-        products.addStretch(1)
         form.addRow(self.tr("Products"), products)
         options = QHBoxLayout()
         for box in (self.mask_check, self.clip_check):
@@ -185,8 +187,8 @@ class SearchPanel(QWidget):
         self.start_edit.setDate(today.addDays(-max(1, settings.days_back)))
         self.cloud_spin.setValue(round(settings.max_cloud))
         chosen = settings.products
-        self.rgb_check.setChecked("rgb" in chosen)
-        self.ndvi_check.setChecked("ndvi" in chosen)
+        for name, box in self.product_checks.items():
+            box.setChecked(name in chosen)
         self.mask_check.setChecked(settings.cloud_mask)
         self.clip_check.setChecked(settings.clip)
         self.catalog_combo.addItem(self.tr("Earth Search v1 (default)"), "")
@@ -218,8 +220,7 @@ class SearchPanel(QWidget):
                 self.end_edit.date().toString(DATE_FORMAT))
 
     def products(self) -> tuple[str, ...]:
-        chosen = {"rgb": self.rgb_check.isChecked(), "ndvi": self.ndvi_check.isChecked()}
-        return tuple(p for p in PRODUCTS if chosen[p])
+        return tuple(name for name, box in self.product_checks.items() if box.isChecked())
 
     def request_options(self) -> dict[str, Any]:
         """The search's half of a core JobRequest (the run step adds the output)."""

@@ -7,8 +7,9 @@
   QGIS 3.22's GDAL provider applies the file's band scale (0.0001) when reading, so the
   layer's values may be reflectance or reflectance × 10000: `reflectance_factor` asks the
   provider which, instead of assuming either.
-* NDVI (float32, nodata NaN): a continuous red–yellow–green ramp (ColorBrewer RdYlGn, 11
-  classes) pinned to −1 … 1, so colours mean the same in every layer; NaN is transparent.
+* The indices (float32, nodata NaN): a continuous colour ramp (NDVI: ColorBrewer RdYlGn, 11
+  classes) pinned to the product's range (−1 … 1), so colours mean the same in every layer;
+  NaN is transparent. Ramps and ranges are the registry's (core/products.py).
 """
 
 from __future__ import annotations
@@ -31,18 +32,17 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
+from ..core import products
 from .compat import SHADER_CONTINUOUS, SHADER_INTERPOLATED
 
-#: reflectance shown from black to full colour in RGB layers
-RGB_REFLECTANCE = (0.0, 0.3)
+#: reflectance shown from black to full colour in RGB layers (the registry's style)
+RGB_REFLECTANCE = (products.get("rgb").style.minimum, products.get("rgb").style.maximum)
 #: fractions cut at each end by the "cumulative" RGB stretch
 CUMULATIVE_CUT = (0.02, 0.98)
 #: pixels sampled for a cumulative cut (QGIS reads an overview of about this size)
 CUMULATIVE_SAMPLE = 250_000
-NDVI_RANGE = (-1.0, 1.0)
-#: ColorBrewer RdYlGn, 11 classes, from −1 (red) to 1 (green)
-NDVI_COLORS = ("#a50026", "#d73027", "#f46d43", "#fdae61", "#fee08b", "#ffffbf",
-               "#d9ef8b", "#a6d96a", "#66bd63", "#1a9850", "#006837")
+#: NDVI's ramp, low to high (the registry's style)
+NDVI_COLORS = products.get("ndvi").style.colors()
 PRODUCT_PROPERTY = "rsbatch/product"
 _FLOAT_TYPES = (Qgis.DataType.Float32, Qgis.DataType.Float64)
 
@@ -82,8 +82,8 @@ def _smooth(layer: QgsRasterLayer, zoomed_in: bool) -> None:
     resample.setMaxOversampling(2.0)
 
 
-def style_rgb(layer: QgsRasterLayer,
-              limits: Sequence[tuple[float, float]] | None = None) -> QgsMultiBandColorRenderer:
+def style_rgb(layer: QgsRasterLayer, limits: Sequence[tuple[float, float]] | None = None,
+              product: str = "rgb") -> QgsMultiBandColorRenderer:
     """Bands 1, 2, 3 as red, green, blue, each stretched min → max (`rgb_limits`)."""
     provider = layer.dataProvider()
     limits = list(limits or rgb_limits(layer))
@@ -99,53 +99,62 @@ def style_rgb(layer: QgsRasterLayer,
         setter(enhancement)
     layer.setRenderer(renderer)
     _smooth(layer, zoomed_in=False)
-    layer.setCustomProperty(PRODUCT_PROPERTY, "rgb")
+    layer.setCustomProperty(PRODUCT_PROPERTY, product)
     layer.triggerRepaint()
     return renderer
 
 
-def ndvi_ramp() -> QgsGradientColorRamp:
-    colors = [QColor(c) for c in NDVI_COLORS]
-    step = 1.0 / (len(colors) - 1)
-    stops = [QgsGradientStop(i * step, c) for i, c in enumerate(colors[1:-1], start=1)]
-    return QgsGradientColorRamp(colors[0], colors[-1], False, stops)
+def ramp(colors: Sequence[str]) -> QgsGradientColorRamp:
+    """A continuous gradient through `colors`, evenly spaced."""
+    qcolors = [QColor(c) for c in colors]
+    step = 1.0 / (len(qcolors) - 1)
+    stops = [QgsGradientStop(i * step, c) for i, c in enumerate(qcolors[1:-1], start=1)]
+    return QgsGradientColorRamp(qcolors[0], qcolors[-1], False, stops)
 
 
-def ndvi_shader() -> QgsColorRampShader:
-    low, high = NDVI_RANGE
-    function = QgsColorRampShader(low, high, ndvi_ramp(), SHADER_INTERPOLATED,
+def ramp_shader(style: products.Style) -> QgsColorRampShader:
+    """The style's colour ramp, interpolated, pinned to its minimum … maximum."""
+    low, high = style.minimum, style.maximum
+    colors = style.colors()
+    function = QgsColorRampShader(low, high, ramp(colors), SHADER_INTERPOLATED,
                                   SHADER_CONTINUOUS)
-    count = len(NDVI_COLORS)
     items = []
-    for index, color in enumerate(NDVI_COLORS):
-        value = low + (high - low) * index / (count - 1)
+    for index, color in enumerate(colors):
+        value = low + (high - low) * index / (len(colors) - 1)
         items.append(QgsColorRampShader.ColorRampItem(value, QColor(color), f"{value:.1f}"))
     function.setColorRampItemList(items)
     function.setClip(False)
     return function
 
 
-def style_ndvi(layer: QgsRasterLayer) -> QgsSingleBandPseudoColorRenderer:
-    """Band 1 through the RdYlGn ramp from −1 to 1; no-data (NaN) stays transparent."""
+def style_index(layer: QgsRasterLayer, product: str) -> QgsSingleBandPseudoColorRenderer:
+    """Band 1 through the product's ramp (registry style); no-data (NaN) stays transparent."""
+    style = products.get(product).style
     shader = QgsRasterShader()
-    shader.setRasterShaderFunction(ndvi_shader())
+    shader.setRasterShaderFunction(ramp_shader(style))
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
-    renderer.setClassificationMin(NDVI_RANGE[0])
-    renderer.setClassificationMax(NDVI_RANGE[1])
+    renderer.setClassificationMin(style.minimum)
+    renderer.setClassificationMax(style.maximum)
     renderer.setNodataColor(QColor(0, 0, 0, 0))
     layer.setRenderer(renderer)
     _smooth(layer, zoomed_in=False)
-    layer.setCustomProperty(PRODUCT_PROPERTY, "ndvi")
+    layer.setCustomProperty(PRODUCT_PROPERTY, product)
     layer.triggerRepaint()
     return renderer
 
 
+def style_ndvi(layer: QgsRasterLayer) -> QgsSingleBandPseudoColorRenderer:
+    """NDVI's style (RdYlGn from −1 to 1)."""
+    return style_index(layer, "ndvi")
+
+
 def style_product(layer: QgsRasterLayer, product: str,
                   limits: Sequence[tuple[float, float]] | None = None) -> None:
-    """Style `layer` as `product` ("rgb" or "ndvi")."""
-    if product == "rgb":
-        style_rgb(layer, limits)
-    elif product == "ndvi":
-        style_ndvi(layer)
+    """Style `layer` as `product` by the kind of its registry style."""
+    kind = products.get(product).style.kind
+    if kind == "rgb-stretch":
+        style_rgb(layer, limits, product)
+    elif kind == "ramp":
+        style_index(layer, product)
     else:
-        raise ValueError(f"unknown product {product!r}")
+        raise ValueError(f"product {product!r} has an unknown style kind {kind!r}")

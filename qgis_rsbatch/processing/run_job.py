@@ -28,8 +28,9 @@ from qgis.core import (
 )
 
 from ..core import catalog
+from ..core import products as registry
 from ..core.backends import get_backend
-from ..core.contract import PRODUCTS, Status, cell_id_for
+from ..core.contract import Status, cell_id_for
 from ..core.errors import RsbatchError
 from ..core.estimate import estimate
 from ..core.planning import JobRequest, find_scenes, make_job
@@ -89,7 +90,8 @@ class RunJobAlgorithm(RsbatchAlgorithm):
 
     def shortHelpString(self) -> str:
         return self.tr(
-            "Makes Sentinel-2 RGB and/or NDVI Cloud-Optimized GeoTIFFs for the area of "
+            "Makes Sentinel-2 RGB and spectral indices (NDVI, NDWI, NDMI, NBR, EVI, SAVI) as "
+            "Cloud-Optimized GeoTIFFs for the area of "
             "interest: one cell per tile and date found in the catalog, run on this computer "
             "(worker processes; the worker Python comes from rsbatch's settings) or on a "
             "deployed AWS stack (profile, region and stack; credentials come from the AWS "
@@ -100,8 +102,9 @@ class RunJobAlgorithm(RsbatchAlgorithm):
         self.add_aoi_parameters()
         self.add_search_parameters()
         self.addParameter(QgsProcessingParameterEnum(
-            self.PRODUCTS, self.tr("Products"), options=["RGB", "NDVI"], allowMultiple=True,
-            defaultValue=[0, 1]))
+            self.PRODUCTS, self.tr("Products"),
+            options=[p.title for p in registry.PRODUCTS.values()], allowMultiple=True,
+            defaultValue=[registry.NAMES.index(p) for p in registry.DEFAULT_PRODUCTS]))
         self.addParameter(QgsProcessingParameterBoolean(
             self.CLOUD_MASK, self.tr("Mask clouds in NDVI"), defaultValue=True))
         self.addParameter(QgsProcessingParameterBoolean(
@@ -180,7 +183,7 @@ class RunJobAlgorithm(RsbatchAlgorithm):
         aoi = self.aoi(parameters, context)
         options = self.search_options(parameters, context)
         chosen = self.parameterAsEnums(parameters, self.PRODUCTS, context)
-        products = tuple(PRODUCTS[i] for i in sorted(chosen)) or PRODUCTS
+        products = tuple(registry.NAMES[i] for i in sorted(chosen)) or registry.DEFAULT_PRODUCTS
         exclude = {x.strip() for x in self.parameterAsString(parameters, self.EXCLUDE,
                                                              context).split(",") if x.strip()}
         try:

@@ -49,7 +49,7 @@ def test_unticked_scenes_are_left_out(sample_catalog):
 @pytest.mark.parametrize(("fields", "message"), [
     ({"start": "2024-06-11", "end": "2024-06-01"}, "the date range is empty"),
     ({"start": "2024-02-30"}, "start date '2024-02-30' is not a date"),
-    ({"products": ("evi",)}, "products must be some of rgb, ndvi"),
+    ({"products": ("ndvi", "ndvx")}, "products: unknown product.s. ndvx; known: rgb, ndvi"),
     ({"max_cloud": 140}, "the cloud limit must be 0–100 %"),
 ])
 def test_bad_requests(sample_catalog, fields, message):

@@ -35,7 +35,7 @@ def test_settings_persist_under_the_rsbatch_prefix():
 def test_the_dock_remembers_the_search_and_run_choices(dock, sample):
     from tests.plugin.test_job_flow import plan_job
 
-    dock.search_panel.ndvi_check.setChecked(False)
+    dock.search_panel.product_checks["ndvi"].setChecked(False)
     plan_job(dock, sample)
     assert Settings().products == ["rgb"]
     assert Settings().catalog == sample["catalog"]
