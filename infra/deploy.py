@@ -38,6 +38,7 @@ LAMBDA_FILES = (
     "qgis_rsbatch/core/__init__.py",
     "qgis_rsbatch/core/contract.py",
     "qgis_rsbatch/core/errors.py",
+    "qgis_rsbatch/core/products.py",
     "qgis_rsbatch/core/seed.py",
     "qgis_rsbatch/core/tasklog/__init__.py",
     "qgis_rsbatch/core/tasklog/base.py",

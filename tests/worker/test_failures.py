@@ -54,7 +54,7 @@ def _run(tmp_path, cell, **kwargs):
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"products": ["rgb", "evi"]}, "cell field 'products' has unknown product(s) ['evi']"),
+    ({"products": ["rgb", "lai"]}, "cell field 'products': unknown product(s) lai; known: rgb"),
     ({"date": "2024-13-01"}, "cell field 'date' '2024-13-01' is not a date"),
     ({"tile": "99ZZZ"}, "'99ZZZ' is not a Sentinel-2 tile id"),
     ({"bands": {"red": "a.tif"}}, "cell field 'bands.blue' is missing"),
