@@ -58,10 +58,11 @@ demo: setup  ## run the main job on generated sample scenes, on the local backen
 	$(PY) tools/demo.py --out $(DEMO_DIR)
 
 .PHONY: bench
-bench: setup  ## benchmarks: worker vs alternatives, AOI → tiles, local backend throughput (bench/results)
+bench: setup  ## benchmarks: worker vs alternatives, AOI over HTTP vs odc-stac, AOI → tiles, local backend (bench/results)
 	$(PY) -m bench.worker_bench --size $(BENCH_SIZE)
 	$(PY) -m bench.grid_bench
 	$(PY) -m bench.backend_bench
+	$(PY) -m bench.aoi_bench
 
 .PHONY: clean
 clean:  ## remove build products and demo output (keeps .venv)

@@ -9,14 +9,18 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 
 
 class RangeServer:
-    def __init__(self, root: str) -> None:
+    """`latency` (seconds) is added to every request, as a far-away object store would."""
+
+    def __init__(self, root: str, latency: float = 0.0) -> None:
         self.root = root
+        self.latency = latency
         self.bytes_sent = 0
         self.requests: list[tuple[str, str, str | None]] = []
         self._lock = threading.Lock()
@@ -41,6 +45,8 @@ class RangeServer:
             def _serve(self, head: bool) -> None:
                 with server._lock:
                     server.requests.append((self.command, self.path, self.headers.get("Range")))
+                if server.latency:
+                    time.sleep(server.latency)
                 local = self._path()
                 if local is None:
                     self.send_error(404)
