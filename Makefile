@@ -63,6 +63,7 @@ bench: setup  ## benchmarks: worker vs alternatives, AOI over HTTP vs odc-stac, 
 	$(PY) -m bench.grid_bench
 	$(PY) -m bench.backend_bench
 	$(PY) -m bench.aoi_bench
+	$(PY) -m bench.profile_worker --size $(BENCH_SIZE)
 
 .PHONY: clean
 clean:  ## remove build products and demo output (keeps .venv)
