@@ -3,12 +3,14 @@ subprocess run exactly this command.
 
     rsbatch-worker run CELL          CELL: a JSON file, an s3:// URI, '-' for stdin, or the JSON
     rsbatch-worker                   the seed's mode: env files, date, output_bucket, region_name
+    rsbatch-worker reduce UNIT       make one reduce unit (a per-date mosaic, a period composite)
     rsbatch-worker check FILE.tif    validate a Cloud-Optimized GeoTIFF's layout
 
 The task log is named by --task-log or $RSBATCH_TASK_LOG (sqlite:///path or
 dynamodb://task-log?region=…); default: the local SQLite log, or in the seed's mode the
 DynamoDB table `task-log` of `region_name`. Exit codes: 0 success, 1 failure that a retry
-may fix, 2 bad input (retrying cannot help), 3 cancelled.
+may fix, 2 bad input (retrying cannot help), 3 cancelled, 4 a reduce unit with nothing to
+read (every input failed or was skipped).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import os
 import sys
 from typing import Any
 
-from qgis_rsbatch.core.contract import Cell, Status
+from qgis_rsbatch.core.contract import Cell, ReduceUnit, Status
 from qgis_rsbatch.core.errors import InvalidInput, RsbatchError
 from qgis_rsbatch.core.tasklog import open_task_log
 
@@ -39,6 +41,14 @@ def _read_s3_text(uri: str) -> str:
 
 
 def _load_cell(spec: str) -> Cell:
+    return Cell.from_dict(_load_json(spec, "cell"))
+
+
+def _load_unit(spec: str) -> ReduceUnit:
+    return ReduceUnit.from_dict(_load_json(spec, "reduce unit"))
+
+
+def _load_json(spec: str, what: str) -> Any:
     if spec == "-":
         text = sys.stdin.read()
     elif spec.lstrip().startswith("{"):
@@ -50,12 +60,11 @@ def _load_cell(spec: str) -> Cell:
             with open(spec, encoding="utf-8") as fh:
                 text = fh.read()
         except OSError as exc:
-            raise InvalidInput(f"cannot read cell file {spec}: {exc.strerror}") from exc
+            raise InvalidInput(f"cannot read {what} file {spec}: {exc.strerror}") from exc
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except ValueError as exc:
-        raise InvalidInput(f"cell is not valid JSON: {exc}") from exc
-    return Cell.from_dict(data)
+        raise InvalidInput(f"{what} is not valid JSON: {exc}") from exc
 
 
 def _progress(cell_id: str, quiet: bool) -> Any:
@@ -83,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="process one cell of the contract")
     run.add_argument("cell", nargs="?", default=os.environ.get("RSBATCH_CELL"),
                      help="cell JSON file, '-' for stdin, or inline JSON (env RSBATCH_CELL)")
+    reduce = sub.add_parser("reduce", help="make one reduce unit (a mosaic or a composite)")
+    reduce.add_argument("unit", nargs="?", default=os.environ.get("RSBATCH_UNIT"),
+                        help="unit JSON file, '-' for stdin, or inline JSON (env RSBATCH_UNIT)")
     check = sub.add_parser("check", help="validate a Cloud-Optimized GeoTIFF")
     check.add_argument("path")
     return parser
@@ -120,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check":
             return _check(args.path)
+        if args.command == "reduce":
+            return _reduce(args)
         return _run(args)
     except RsbatchError as exc:
         print(f"rsbatch-worker: error: {exc}", file=sys.stderr)
@@ -145,6 +159,23 @@ def _check(path: str) -> int:
                       "warnings": report.warnings, "blocksize": report.blocksize,
                       "overviews": report.overviews}, indent=1))
     return 0 if report.valid else 1
+
+
+def _reduce(args: argparse.Namespace) -> int:
+    from .reduce import process_unit
+
+    if not args.unit:
+        raise InvalidInput("no unit given: rsbatch-worker reduce UNIT.json (or set RSBATCH_UNIT)")
+    unit = _load_unit(args.unit)
+    task_log = None if args.no_task_log else open_task_log(args.task_log)
+    result = process_unit(unit, task_log=task_log, progress=_progress(unit.unit_id, args.quiet))
+    if result.status is Status.CANCELLED:
+        print(f"rsbatch-worker: {result.error}", file=sys.stderr)
+        return 3
+    print(json.dumps({"unit_id": unit.unit_id, "status": result.status.value,
+                      "outputs": result.outputs, "warnings": result.warnings,
+                      "lacking_inputs": result.lacking, "skipped": result.skipped}))
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

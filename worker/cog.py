@@ -158,8 +158,10 @@ class CogWriter:
         level_option = {"ZSTD": "zstd_level", "DEFLATE": "zlevel", "LERC_ZSTD": "zstd_level"}
         if options.get("level") is not None and options["compress"].upper() in level_option:
             creation[level_option[options["compress"].upper()]] = options["level"]
-        if self.colorinterp == ("red", "green", "blue"):
-            creation["photometric"] = "RGB"  # must be set at creation; GDAL refuses it later
+        if self.colorinterp[:3] == ("red", "green", "blue"):
+            # must be set at creation; GDAL refuses it later. Bands after the third are
+            # TIFF extra samples (undefined), e.g. a composite's count of observations.
+            creation["photometric"] = "RGB"
         sizes = [(int(profile["width"]), int(profile["height"]))]
         while max(sizes[-1]) > blocksize:
             w, h = sizes[-1]
@@ -291,7 +293,7 @@ class CogWriter:
             ds.scales = tuple(self.scales)
         if self.offsets is not None:
             ds.offsets = tuple(self.offsets)
-        if self.colorinterp and self.colorinterp != ("red", "green", "blue"):
+        if self.colorinterp and self.colorinterp[:3] != ("red", "green", "blue"):
             ds.colorinterp = [ColorInterp[name] for name in self.colorinterp]
         if self.tags:
             ds.update_tags(**self.tags)

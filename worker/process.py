@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qgis_rsbatch.core import products
-from qgis_rsbatch.core.contract import Cell, Status
+from qgis_rsbatch.core.contract import Cell, ReduceUnit, Status
 from qgis_rsbatch.core.errors import Cancelled, InvalidInput, RsbatchError, TransitionRejected
 
 from . import compute, offset
@@ -46,14 +46,15 @@ class CellResult:
     error: str | None = None
 
 
-def _start(task_log: Any, cell: Cell, extra: dict | None) -> None:
-    """Register the cell (if the planner did not) and mark it RUNNING."""
+def _start(task_log: Any, cell: Cell | ReduceUnit, extra: dict | None) -> None:
+    """Register the cell or reduce unit (if the planner did not) and mark it RUNNING."""
     if task_log is None:
         return
     task_log.register([cell])
     current = task_log.get(cell.task_id)
     if current is not None and current.status is Status.CANCELLED:
-        raise Cancelled(f"cell {cell.cell_id} of job {cell.job_id} was cancelled")
+        what = f"cell {cell.cell_id}" if isinstance(cell, Cell) else f"unit {cell.unit_id}"
+        raise Cancelled(f"{what} of job {cell.job_id} was cancelled")
     if current is not None and current.status is Status.SUCCEEDED:
         return  # finished earlier; process_cell will find the outputs and skip
     task_log.transition(cell.task_id, Status.RUNNING, extra=extra)
@@ -99,7 +100,7 @@ def process_cell(cell: Cell, *, task_log: Any = None, progress: Progress | None 
                       time.monotonic() - started)
 
 
-def _record(task_log: Any, cell: Cell, status: Status, **kwargs: Any) -> None:
+def _record(task_log: Any, cell: Cell | ReduceUnit, status: Status, **kwargs: Any) -> None:
     if task_log is None:
         return
     current = task_log.get(cell.task_id)

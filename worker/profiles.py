@@ -54,6 +54,18 @@ def product_profile(name: str) -> dict[str, Any]:
     }
 
 
+def composite_profile(name: str) -> dict[str, Any]:
+    """A composite's profile: the product's bands (their median), then the count of valid
+    observations, stored in the product's own data type (exact: counts are small)."""
+    spec = product_profile(name)
+    spec["count"] += 1
+    spec["descriptions"] = (*spec["descriptions"], "valid observations (count)")
+    spec["scales"] = (*spec["scales"], 1.0)
+    spec["offsets"] = (*spec["offsets"], 0.0)
+    spec["colorinterp"] = (*spec["colorinterp"], "undefined")
+    return spec
+
+
 def cog_options(**overrides: Any) -> dict[str, Any]:
     options = dict(COG_OPTIONS, num_threads=gdal_threads())
     options.update(overrides)

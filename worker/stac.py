@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from qgis_rsbatch.core import products
-from qgis_rsbatch.core.contract import Cell
+from qgis_rsbatch.core.contract import Cell, ReduceUnit
 from qgis_rsbatch.core.geometry import densify_points
 
 from .offset import OffsetDecision
@@ -131,3 +131,67 @@ def complete_products(item: Any, cell: Cell) -> dict[str, int]:
         if product in cell.products and isinstance(asset.get("file:size"), int):
             found[product] = asset["file:size"]
     return found
+
+
+def unit_item(unit: ReduceUnit, grid: Grid, asset: dict[str, Any], warnings: list[str],
+              lacking: list[str]) -> dict[str, Any]:
+    """The item of a mosaic or composite; `asset` holds its "uri", "size" and "stats"."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        software = version("rsbatch")
+    except PackageNotFoundError:
+        software = "unknown"
+    spec = products.get(unit.product)
+    stats = asset.get("stats", {})
+    bands = _raster_bands(unit.product, stats)
+    title = f"{spec.description}, mosaic of {unit.date}"
+    if unit.kind == "composite":
+        first, last = unit.dates
+        title = f"{spec.title}, per-pixel {unit.method} of {first} … {last}"
+        count: dict[str, Any] = {"data_type": spec.dtype, "name": "count",
+                 "description": "valid observations"}
+        s = stats.get(len(bands), {})
+        if "STATISTICS_MAXIMUM" in s:
+            count["statistics"] = {"minimum": float(s["STATISTICS_MINIMUM"]),
+                                   "maximum": float(s["STATISTICS_MAXIMUM"])}
+        bands.append(count)
+    geometry = _footprint(grid)
+    t = grid.transform
+    first, last = unit.dates
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "stac_extensions": EXTENSIONS[:4],
+        "id": f"{unit.job_id}_{unit.unit_id}",
+        "geometry": geometry,
+        "bbox": _bbox(geometry),
+        "properties": {
+            "datetime": None,
+            "start_datetime": f"{first}T00:00:00Z",
+            "end_datetime": f"{last}T23:59:59Z",
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "proj:epsg": grid.crs.to_epsg(),
+            "proj:shape": [grid.height, grid.width],
+            "proj:transform": [t.a, t.b, t.c, t.d, t.e, t.f],
+            "processing:software": {"rsbatch": software},
+            "rsbatch:job_id": unit.job_id,
+            "rsbatch:unit_id": unit.unit_id,
+            "rsbatch:kind": unit.kind,
+            "rsbatch:inputs": list(unit.inputs),
+            "rsbatch:lacking_inputs": list(lacking),
+            "rsbatch:clipped_to_aoi": unit.aoi is not None,
+            "rsbatch:warnings": list(warnings),
+        },
+        "links": [],
+        "assets": {
+            unit.product: {
+                "href": "./" + posixpath.relpath(asset["uri"], posixpath.dirname(unit.item_uri)),
+                "type": COG_TYPE,
+                "title": title,
+                "roles": ["data"] if spec.is_index else ["data", "visual"],
+                "file:size": asset["size"],
+                "raster:bands": bands,
+            }
+        },
+    }

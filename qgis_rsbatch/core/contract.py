@@ -303,3 +303,219 @@ class Job:
         created = str(data.get("created") or datetime.now(timezone.utc).isoformat())
         return cls(job_id=job_id, cells=tuple(cells), params=dict(data.get("params") or {}),
                    created=created)
+
+
+# --- the second kind of work unit: reduce units (mosaics, composites) ------------------------
+#: what a reduce unit makes: one date's tiles merged, or a period's dates reduced per pixel
+REDUCE_KINDS = ("mosaic", "composite")
+#: per-pixel reducers a composite may use
+COMPOSITE_METHODS = ("median",)
+#: the mosaic grid's pixel size; its edges lie on multiples of it (as Sentinel-2's 10 m bands)
+MOSAIC_RESOLUTION = 10
+_UNIT_FIELDS = {
+    "job_id", "unit_id", "kind", "product", "inputs", "date", "period", "method", "grid",
+    "aoi", "output",
+}
+
+
+def mosaic_unit_id(date: str, product: str) -> str:
+    return f"mosaic_{date}_{product}"
+
+
+def composite_unit_id(first: str, last: str, product: str, method: str = "median") -> str:
+    return f"composite_{first}_{last}_{product}_{method}"
+
+
+def split_cell_id(cell_id: str) -> tuple[str, str]:
+    """'32TMT_2024-06-01' → ('32TMT', '2024-06-01'): the planner's cell ids (`cell_id_for`)."""
+    tile, _, date = str(cell_id).partition("_")
+    try:
+        return normalize_tile(tile), parse_date(date)
+    except InvalidInput:
+        raise InvalidInput(f"reduce input '{cell_id}' is neither a cell id <tile>_<date> nor "
+                           "a mosaic unit id mosaic_<date>_<product>") from None
+
+
+@dataclass(frozen=True)
+class TargetGrid:
+    """The pixel grid a reduce unit writes: a metric CRS by EPSG code, north-up, square
+    pixels of `MOSAIC_RESOLUTION` metres whose edges lie on multiples of that size."""
+
+    epsg: int
+    transform: tuple[float, float, float, float, float, float]  # rasterio's Affine order
+    width: int
+    height: int
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        res, _, x0, _, _, y0 = self.transform
+        return x0, y0 - self.height * res, x0 + self.width * res, y0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epsg": self.epsg, "transform": list(self.transform), "width": self.width,
+                "height": self.height}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TargetGrid:
+        if not isinstance(data, Mapping):
+            raise InvalidInput("reduce unit field 'grid' must be an object with epsg, "
+                               "transform, width, height")
+        try:
+            epsg = int(data["epsg"])
+            transform = tuple(float(v) for v in data["transform"])
+            width, height = int(data["width"]), int(data["height"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"reduce unit field 'grid' is malformed: {exc}") from exc
+        res = float(MOSAIC_RESOLUTION)
+        if len(transform) != 6 or transform[0] != res or transform[4] != -res \
+                or transform[1] or transform[3]:
+            raise InvalidInput(f"reduce unit field 'grid.transform' must be ({res:g}, 0, x0, 0, "
+                               f"-{res:g}, y0), got {list(transform)}")
+        if transform[2] % res or transform[5] % res:
+            raise InvalidInput(f"reduce unit grid origin ({transform[2]:g}, {transform[5]:g}) "
+                               f"is not on a multiple of {res:g} m")
+        if width < 1 or height < 1:
+            raise InvalidInput(f"reduce unit grid is empty ({width} × {height} pixels)")
+        if not 1024 <= epsg <= 999999:
+            raise InvalidInput(f"reduce unit field 'grid.epsg' {epsg} is not an EPSG code")
+        return cls(epsg, transform, width, height)
+
+
+@dataclass(frozen=True)
+class ReduceUnit:
+    """A unit of work that reads finished cells (or mosaics) instead of Sentinel-2 bands.
+
+    kind "mosaic": the cells of one `date` merged onto `grid` (the nearest tile's centre
+    wins where tiles overlap); kind "composite": the dates of `period` (first, last),
+    reduced per pixel by `method`, plus a band counting the valid observations. `inputs`
+    are cell ids (<tile>_<date>) or mosaic unit ids; a backend runs the unit once they are
+    final. `aoi` clips the output (None: the whole grid).
+    """
+
+    job_id: str
+    unit_id: str
+    kind: str
+    product: str
+    inputs: tuple[str, ...]
+    grid: TargetGrid
+    output: str
+    date: str | None = None
+    period: tuple[str, str] | None = None
+    method: str | None = None
+    aoi: dict | None = None
+
+    @property
+    def task_id(self) -> str:
+        return task_id_for(self.job_id, self.unit_id)
+
+    @property
+    def dates(self) -> tuple[str, str]:
+        """(first, last): the day of a mosaic, the period of a composite."""
+        if self.period is not None:
+            return self.period
+        return str(self.date), str(self.date)
+
+    def output_uri(self) -> str:
+        """<out>/<job_id>/mosaic/<date>_<product>.tif or
+        <out>/<job_id>/composite/<first>_<last>_<product>_<method>.tif."""
+        return join_uri(self.output, self.job_id, self.kind, self._stem() + ".tif")
+
+    @property
+    def item_uri(self) -> str:
+        """The STAC item beside the output, written last (the unit's completion marker)."""
+        return join_uri(self.output, self.job_id, self.kind, self._stem() + ".json")
+
+    def _stem(self) -> str:
+        if self.kind == "mosaic":
+            return f"{self.date}_{self.product}"
+        first, last = self.dates
+        return f"{first}_{last}_{self.product}_{self.method}"
+
+    def input_uri(self, input_id: str) -> str:
+        """Where input `input_id` was published: a mosaic unit's output or a cell's product."""
+        prefix = "mosaic_"
+        if input_id.startswith(prefix):
+            date, _, product = input_id[len(prefix):].partition("_")
+            return join_uri(self.output, self.job_id, "mosaic", f"{date}_{product}.tif")
+        tile, date = split_cell_id(input_id)
+        return join_uri(self.output, self.job_id, output_name(tile, date, self.product))
+
+    def input_date(self, input_id: str) -> str:
+        if input_id.startswith("mosaic_"):
+            return parse_date(input_id[len("mosaic_"):].partition("_")[0])
+        return split_cell_id(input_id)[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "job_id": self.job_id, "unit_id": self.unit_id, "kind": self.kind,
+            "product": self.product, "inputs": list(self.inputs), "grid": self.grid.to_dict(),
+            "aoi": self.aoi, "output": self.output,
+        }
+        if self.kind == "mosaic":
+            data["date"] = self.date
+        else:
+            data["period"] = list(self.dates)
+            data["method"] = self.method
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReduceUnit:
+        """Validate a reduce unit from JSON; InvalidInput names the first bad field."""
+        if not isinstance(data, Mapping):
+            raise InvalidInput(f"a reduce unit must be a JSON object, got {type(data).__name__}")
+        unknown = sorted(set(data) - _UNIT_FIELDS)
+        if unknown:
+            raise InvalidInput(f"reduce unit has unknown field(s): {', '.join(unknown)}")
+        job_id = str(_require(data, "job_id"))
+        if not _ID_RE.match(job_id):
+            raise InvalidInput(f"reduce unit field 'job_id' '{job_id}' may only hold letters, "
+                               "digits, '_', '.', '-'")
+        kind = str(_require(data, "kind"))
+        if kind not in REDUCE_KINDS:
+            raise InvalidInput(f"reduce unit field 'kind' must be one of "
+                               f"{', '.join(REDUCE_KINDS)}, got '{kind}'")
+        product = registry.get(str(_require(data, "product"))).name
+        date: str | None = None
+        period: tuple[str, str] | None = None
+        method: str | None = None
+        if kind == "mosaic":
+            date = parse_date(_require(data, "date"), "reduce unit field 'date'")
+            default_id = mosaic_unit_id(date, product)
+        else:
+            raw = _require(data, "period")
+            if not isinstance(raw, (list, tuple)) or len(raw) != 2:
+                raise InvalidInput("reduce unit field 'period' must be [first, last] dates")
+            period = (parse_date(raw[0], "reduce unit period start"),
+                      parse_date(raw[1], "reduce unit period end"))
+            if period[1] < period[0]:
+                raise InvalidInput(f"reduce unit period {period[0]} … {period[1]} is empty")
+            method = str(data.get("method") or "median")
+            if method not in COMPOSITE_METHODS:
+                raise InvalidInput(f"reduce unit field 'method' must be one of "
+                                   f"{', '.join(COMPOSITE_METHODS)}, got '{method}'")
+            default_id = composite_unit_id(*period, product, method)
+        unit_id = str(data.get("unit_id") or default_id)
+        if not _ID_RE.match(unit_id):
+            raise InvalidInput(f"reduce unit field 'unit_id' '{unit_id}' holds characters not "
+                               "allowed")
+        inputs = _require(data, "inputs")
+        if not isinstance(inputs, (list, tuple)) or not inputs \
+                or not all(isinstance(i, str) and i for i in inputs):
+            raise InvalidInput("reduce unit field 'inputs' must be a non-empty list of cell or "
+                               "unit ids")
+        if len(set(inputs)) != len(inputs):
+            raise InvalidInput("reduce unit field 'inputs' lists an input twice")
+        unit = cls(job_id=job_id, unit_id=unit_id, kind=kind, product=product,
+                   inputs=tuple(inputs), grid=TargetGrid.from_dict(_require(data, "grid")),
+                   output=normalize_output(_require(data, "output")), date=date,
+                   period=period, method=method, aoi=_validate_aoi(data.get("aoi")))
+        first, last = unit.dates
+        for input_id in unit.inputs:
+            if input_id.startswith("mosaic_") and (
+                    kind == "mosaic" or not input_id.endswith(f"_{product}")):
+                raise InvalidInput(f"reduce unit {unit_id} cannot read '{input_id}': a mosaic "
+                                   "reads cells, a composite the mosaics of its own product")
+            when = unit.input_date(input_id)
+            if not first <= when <= last:
+                raise InvalidInput(f"reduce input '{input_id}' of {when} lies outside the "
+                                   f"unit's dates {first} … {last}")
+        return unit

@@ -64,6 +64,14 @@ class Cancelled(RsbatchError):
     retryable = False
 
 
+class NothingToReduce(RsbatchError):
+    """Every input of a reduce unit (mosaic, composite) failed or was skipped: the unit has
+    nothing to read. Not a failure of the unit itself; a backend records it as skipped."""
+
+    exit_code = 4
+    retryable = False
+
+
 class DependencyMissing(RsbatchError, ImportError):
     """An optional package is needed for this feature; the message says which."""
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..contract import Cell, Status
+from ..contract import Cell, ReduceUnit, Status
 from ..errors import TransitionRejected
 from .schema import TRANSITIONS, Record
 
@@ -37,12 +37,13 @@ class CompareAndSetLog:
         """Write `new` only if the stored record still equals `old` (status, time); True if so."""
         raise NotImplementedError
 
-    def register(self, cells: Iterable[Cell], status: Status = Status.PENDING,
+    def register(self, cells: Iterable[Cell | ReduceUnit], status: Status = Status.PENDING,
                  expires_at: int | None = None) -> int:
-        """Create a record per cell unless one exists (`expires_at`: its TTL, epoch seconds)."""
+        """Create a record per cell (or reduce unit) unless one exists (`expires_at`: its
+        TTL, epoch seconds)."""
         created = 0
         for cell in cells:
-            if self._insert(Record.for_cell(cell, status, expires_at)):
+            if self._insert(Record.for_task(cell, status, expires_at)):
                 created += 1
         return created
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from ..contract import Cell, Status
+from ..contract import Cell, ReduceUnit, Status
 from ..errors import InvalidInput
 
 TABLE_NAME = "task-log"
@@ -72,6 +72,22 @@ class Record:
                  expires_at: int | None = None) -> Record:
         return cls(task_id=cell.task_id, job_id=cell.job_id, cell_id=cell.cell_id,
                    tile=cell.tile, date=cell.date, status=status, expires_at=expires_at)
+
+    @classmethod
+    def for_unit(cls, unit: ReduceUnit, status: Status = Status.PENDING,
+                 expires_at: int | None = None) -> Record:
+        """A reduce unit's record: CellId holds the unit id, Tile its kind, Date its first day."""
+        return cls(task_id=unit.task_id, job_id=unit.job_id, cell_id=unit.unit_id,
+                   tile=unit.kind, date=unit.dates[0], status=status, expires_at=expires_at,
+                   extra={"Kind": unit.kind, "Product": unit.product,
+                          "Inputs": list(unit.inputs)})
+
+    @classmethod
+    def for_task(cls, task: Cell | ReduceUnit, status: Status = Status.PENDING,
+                 expires_at: int | None = None) -> Record:
+        if isinstance(task, ReduceUnit):
+            return cls.for_unit(task, status, expires_at)
+        return cls.for_cell(task, status, expires_at)
 
     def moved(self, status: Status, *, outputs: Mapping[str, str] | None = None,
               error: str | None = None, warnings: Iterable[str] = (),

@@ -1,0 +1,213 @@
+"""One reduce unit, start to finish: task log RUNNING → inputs → strips → COG → STAC item.
+
+A unit reads what its inputs published (cells' products, or mosaics). Inputs that failed
+or were skipped have published nothing: the unit runs on the others and records which it
+lacked (warnings, the record's `LackingInputs`, the STAC item); with none left it raises
+NothingToReduce, which the command line turns into exit code 4 and a backend into a
+skipped unit. As for cells, nothing appears under its final name unless it is complete, and
+a unit whose output and item are already in place is not made again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from qgis_rsbatch.core import products
+from qgis_rsbatch.core.contract import ReduceUnit, Status, split_cell_id
+from qgis_rsbatch.core.errors import Cancelled, NothingToReduce, RsbatchError
+
+from .cog import CogWriter
+from .cogcheck import validate_cog
+from .composite import composite_strip, strip_rows
+from .mosaic import DateMosaic, Source, open_source, target_grid, tile_centre
+from .outputs import destination_for
+from .process import _record, _start
+from .profiles import composite_profile, gdal_threads, product_profile
+from .reader import AoiClip, Grid
+from .sources import band_env, open_band
+from .stac import unit_item
+
+log = logging.getLogger("rsbatch.worker")
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class UnitResult:
+    unit_id: str
+    status: Status
+    outputs: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    lacking: list[str] = field(default_factory=list)
+    skipped: bool = False
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def process_unit(unit: ReduceUnit, *, task_log: Any = None, progress: Progress | None = None,
+                 region: str | None = None) -> UnitResult:
+    """Make the unit's mosaic or composite and record it in `task_log` (any store, or None).
+
+    Until the task log has a SKIPPED status, a unit with nothing to read is recorded FAILED
+    with the reason, and NothingToReduce is raised for the caller to tell it apart.
+    """
+    started = time.monotonic()
+    report = progress or (lambda fraction, message: None)
+    try:
+        _start(task_log, unit, None)
+        uri, warnings, lacking, skipped = _run(unit, report, region)
+    except Cancelled as exc:
+        return UnitResult(unit.unit_id, Status.CANCELLED, error=str(exc),
+                          seconds=time.monotonic() - started)
+    except BaseException as exc:
+        message = str(exc) if isinstance(exc, RsbatchError) else (
+            f"internal error ({type(exc).__name__}: {exc}); please report it")
+        if isinstance(exc, KeyboardInterrupt):
+            message = "interrupted"
+        _record(task_log, unit, Status.FAILED, error=message)
+        raise
+    outputs = {unit.product: uri}
+    _record(task_log, unit, Status.SUCCEEDED, outputs=outputs, warnings=warnings,
+            extra={"LackingInputs": lacking})
+    return UnitResult(unit.unit_id, Status.SUCCEEDED, outputs, warnings, lacking, skipped,
+                      time.monotonic() - started)
+
+
+def _run(unit: ReduceUnit, report: Progress,
+         region: str | None) -> tuple[str, list[str], list[str], bool]:
+    destination = destination_for(unit.output, region)
+    try:
+        item = destination.read_json(unit.item_uri)
+        if _complete(item, unit, destination):
+            report(1.0, "output already complete; nothing to do")
+            lacking = list(item["properties"].get("rsbatch:lacking_inputs") or [])
+            return unit.output_uri(), list(item["properties"].get("rsbatch:warnings") or []), \
+                lacking, True
+        present = [i for i in unit.inputs if destination.size(unit.input_uri(i)) is not None]
+        lacking = [i for i in unit.inputs if i not in present]
+        if not present:
+            raise NothingToReduce(
+                f"{unit.kind} {unit.unit_id}: none of its {len(unit.inputs)} input(s) published "
+                f"a {unit.product} output ({', '.join(unit.inputs)}); nothing to {unit.kind}")
+        warnings = []
+        if lacking:
+            warnings.append(f"made from {len(present)} of {len(unit.inputs)} inputs; lacking "
+                            f"(failed or skipped): {', '.join(lacking)}")
+            log.warning("%s: %s", unit.unit_id, warnings[-1])
+        hrefs = [unit.input_uri(i) for i in present]
+        with band_env(hrefs, region=region):
+            asset, grid = _make(unit, present, destination, report)
+        destination.write_json(unit.item_uri, unit_item(unit, grid, asset, warnings, lacking))
+        report(1.0, "done")
+        return asset["uri"], warnings, lacking, False
+    finally:
+        destination.close()
+
+
+def _complete(item: Any, unit: ReduceUnit, destination: Any) -> bool:
+    """Whether an earlier run published this unit's output whole (its item says how big)."""
+    properties = item.get("properties", {}) if isinstance(item, dict) else {}
+    asset = (item.get("assets") or {}).get(unit.product, {}) if properties else {}
+    if properties.get("rsbatch:unit_id") != unit.unit_id or not isinstance(
+            asset.get("file:size"), int):
+        return False
+    if destination.size(unit.output_uri()) != asset["file:size"]:
+        return False
+    local = destination.local_copy(unit.output_uri())
+    return local is None or validate_cog(local).valid
+
+
+def _date_mosaics(unit: ReduceUnit, present: list[str], grid: Grid) -> list[DateMosaic]:
+    """The inputs grouped by date (a composite may read several cells of one date), each
+    input opened onto the grid; dates whose inputs all miss the grid are left out."""
+    spec = product_profile(unit.product)
+    by_date: dict[str, list[Source]] = {}
+    try:
+        for input_id in present:
+            ds = open_band(unit.input_uri(input_id), unit.product, threads=gdal_threads())
+            centre = (0.0, 0.0)
+            if not input_id.startswith("mosaic_"):
+                centre = tile_centre(split_cell_id(input_id)[0], grid.crs)
+            source = open_source(input_id, ds, grid, centre, spec["nodata"])
+            if source is None:
+                ds.close()
+                continue
+            by_date.setdefault(unit.input_date(input_id), []).append(source)
+    except BaseException:
+        for sources in by_date.values():
+            for source in sources:
+                source.close()
+        raise
+    return [DateMosaic(sources, grid, spec["count"], spec["dtype"], spec["nodata"])
+            for _, sources in sorted(by_date.items())]
+
+
+def _make(unit: ReduceUnit, present: list[str], destination: Any,
+          report: Progress) -> tuple[dict[str, Any], Grid]:
+    grid = target_grid(unit.grid)
+    clip = AoiClip(unit.aoi, grid, unit.unit_id) if unit.aoi is not None else None
+    mosaics = _date_mosaics(unit, present, grid)
+    composite = unit.kind == "composite"
+    spec = composite_profile(unit.product) if composite else product_profile(unit.product)
+    writer = None
+    try:
+        if not mosaics:
+            raise NothingToReduce(f"{unit.kind} {unit.unit_id}: no input reaches its grid")
+        writer = _writer(unit, destination.prepare(unit.output_uri()), grid, spec)
+        if composite:
+            rows_each = strip_rows(len(mosaics), spec["count"], grid.width)
+        else:  # the output strip, the distances, one input's window
+            rows_each = strip_rows(1, spec["count"] + 4, grid.width)
+        row = 0
+        while row < grid.height:
+            rows = min(rows_each, grid.height - row)
+            inside = clip.mask(row, 0, rows, grid.width) if clip is not None else None
+            if composite:
+                data = composite_strip(mosaics, row, rows, np.dtype(spec["dtype"]),
+                                       spec["nodata"], inside)
+            else:
+                data = mosaics[0].read(row, rows)
+                if inside is not None:
+                    data[:, ~inside] = spec["nodata"]
+            writer.write(data, row)
+            row += rows
+            report(0.9 * row / grid.height, f"rows {row}/{grid.height}")
+        path = writer.close()
+        check = validate_cog(path)
+        if not check.valid:
+            raise RsbatchError(f"{unit.unit_id} output is not a valid COG: {check.errors}")
+        stats = writer.stats
+        asset = {"uri": unit.output_uri(), "size": os.path.getsize(path),
+                 "stats": {b: stats.tags(b) for b in range(writer.count)} if stats else {}}
+        destination.publish(path, unit.output_uri())
+        return asset, grid
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        for mosaic in mosaics:
+            mosaic.close()
+
+
+def _writer(unit: ReduceUnit, path: str, grid: Grid, spec: dict[str, Any]) -> CogWriter:
+    profile = {"dtype": spec["dtype"], "count": spec["count"], "nodata": spec["nodata"],
+               "crs": grid.crs, "transform": grid.transform, "width": grid.width,
+               "height": grid.height}
+    first, last = unit.dates
+    tags = {"RSBATCH_PRODUCT": unit.product, "RSBATCH_JOB_ID": unit.job_id,
+            "RSBATCH_UNIT": unit.unit_id, "RSBATCH_KIND": unit.kind,
+            "DATE" if unit.kind == "mosaic" else "PERIOD":
+                first if unit.kind == "mosaic" else f"{first}/{last}",
+            "PRODUCT_TITLE": products.get(unit.product).title}
+    return CogWriter(path, profile, descriptions=spec["descriptions"], scales=spec["scales"],
+                     offsets=spec["offsets"], colorinterp=spec["colorinterp"], tags=tags,
+                     overview_resampling=spec["overview_resampling"],
+                     options={"predictor": spec["predictor"]})
