@@ -5,7 +5,7 @@ For every pixel of the target grid the inputs are taken in the order of their ti
 nearest first (distance measured in the target CRS), and the first valid value wins, so a
 cloud or a swath edge in the nearer tile falls back to the other. A tile on the target's own
 lattice is copied by windowed reads; a tile of another zone is warped with nearest neighbour
-and an exact transformer (GDAL's tolerance 0), so every value is a value of the input and the
+and an exact transformer (an approximation error of 1e-6 pixel), so every value is a value of the input and the
 pixel it comes from does not depend on how the grid is cut into strips.
 
 Memory holds one strip of the output, its distances and one input's window at a time.
@@ -24,6 +24,10 @@ from qgis_rsbatch.core import grid as tile_grid
 from qgis_rsbatch.core.contract import TargetGrid
 
 from .reader import Grid
+
+#: GDAL's approximation error for the warp, in pixels: small enough that every pixel's source
+#: is computed exactly (0 itself leaves rasterio 1.4's WarpedVRT without a transformer)
+EXACT = 1e-6
 
 
 def target_grid(grid: TargetGrid) -> Grid:
@@ -105,7 +109,7 @@ def open_source(input_id: str, dataset: Any, grid: Grid, centre: tuple[float, fl
     vrt = None
     if shift is None:
         vrt = WarpedVRT(dataset, crs=grid.crs, transform=grid.transform, width=grid.width,
-                        height=grid.height, resampling=Resampling.nearest, tolerance=0,
+                        height=grid.height, resampling=Resampling.nearest, tolerance=EXACT,
                         src_nodata=nodata, nodata=nodata)
     return Source(input_id, dataset, centre, rows, cols, shift, vrt)
 
