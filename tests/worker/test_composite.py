@@ -1,0 +1,185 @@
+"""Period composites: the per-pixel median and count of valid observations, against numpy.
+
+Four dates of two overlapping 32T tiles with clouds in different places; monthly periods
+from June to August: June holds three dates, July one, August none.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+
+from qgis_rsbatch.core.contract import Job, ReduceUnit, Status
+from qgis_rsbatch.core.reduce_plan import plan_reduce
+from qgis_rsbatch.core.tasklog.sqlite import SqliteTaskLog
+from tests.cog_reference import assert_valid_cog
+from tests.worker.test_mosaic import aoi_from_utm, local, make_cells, valid_of
+from worker.process import process_cell  # noqa: F401 - the cells are made by the real worker
+from worker.reduce import process_unit
+from worker.samples import SampleScene
+
+TOP = 5300040.0 - 15000
+DATES = (("2024-06-01", 3), ("2024-06-11", 7), ("2024-06-21", 12), ("2024-07-05", 19))
+AOI = aoi_from_utm(32632, [(503000, TOP - 200), (507800, TOP - 400), (507600, TOP - 3700),
+                           (503300, TOP - 3500)])
+
+
+def stacked(paths: list[str]) -> np.ndarray:
+    """(dates, bands, rows, cols) float64 with NaN where a date's pixel is not valid."""
+    layers = []
+    for path in paths:
+        with rasterio.open(path) as ds:
+            data = ds.read().astype(np.float64)
+            valid = valid_of(ds.read())
+        data[:, ~valid] = np.nan
+        layers.append(data)
+    return np.stack(layers)
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("composite")
+    scenes = []
+    for day, seed in DATES:
+        for tile, x0 in (("32TMT", 399960.0 + 10380 * 10), ("32TNT", 499980.0)):
+            # a swath edge on one date: true colour, not cloud-masked, lacks a corner there
+            edge = tile == "32TMT" and day == "2024-06-11"
+            scenes.append((tile, SampleScene(tile=tile, origin=(x0, TOP), size=400, date=day,
+                                             cloud=0.35, seed=seed, ground_seed=4,
+                                             nodata_corner=edge)))
+    cells = make_cells(tmp_path, scenes, AOI, job_id="comp")
+    job = Job("comp", tuple(cells), params={"start": "2024-06-01", "end": "2024-08-31"})
+    plan = plan_reduce(job, aoi=AOI, composite="median", composite_period="month")
+    log = SqliteTaskLog(str(tmp_path / "log.sqlite"))
+    results = {unit.unit_id: (unit, process_unit(unit, task_log=log)) for unit in plan.units}
+    return tmp_path, job, plan, results, log
+
+
+def test_plan_has_a_composite_per_month_with_dates_and_says_when_there_is_none(job):
+    _tmp, _job, plan, results, _log = job
+    composites = sorted(u for u in results if u.startswith("composite_"))
+    assert composites == [
+        "composite_2024-06-01_2024-06-30_ndvi_median", "composite_2024-06-01_2024-06-30_rgb_median",
+        "composite_2024-07-01_2024-07-31_ndvi_median", "composite_2024-07-01_2024-07-31_rgb_median"]
+    assert any("between 2024-08-01 and 2024-08-31" in note for note in plan.notes)
+    june = results["composite_2024-06-01_2024-06-30_ndvi_median"][0]
+    assert june.inputs == ("mosaic_2024-06-01_ndvi", "mosaic_2024-06-11_ndvi",
+                           "mosaic_2024-06-21_ndvi")
+
+
+@pytest.mark.parametrize("product", ["ndvi", "rgb"])
+def test_median_and_count_match_numpy(job, product):
+    _tmp, _job, plan, results, log = job
+    unit, result = results[f"composite_2024-06-01_2024-06-30_{product}_median"]
+    assert result.status is Status.SUCCEEDED
+    path = local(result.outputs[product])
+    assert path.endswith(f"/comp/composite/2024-06-01_2024-06-30_{product}_median.tif")
+    assert_valid_cog(path)
+    mosaics = [local(results[i][1].outputs[product]) for i in unit.inputs]
+    obs = stacked(mosaics)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
+        want = np.nanmedian(obs, axis=0)
+    count = np.count_nonzero(~np.isnan(obs[:, 0]), axis=0)
+    with rasterio.open(path) as ds:
+        got = ds.read()
+        assert ds.count == obs.shape[1] + 1
+        assert ds.descriptions[-1] == "valid observations (count)"
+        assert ds.crs.to_epsg() == plan.grid.epsg == 32632
+        assert tuple(ds.transform)[:6] == plan.grid.transform
+    with rasterio.open(mosaics[0]) as ds:
+        inside = valid_of(ds.read()) | ~np.isnan(obs).all(axis=(0, 1))
+    # clouds (NDVI) and the swath edge differ between dates: some pixels have all three
+    # observations, some fewer
+    assert ({1, 2, 3} if product == "ndvi" else {2, 3}) <= set(np.unique(count[inside]))
+    if product == "ndvi":
+        np.testing.assert_allclose(got[0], want[0], rtol=0, atol=1e-7)   # NaN where none
+        np.testing.assert_array_equal(np.isnan(got[0]), count == 0)
+        assert (got[1][count > 0] == count[count > 0]).all()
+    else:
+        np.testing.assert_array_equal(got[:3][:, count > 0], np.rint(want)[:, count > 0])
+        assert (got[:3][:, count == 0] == 0).all()
+        np.testing.assert_array_equal(got[3], count)
+    # where all three dates see the ground, the median is not any one date's picture
+    full = count == 3
+    for index in range(obs.shape[0]):
+        assert (got[0][full] != obs[index, 0][full]).any()
+    record = log.get(unit.task_id)
+    assert record.status is Status.SUCCEEDED and record.extra["Kind"] == "composite"
+    item = json.loads(open(local(unit.item_uri)).read())
+    assert item["properties"]["start_datetime"].startswith("2024-06-01")
+    assert item["properties"]["end_datetime"].startswith("2024-06-30")
+    assert item["assets"][product]["raster:bands"][-1]["name"] == "count"
+
+
+def test_a_period_with_one_date_is_that_dates_mosaic_with_count_one(job):
+    _tmp, _job, _plan, results, _log = job
+    unit, result = results["composite_2024-07-01_2024-07-31_ndvi_median"]
+    assert unit.inputs == ("mosaic_2024-07-05_ndvi",)
+    with rasterio.open(local(result.outputs["ndvi"])) as ds:
+        got = ds.read()
+    with rasterio.open(local(results["mosaic_2024-07-05_ndvi"][1].outputs["ndvi"])) as ds:
+        mosaic = ds.read(1)
+    np.testing.assert_array_equal(got[0], mosaic)
+    np.testing.assert_array_equal(got[1][~np.isnan(mosaic)], 1)
+
+
+def test_a_composite_of_cells_equals_the_composite_of_their_mosaics(job, tmp_path):
+    """With mosaics off, a composite reads the cells and merges each date itself."""
+    _tmp, the_job, _plan, results, _log = job
+    plan = plan_reduce(the_job, aoi=AOI, mosaic=False, composite="median",
+                       composite_period="month")
+    unit = next(u for u in plan.units if u.unit_id.startswith("composite_2024-06-01_")
+                and u.product == "rgb")
+    assert all(not i.startswith("mosaic_") for i in unit.inputs) and len(unit.inputs) == 6
+    moved = ReduceUnit.from_dict({**unit.to_dict(), "unit_id": "june_from_cells"})
+    result = process_unit(moved)
+    with rasterio.open(local(result.outputs["rgb"])) as ds:
+        from_cells = ds.read()
+    with rasterio.open(local(results[unit.unit_id][1].outputs["rgb"])) as ds:
+        from_mosaics = ds.read()
+    np.testing.assert_array_equal(from_cells, from_mosaics)
+
+
+def run_worker(*args):
+    return subprocess.run([sys.executable, "-m", "worker.cli", *args], capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+def test_reduce_command_exit_codes(job, tmp_path):
+    """0 with a JSON line when made; 2 and one line for a bad unit; 4 and one line, recorded
+    with the reason, when every input is lacking."""
+    _tmp, _job, _plan, results, _log = job
+    unit = results["composite_2024-06-01_2024-06-30_ndvi_median"][0]
+    log = f"sqlite://{tmp_path / 'log.sqlite'}"
+    moved = {**unit.to_dict(), "unit_id": "again"}
+    proc = run_worker("--task-log", log, "reduce", json.dumps(moved))
+    assert proc.returncode == 0, proc.stderr
+    line = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert line["status"] == "SUCCEEDED" and line["lacking_inputs"] == []
+    assert_valid_cog(local(line["outputs"]["ndvi"]))
+
+    bad = {**unit.to_dict(), "method": "mean"}
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    proc = run_worker("--task-log", log, "reduce", str(tmp_path / "bad.json"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "rsbatch-worker: error: reduce unit field 'method' must be one of median, got 'mean'")
+
+    nowhere = {**unit.to_dict(), "unit_id": "nothing", "output": str(tmp_path / "empty")}
+    proc = subprocess.run([sys.executable, "-m", "worker.cli", "--task-log", log, "reduce", "-"],
+                          input=json.dumps(nowhere), capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 4 and "Traceback" not in proc.stderr
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("rsbatch-worker: error:")]
+    assert len(errors) == 1 and "none of its 3 input(s) published" in errors[0]
+    record = SqliteTaskLog(str(tmp_path / "log.sqlite")).get("comp#nothing")
+    assert record.status is Status.FAILED and "nothing to composite" in record.error
+    assert not (tmp_path / "empty").exists() or not any(
+        p.is_file() for p in (tmp_path / "empty").rglob("*"))
