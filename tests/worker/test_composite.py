@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,7 +113,7 @@ def test_median_and_count_match_numpy(job, product):
         assert (got[0][full] != obs[index, 0][full]).any()
     record = log.get(unit.task_id)
     assert record.status is Status.SUCCEEDED and record.extra["Kind"] == "composite"
-    item = json.loads(open(local(unit.item_uri)).read())
+    item = json.loads(Path(local(unit.item_uri)).read_text())
     assert item["properties"]["start_datetime"].startswith("2024-06-01")
     assert item["properties"]["end_datetime"].startswith("2024-06-30")
     assert item["assets"][product]["raster:bands"][-1]["name"] == "count"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -265,7 +266,7 @@ def test_same_zone_overlap_is_copied_exactly_and_counted_once(tmp_path):
     assert valid_of(mosaic).sum() == union.sum() < per_tile[0].sum() + per_tile[1].sum()
     assert float(stats["STATISTICS_VALID_PERCENT"]) == pytest.approx(
         100 * union.sum() / union.size, abs=1e-3)
-    item = json.loads(open(local(unit.item_uri)).read())
+    item = json.loads(Path(local(unit.item_uri)).read_text())
     band = item["assets"]["ndvi"]["raster:bands"][0]
     assert band["statistics"]["valid_percent"] == pytest.approx(100 * union.sum() / union.size,
                                                                 abs=1e-3)
@@ -294,7 +295,7 @@ def test_a_failed_input_is_lacking_and_none_left_is_nothing_to_reduce(cross_zone
     record = log.get(moved.task_id)
     assert record.extra["LackingInputs"] == [cells[1].cell_id]
     assert cells[1].cell_id in record.warnings[0]
-    item = json.loads(open(local(moved.item_uri)).read())
+    item = json.loads(Path(local(moved.item_uri)).read_text())
     assert item["properties"]["rsbatch:lacking_inputs"] == [cells[1].cell_id]
     with rasterio.open(local(moved.output_uri())) as ds:
         mosaic = ds.read(1)
