@@ -94,6 +94,9 @@ def test_median_and_count_match_numpy(job, product):
         assert ds.descriptions[-1] == "valid observations (count)"
         assert ds.crs.to_epsg() == plan.grid.epsg == 32632
         assert tuple(ds.transform)[:6] == plan.grid.transform
+        if product == "rgb":  # true colour stays true colour; the count is an extra band
+            assert [c.name for c in ds.colorinterp] == ["red", "green", "blue", "undefined"]
+    assert not list(Path(path).parent.glob("*.aux.xml"))  # everything inside the COG
     with rasterio.open(mosaics[0]) as ds:
         inside = valid_of(ds.read()) | ~np.isnan(obs).all(axis=(0, 1))
     # clouds (NDVI) and the swath edge differ between dates: some pixels have all three
@@ -146,6 +149,16 @@ def test_a_composite_of_cells_equals_the_composite_of_their_mosaics(job, tmp_pat
     with rasterio.open(local(results[unit.unit_id][1].outputs["rgb"])) as ds:
         from_mosaics = ds.read()
     np.testing.assert_array_equal(from_cells, from_mosaics)
+
+
+def test_a_unit_already_made_is_not_made_again(job):
+    _tmp, _job, _plan, results, log = job
+    unit, first = results["composite_2024-06-01_2024-06-30_ndvi_median"]
+    path = Path(local(first.outputs["ndvi"]))
+    stamp = path.stat().st_mtime_ns
+    again = process_unit(unit, task_log=log)
+    assert again.skipped and again.status is Status.SUCCEEDED
+    assert again.outputs == first.outputs and path.stat().st_mtime_ns == stamp
 
 
 def run_worker(*args):
