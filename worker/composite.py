@@ -6,8 +6,10 @@ band of the product is valid (for true colour, all three bands), so the bands of
 come from the same observations. With an even number of them the median is the mean of the
 two middle values (numpy's convention), rounded half to even for integer products.
 
-Memory: a strip of N dates × bands in float32, twice (the sort); the strip's height is
-chosen so that stays under `budget` bytes, whatever N and the grid's width.
+Memory: a window of N dates × bands in float32, twice (the sort). Windows are 512 rows (the
+blocks of the inputs and of the output) by as many whole blocks of columns as stay within
+`budget` bytes, so memory is bounded whatever N and the grid's width, and each input block
+is decoded once.
 """
 
 from __future__ import annotations
@@ -18,15 +20,20 @@ import numpy as np
 
 from .mosaic import DateMosaic, valid_pixels
 
-#: bytes the stacked dates of one strip may take (the sort doubles it)
+#: bytes the work arrays of one window may take (a composite's stacked dates, sorted twice)
 DEFAULT_BUDGET = 256 * 1024 * 1024
+#: the inputs' and outputs' block size: windows are cut on it so each block is decoded once
+BLOCK = 512
 
 
-def strip_rows(dates: int, bands: int, width: int, budget: int = DEFAULT_BUDGET,
-               most: int = 512) -> int:
-    """Rows per strip so that 2 × dates × bands × width × rows float32 stay within `budget`."""
-    per_row = 2 * max(dates, 1) * bands * max(width, 1) * 4
-    return int(max(1, min(most, budget // per_row)))
+def window_cols(width: int, rows: int, bytes_per_pixel: int,
+                budget: int = DEFAULT_BUDGET) -> int:
+    """Columns per window so that rows × columns × bytes_per_pixel stay within `budget`:
+    the whole width when it fits, else whole blocks of 512 (at least one)."""
+    cols = budget // max(1, rows * bytes_per_pixel)
+    if cols >= width:
+        return width
+    return max(BLOCK, cols - cols % BLOCK) if cols >= BLOCK else max(1, cols)
 
 
 def median_and_count(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -47,27 +54,28 @@ def median_and_count(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return median.astype(np.float32), count
 
 
-def composite_strip(dates: Sequence[DateMosaic], row: int, rows: int, dtype: np.dtype,
-                    nodata: object, inside: np.ndarray | None) -> np.ndarray:
-    """The composite's strip: the product's bands (median) then the count band, in `dtype`;
-    nodata outside the AOI (`inside` False) and, for the product bands, where no date is valid.
-    """
+def composite_bytes(dates: int, bands: int) -> int:
+    """Work bytes per pixel of a composite window: N dates × bands in float32, and the sort."""
+    return 2 * max(dates, 1) * bands * 4
+
+
+def composite_window(dates: Sequence[DateMosaic], row: int, rows: int, col: int, cols: int,
+                     dtype: np.dtype, nodata: object) -> np.ndarray:
+    """The composite over a window: the product's bands (median) then the count band, in
+    `dtype`; for the product bands nodata where no date is valid."""
     first = dates[0]
-    stack = np.empty((len(dates), first.count, rows, first.grid.width), np.float32)
+    stack = np.empty((len(dates), first.count, rows, cols), np.float32)
     for index, mosaic in enumerate(dates):
-        values = mosaic.read(row, rows)
+        values = mosaic.read(row, rows, col, cols)
         valid = valid_pixels(values, mosaic.nodata)
         stack[index] = values
         stack[index][:, ~valid] = np.nan
     median, count = median_and_count(stack)
     del stack
-    out = np.empty((first.count + 1, rows, first.grid.width), dtype)
+    out = np.empty((first.count + 1, rows, cols), dtype)
     if np.issubdtype(dtype, np.integer):
-        empty = count == 0
         np.rint(median, out=median)
-        median[:, empty] = 0 if nodata is None else nodata
+        median[:, count == 0] = 0 if nodata is None else nodata
     out[:-1] = median
     out[-1] = count
-    if inside is not None:
-        out[:, ~inside] = nodata
     return out

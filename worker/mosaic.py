@@ -9,7 +9,7 @@ and a transformer held to 1e-6 pixel (GDAL's default, 0.125 pixel, picks a neigh
 input pixel for ~0.3 % of them, differently for each strip), so every value is a value of
 the input, and the pixel it comes from does not depend on how the grid is cut into strips.
 
-Memory holds one strip of the output, its distances and one input's window at a time.
+Memory holds one window of the output, its distances and one input's window at a time.
 """
 
 from __future__ import annotations
@@ -115,14 +115,16 @@ def open_source(input_id: str, dataset: Any, grid: Grid, centre: tuple[float, fl
     return Source(input_id, dataset, centre, rows, cols, shift, vrt)
 
 
-def read_onto(source: Source, row: int, rows: int) -> tuple[np.ndarray, int, int] | None:
-    """The input's values over target rows [row, row + rows), only the columns it reaches:
-    (data (bands, r, c), first target row, first target column); None when it misses them."""
+def read_onto(source: Source, row: int, rows: int, col: int,
+              cols: int) -> tuple[np.ndarray, int, int] | None:
+    """The input's values over the target window (rows [row, row + rows), columns [col,
+    col + cols)), only where it reaches: (data (bands, r, c), first target row, first target
+    column); None when it misses the window."""
     from rasterio.windows import Window
 
     r0, r1 = max(row, source.rows[0]), min(row + rows, source.rows[1])
-    c0, c1 = source.cols
-    if r0 >= r1:
+    c0, c1 = max(col, source.cols[0]), min(col + cols, source.cols[1])
+    if r0 >= r1 or c0 >= c1:
         return None
     if source.shift is not None:
         window = Window(c0 + source.shift[1], r0 + source.shift[0], c1 - c0, r1 - r0)
@@ -140,26 +142,28 @@ class DateMosaic:
         self.sources = list(sources)
         self.grid, self.count, self.dtype, self.nodata = grid, count, np.dtype(dtype), nodata
 
-    def read(self, row: int, rows: int) -> np.ndarray:
-        """(bands, rows, width): per pixel the first valid value of the inputs in the order
-        of their tile's centre, nearest first (ties: the earlier input); nodata elsewhere."""
+    def read(self, row: int, rows: int, col: int = 0, cols: int | None = None) -> np.ndarray:
+        """(bands, rows, cols) of the target window at (row, col): per pixel the first valid
+        value of the inputs in the order of their tile's centre, nearest first (ties: the
+        earlier input); nodata where none is valid."""
         g = self.grid
-        out = np.full((self.count, rows, g.width), self.nodata, dtype=self.dtype)
+        cols = g.width - col if cols is None else cols
+        out = np.full((self.count, rows, cols), self.nodata, dtype=self.dtype)
         if len(self.sources) == 1:  # one input: no order to decide
-            piece = read_onto(self.sources[0], row, rows)
+            piece = read_onto(self.sources[0], row, rows, col, cols)
             if piece is not None:
                 data, r0, c0 = piece
-                out[:, r0 - row:r0 - row + data.shape[1], c0:c0 + data.shape[2]] = data
+                out[:, r0 - row:r0 - row + data.shape[1], c0 - col:c0 - col + data.shape[2]] = data
             return out
-        best = np.full((rows, g.width), np.inf)
+        best = np.full((rows, cols), np.inf)
         for source in self.sources:
-            piece = read_onto(source, row, rows)
+            piece = read_onto(source, row, rows, col, cols)
             if piece is None:
                 continue
             data, r0, c0 = piece
-            r, c = r0 - row, c0
+            r, c = r0 - row, c0 - col
             h, w = data.shape[1:]
-            xs = g.transform.c + (np.arange(c, c + w) + 0.5) * g.transform.a
+            xs = g.transform.c + (np.arange(c0, c0 + w) + 0.5) * g.transform.a
             ys = g.transform.f + (np.arange(r0, r0 + h) + 0.5) * g.transform.e
             distance = np.hypot(xs[None, :] - source.centre[0], ys[:, None] - source.centre[1])
             window = best[r:r + h, c:c + w]

@@ -23,9 +23,10 @@ from qgis_rsbatch.core import products
 from qgis_rsbatch.core.contract import ReduceUnit, Status, split_cell_id
 from qgis_rsbatch.core.errors import Cancelled, NothingToReduce, RsbatchError
 
+from . import composite as comp
 from .cog import CogWriter
 from .cogcheck import validate_cog
-from .composite import composite_strip, strip_rows
+from .composite import BLOCK, composite_bytes, composite_window, window_cols
 from .mosaic import DateMosaic, Source, open_source, target_grid, tile_centre
 from .outputs import destination_for
 from .process import _record, _start
@@ -161,24 +162,29 @@ def _make(unit: ReduceUnit, present: list[str], destination: Any,
         if not mosaics:
             raise NothingToReduce(f"{unit.kind} {unit.unit_id}: no input reaches its grid")
         writer = _writer(unit, destination.prepare(unit.output_uri()), grid, spec)
-        if composite:
-            rows_each = strip_rows(len(mosaics), spec["count"], grid.width)
-        else:  # the output strip, the distances, one input's window
-            rows_each = strip_rows(1, spec["count"] + 4, grid.width)
-        row = 0
-        while row < grid.height:
+        itemsize = np.dtype(spec["dtype"]).itemsize
+        # the output strip is full width (the COG writer's unit); its height shrinks only for
+        # a grid so wide that 512 rows would not fit the budget
+        budget = comp.DEFAULT_BUDGET
+        rows_each = max(1, min(BLOCK, budget // (grid.width * spec["count"] * itemsize)))
+        # the work arrays: a composite's stacked dates, or a mosaic's output, distances and
+        # one input's window
+        per_pixel = (composite_bytes(len(mosaics), spec["count"]) if composite
+                     else spec["count"] * 8 + 24)
+        cols_each = window_cols(grid.width, rows_each, per_pixel, budget)
+        for row in range(0, grid.height, rows_each):
             rows = min(rows_each, grid.height - row)
-            inside = clip.mask(row, 0, rows, grid.width) if clip is not None else None
-            if composite:
-                data = composite_strip(mosaics, row, rows, np.dtype(spec["dtype"]),
-                                       spec["nodata"], inside)
-            else:
-                data = mosaics[0].read(row, rows)
-                if inside is not None:
-                    data[:, ~inside] = spec["nodata"]
+            data = np.empty((spec["count"], rows, grid.width), spec["dtype"])
+            for col in range(0, grid.width, cols_each):
+                cols = min(cols_each, grid.width - col)
+                data[:, :, col:col + cols] = (
+                    composite_window(mosaics, row, rows, col, cols, np.dtype(spec["dtype"]),
+                                     spec["nodata"]) if composite
+                    else mosaics[0].read(row, rows, col, cols))
+            if clip is not None:
+                data[:, ~clip.mask(row, 0, rows, grid.width)] = spec["nodata"]
             writer.write(data, row)
-            row += rows
-            report(0.9 * row / grid.height, f"rows {row}/{grid.height}")
+            report(0.9 * (row + rows) / grid.height, f"rows {row + rows}/{grid.height}")
         path = writer.close()
         check = validate_cog(path)
         if not check.valid:

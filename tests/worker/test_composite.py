@@ -31,6 +31,21 @@ AOI = aoi_from_utm(32632, [(503000, TOP - 200), (507800, TOP - 400), (507600, TO
                            (503300, TOP - 3500)])
 
 
+def relocated(unit: ReduceUnit, root: Path, tmp_path: Path, **changes) -> ReduceUnit:
+    """The unit writing under `tmp_path`, reading the same inputs (linked from `root`'s
+    output folder), so its result can be compared with the original's."""
+    job_dir = tmp_path / "out" / unit.job_id
+    job_dir.mkdir(parents=True)
+    for entry in (root / "out" / unit.job_id).iterdir():
+        if entry.is_file():
+            (job_dir / entry.name).symlink_to(entry)
+    if (root / "out" / unit.job_id / "mosaic").exists():
+        (job_dir / "mosaic").mkdir()
+        for entry in (root / "out" / unit.job_id / "mosaic").iterdir():
+            (job_dir / "mosaic" / entry.name).symlink_to(entry)
+    return ReduceUnit.from_dict({**unit.to_dict(), "output": str(tmp_path / "out"), **changes})
+
+
 def stacked(paths: list[str]) -> np.ndarray:
     """(dates, bands, rows, cols) float64 with NaN where a date's pixel is not valid."""
     layers = []
@@ -136,14 +151,15 @@ def test_a_period_with_one_date_is_that_dates_mosaic_with_count_one(job):
 
 def test_a_composite_of_cells_equals_the_composite_of_their_mosaics(job, tmp_path):
     """With mosaics off, a composite reads the cells and merges each date itself."""
-    _tmp, the_job, _plan, results, _log = job
+    root, the_job, _plan, results, _log = job
     plan = plan_reduce(the_job, aoi=AOI, mosaic=False, composite="median",
                        composite_period="month")
     unit = next(u for u in plan.units if u.unit_id.startswith("composite_2024-06-01_")
                 and u.product == "rgb")
     assert all(not i.startswith("mosaic_") for i in unit.inputs) and len(unit.inputs) == 6
-    moved = ReduceUnit.from_dict({**unit.to_dict(), "unit_id": "june_from_cells"})
+    moved = relocated(unit, root, tmp_path)
     result = process_unit(moved)
+    assert result.outputs["rgb"] != results[unit.unit_id][1].outputs["rgb"]
     with rasterio.open(local(result.outputs["rgb"])) as ds:
         from_cells = ds.read()
     with rasterio.open(local(results[unit.unit_id][1].outputs["rgb"])) as ds:
@@ -169,10 +185,10 @@ def run_worker(*args):
 def test_reduce_command_exit_codes(job, tmp_path):
     """0 with a JSON line when made; 2 and one line for a bad unit; 4 and one line, recorded
     with the reason, when every input is lacking."""
-    _tmp, _job, _plan, results, _log = job
+    root, _job, _plan, results, _log = job
     unit = results["composite_2024-06-01_2024-06-30_ndvi_median"][0]
     log = f"sqlite://{tmp_path / 'log.sqlite'}"
-    moved = {**unit.to_dict(), "unit_id": "again"}
+    moved = relocated(unit, root, tmp_path).to_dict()
     proc = run_worker("--task-log", log, "reduce", json.dumps(moved))
     assert proc.returncode == 0, proc.stderr
     line = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -197,3 +213,23 @@ def test_reduce_command_exit_codes(job, tmp_path):
     assert record.status is Status.FAILED and "nothing to composite" in record.error
     assert not (tmp_path / "empty").exists() or not any(
         p.is_file() for p in (tmp_path / "empty").rglob("*"))
+
+
+def test_small_windows_give_the_same_pixels(job, tmp_path, monkeypatch):
+    """Under a tiny memory budget the units run in strips of a few rows and windows of a few
+    columns; mosaics and composites come out the same, pixel for pixel."""
+    import worker.composite
+
+    root, _job, _plan, results, _log = job
+    monkeypatch.setattr(worker.composite, "DEFAULT_BUDGET", 40_000)
+    for index, unit_id in enumerate(("mosaic_2024-06-11_rgb",
+                                     "composite_2024-06-01_2024-06-30_ndvi_median")):
+        unit, result = results[unit_id]
+        moved = relocated(unit, root, tmp_path / str(index))
+        again = process_unit(moved)
+        assert again.outputs != result.outputs
+        with rasterio.open(local(again.outputs[unit.product])) as ds:
+            small = ds.read()
+            assert ds.block_shapes[0] == (512, 512)
+        with rasterio.open(local(result.outputs[unit.product])) as ds:
+            np.testing.assert_array_equal(small, ds.read())
