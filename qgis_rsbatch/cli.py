@@ -5,7 +5,8 @@
     rsbatch run    --aoi AOI --start D --end D [--max-cloud N] [--products ndvi,ndmi,evi]
                    [--catalog …] [--backend local|aws] [--out DIR_OR_S3] [--workers N]
                    [--no-cloud-mask] [--dry-run]
-    rsbatch status JOB_ID [--json]     rsbatch cancel JOB_ID     rsbatch resume JOB_ID
+    rsbatch status JOB_ID [--json]     rsbatch cancel JOB_ID
+    rsbatch resume JOB_ID | OUT/JOB_ID   (a local job's folder: also after its task log was lost)
     rsbatch jobs
 
 Exit codes: 0 every cell succeeded, 1 some failed, 2 bad input (an AOI or a date range with
@@ -25,7 +26,7 @@ from typing import Any, TextIO
 from .core import aoi as aoi_mod
 from .core import products
 from .core.contract import Status
-from .core.errors import InvalidInput, RsbatchError
+from .core.errors import InvalidInput, RsbatchError, Terminated
 
 DEFAULT_OUTPUT = "rsbatch-output"
 
@@ -97,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     cancel = sub.add_parser("cancel", help="stop a job: unfinished cells become CANCELLED")
     cancel.add_argument("job_id")
     resume = sub.add_parser("resume", help="run again the cells that did not succeed")
-    resume.add_argument("job_id")
+    resume.add_argument("job_id", metavar="JOB_ID_OR_FOLDER",
+                        help="a job id, or a local job's folder (<out>/<job_id>): that also "
+                             "rebuilds its records when the task log was lost")
     resume.add_argument("--detach", action="store_true")
     sub.add_parser("jobs", help="jobs recorded on this machine, newest first")
     return parser
@@ -134,7 +137,8 @@ def _backend_for_job(job_id: str):
 
     found = _local().log.load_job(job_id)
     if found is None:
-        raise InvalidInput(f"no job {job_id} on this machine (see `rsbatch jobs`)")
+        raise InvalidInput(f"no job {job_id} on this machine (see `rsbatch jobs`; a local job "
+                           "whose task log was lost: `rsbatch resume <out>/<job_id>`)")
     _, backend, handle = found
     if backend == "local":
         return get_backend("local", workers=handle.get("workers"))
@@ -292,17 +296,50 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_resume(args: argparse.Namespace) -> int:
-    backend = _backend_for_job(args.job_id)
-    records = backend.status(args.job_id).records
-    if args.detach:
-        backend.resume(args.job_id)
-        print(f"rsbatch: resumed; follow it with `rsbatch status {args.job_id}`",
+def _is_job_folder(arg: str) -> bool:
+    from .core.backends.jobfolder import JOB_FILE
+
+    return os.path.isfile(os.path.join(arg, JOB_FILE)) or (
+        os.path.basename(arg) == JOB_FILE and os.path.isfile(arg)) or os.sep in arg
+
+
+def _adopt(path: str) -> tuple[Any, str]:
+    """The local backend with a job folder's job in its task log (rebuilt if it was lost)."""
+    from .core.backends.jobfolder import read_job
+    from .core.backends.local import LocalBackend
+    from .core.errors import TaskLogUnavailable
+    from .core.tasklog import default_sqlite_path
+
+    _, options = read_job(path)
+    try:
+        backend = LocalBackend(workers=options.get("workers"))
+    except TaskLogUnavailable as exc:
+        damaged = default_sqlite_path()
+        if not os.path.exists(damaged):
+            raise
+        aside = f"{damaged}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(damaged + suffix):
+                os.replace(damaged + suffix, aside + suffix)
+        print(f"rsbatch: warning: {exc}; it was moved to {aside} and a new one started",
               file=sys.stderr)
+        backend = LocalBackend(workers=options.get("workers"))
+    return backend, backend.adopt(path)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    if _is_job_folder(args.job_id):
+        backend, job_id = _adopt(args.job_id)
+    else:
+        backend, job_id = _backend_for_job(args.job_id), args.job_id
+    records = backend.status(job_id).records
+    if args.detach:
+        backend.resume(job_id)
+        print(f"rsbatch: resumed; follow it with `rsbatch status {job_id}`", file=sys.stderr)
         return 0
-    status = backend.resume(args.job_id, wait=True, progress=_ProgressBar(len(records)))
+    status = backend.resume(job_id, wait=True, progress=_ProgressBar(len(records)))
     if getattr(backend, "name", "") == "aws":
-        status = backend.wait(args.job_id, progress=_ProgressBar(len(records)), interval=5)
+        status = backend.wait(job_id, progress=_ProgressBar(len(records)), interval=5)
     print(status_table(status))
     return _exit_code(status)
 
@@ -333,6 +370,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nrsbatch: interrupted; `rsbatch resume JOB_ID` continues a job", file=sys.stderr)
         return 130
+    except Terminated:
+        print("rsbatch: stopped by SIGTERM; `rsbatch resume JOB_ID` continues a job",
+              file=sys.stderr)
+        return 143
     except BrokenPipeError:  # `rsbatch tiles … | head`: the reader left, nothing is wrong
         sys.stderr.close()
         return 0

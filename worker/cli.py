@@ -6,6 +6,11 @@ subprocess run exactly this command.
     rsbatch-worker reduce UNIT       make one reduce unit (a per-date mosaic, a period composite)
     rsbatch-worker check FILE.tif    validate a Cloud-Optimized GeoTIFF's layout
 
+SIGTERM stops a cell cleanly (scratch files removed, nothing recorded: whoever stopped it
+records why; exit 143). Started by the local backend ($RSBATCH_SUPERVISOR_PID set), the
+worker stops itself when its supervisor dies. Test hook: RSBATCH_WORKER_PAUSE=<point>:<dir>
+pauses a cell at a named point (see `process.pause_point`).
+
 The task log is named by --task-log or $RSBATCH_TASK_LOG (sqlite:///path or
 dynamodb://task-log?region=…); default: the local SQLite log, or in the seed's mode the
 DynamoDB table `task-log` of `region_name`. Exit codes: 0 success, 1 failure that a retry
@@ -19,11 +24,13 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
 from qgis_rsbatch.core.contract import Cell, ReduceUnit, Status
-from qgis_rsbatch.core.errors import InvalidInput, RsbatchError
+from qgis_rsbatch.core.errors import InvalidInput, RsbatchError, Terminated
+from qgis_rsbatch.core.processes import watch_parent
 from qgis_rsbatch.core.tasklog import open_task_log
 
 log = logging.getLogger("rsbatch.worker")
@@ -132,9 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check":
             return _check(args.path)
+        stop_on_sigterm()
+        watch_parent()
         if args.command == "reduce":
             return _reduce(args)
         return _run(args)
+    except Terminated:
+        print("rsbatch-worker: stopped by SIGTERM; its scratch files were removed",
+              file=sys.stderr)
+        return 128 + signal.SIGTERM
     except RsbatchError as exc:
         print(f"rsbatch-worker: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -149,6 +162,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rsbatch-worker: internal error ({type(exc).__name__}: {exc}); please report it",
               file=sys.stderr)
         return 1
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (cancel, or the kernel telling us our supervisor died) unwinds the cell like
+    an exception, so its writers remove their scratch files; a second SIGTERM during that
+    clean-up is ignored (SIGKILL still ends us)."""
+    def stop(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _check(path: str) -> int:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from qgis_rsbatch.core.scratch import new_token, scratch_path
 
 from . import tiff
 from .profiles import cog_options
@@ -140,9 +141,8 @@ class CogWriter:
         self.stats = _Stats(self.count) if statistics else None
         self.rows_written = 0
         self._closed = False
-        folder, base = os.path.split(self.path)
-        token = f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
-        self._part = os.path.join(folder, f".{base}.{token}.part")
+        token = new_token()  # scratch names carry our pid, so a sweep can tell if we live
+        self._part = scratch_path(self.path, "part", token)
 
         options = cog_options(**(options or {}))
         creation = {
@@ -167,8 +167,7 @@ class CogWriter:
             w, h = sizes[-1]
             sizes.append(((w + 1) // 2, (h + 1) // 2))
         self._levels = [_Level(w, h) for w, h in sizes[1:]]
-        self._paths = [os.path.join(folder, f".{base}.{token}.L{i}.tif")
-                       for i in range(len(sizes))]
+        self._paths = [scratch_path(self.path, f"L{i}.tif", token) for i in range(len(sizes))]
         self._datasets: list[Any] = []
         try:
             for index, (w, h) in enumerate(sizes):

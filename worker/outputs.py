@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import tempfile
-import uuid
 from typing import Any
 from urllib.parse import urlparse
 
@@ -25,6 +24,7 @@ from qgis_rsbatch.core.errors import (
     SourceUnavailable,
     aws_error_code,
 )
+from qgis_rsbatch.core.scratch import scratch_path
 
 
 class LocalDestination:
@@ -43,7 +43,7 @@ class LocalDestination:
         folder = os.path.dirname(path)
         try:
             os.makedirs(folder, exist_ok=True)
-            probe = os.path.join(folder, f".rsbatch-write-test-{uuid.uuid4().hex[:8]}")
+            probe = scratch_path(os.path.join(folder, "rsbatch-write-test"))
             with open(probe, "w") as fh:
                 fh.write("")
             os.remove(probe)
@@ -77,8 +77,7 @@ class LocalDestination:
 
     def write_json(self, uri: str, data: Any) -> None:
         path = self.path(uri)
-        folder, name = os.path.split(path)
-        tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:8]}")
+        tmp = scratch_path(path)
         try:
             with open(tmp, "w") as fh:
                 json.dump(data, fh, indent=1)

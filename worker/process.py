@@ -16,7 +16,16 @@ from typing import Any
 
 from qgis_rsbatch.core import products
 from qgis_rsbatch.core.contract import Cell, ReduceUnit, Status
-from qgis_rsbatch.core.errors import Cancelled, InvalidInput, RsbatchError, TransitionRejected
+from qgis_rsbatch.core.errors import (
+    Cancelled,
+    InvalidInput,
+    RsbatchError,
+    TaskLogUnavailable,
+    Terminated,
+    TransitionRejected,
+)
+from qgis_rsbatch.core.processes import SUPERVISOR_ENV, ProcessId
+from qgis_rsbatch.core.tasklog.schema import WORKER_PID, WORKER_START
 
 from . import compute, offset
 from .cog import CogWriter
@@ -46,8 +55,35 @@ class CellResult:
     error: str | None = None
 
 
+def worker_identity() -> dict[str, Any] | None:
+    """This process's pid and start time, recorded in the task log when a local supervisor
+    started us: how `status`, `cancel` and `resume` tell a live worker from a dead one."""
+    if not os.environ.get(SUPERVISOR_ENV):
+        return None
+    me = ProcessId.current()
+    return {WORKER_PID: me.pid, WORKER_START: me.start}
+
+
+def pause_point(name: str, cell: Cell) -> None:
+    """Test hook: with RSBATCH_WORKER_PAUSE=<name>:<folder>, stop at point `name` (running:
+    RUNNING recorded; written: every strip written, scratch files on disk, nothing
+    published), announce it in <folder>/<cell_id>.paused (our pid) and wait until
+    <folder>/<cell_id>.go exists. Lets a test kill a worker at a known point."""
+    point, _, folder = os.environ.get("RSBATCH_WORKER_PAUSE", "").partition(":")
+    if point != name or not folder:
+        return
+    with open(os.path.join(folder, f"{cell.cell_id}.paused"), "w") as fh:
+        fh.write(str(os.getpid()))
+    while not os.path.exists(os.path.join(folder, f"{cell.cell_id}.go")):
+        time.sleep(0.02)
+
+
+def _with(extra: dict | None, more: dict | None) -> dict | None:
+    return {**(extra or {}), **more} if more else extra
+
+
 def _start(task_log: Any, cell: Cell | ReduceUnit, extra: dict | None) -> None:
-    """Register the cell or reduce unit (if the planner did not) and mark it RUNNING."""
+    """Register the cell (if the planner did not) and mark it RUNNING."""
     if task_log is None:
         return
     task_log.register([cell])
@@ -57,7 +93,7 @@ def _start(task_log: Any, cell: Cell | ReduceUnit, extra: dict | None) -> None:
         raise Cancelled(f"{what} of job {cell.job_id} was cancelled")
     if current is not None and current.status is Status.SUCCEEDED:
         return  # finished earlier; process_cell will find the outputs and skip
-    task_log.transition(cell.task_id, Status.RUNNING, extra=extra)
+    task_log.transition(cell.task_id, Status.RUNNING, extra=_with(extra, worker_identity()))
 
 
 def _seed_fields(seed: dict | None, result: str | None = None) -> dict | None:
@@ -82,10 +118,13 @@ def process_cell(cell: Cell, *, task_log: Any = None, progress: Progress | None 
     report = progress or (lambda fraction, message: None)
     try:
         _start(task_log, cell, _seed_fields(seed))
+        pause_point("running", cell)
         outputs, warnings, skipped = _run(cell, report, region)
     except Cancelled as exc:
         return CellResult(cell.cell_id, Status.CANCELLED, error=str(exc),
                           seconds=time.monotonic() - started)
+    except Terminated:
+        raise  # told to stop: scratch files are gone; whoever stopped us records why
     except BaseException as exc:
         message = str(exc) if isinstance(exc, RsbatchError) else (
             f"internal error ({type(exc).__name__}: {exc}); please report it")
@@ -95,7 +134,7 @@ def process_cell(cell: Cell, *, task_log: Any = None, progress: Progress | None 
                 extra=_seed_fields(seed, "failed"))
         raise
     _record(task_log, cell, Status.SUCCEEDED, outputs=outputs, warnings=warnings,
-            extra=_seed_fields(seed, "success"))
+            extra=_with(_seed_fields(seed, "success"), worker_identity()))
     return CellResult(cell.cell_id, Status.SUCCEEDED, outputs, warnings, skipped,
                       time.monotonic() - started)
 
@@ -108,7 +147,7 @@ def _record(task_log: Any, cell: Cell | ReduceUnit, status: Status, **kwargs: An
         return
     try:
         task_log.transition(cell.task_id, status, **kwargs)
-    except TransitionRejected as exc:
+    except (TransitionRejected, TaskLogUnavailable) as exc:
         log.warning("task log not updated: %s", exc)
 
 
@@ -170,6 +209,7 @@ def _make_products(cell: Cell, bands: BandSet, destination: Any,
             path = destination.prepare(cell.output_uri(product))
             writers[product] = _writer(product, path, cell, out_grid, decision)
         _fill(writers, bands, cell, decision.offset, clip, window, report)
+        pause_point("written", cell)
         report(0.9, "writing Cloud-Optimized GeoTIFFs")
         assets = _finish(writers, cell, destination, warnings)
     except BaseException:

@@ -72,6 +72,22 @@ class NothingToReduce(RsbatchError):
     retryable = False
 
 
+class TaskLogUnavailable(RsbatchError, OSError):
+    """The task log cannot be opened or read: deleted, damaged, or not a task log."""
+
+
+class JobBusy(InvalidInput):
+    """Another process already runs this job (it holds the job's supervisor lock)."""
+
+
+class Terminated(BaseException):
+    """This process was told to stop (SIGTERM): clean up, record nothing, exit.
+
+    Not an RsbatchError (nor an Exception), so no handler mistakes it for a cell's
+    failure; whoever stopped the process records why (cancel, an interrupted runner).
+    """
+
+
 class DependencyMissing(RsbatchError, ImportError):
     """An optional package is needed for this feature; the message says which."""
 

@@ -1,12 +1,17 @@
 """The embedded default: a job's cells run by worker processes on this machine.
 
-A small supervisor runs the cells, `workers` at a time, each as `rsbatch-worker run -` in
-its own process with the cell on stdin; every transition lands in the SQLite task log.
-The supervisor runs in the foreground (`rsbatch run`) or detached (the QGIS plugin, which
-then only polls the log), so a job survives the window that started it. A worker that
-crashes leaves its cell FAILED with the reason and the others go on; cancelling kills the
-running workers and marks every unfinished cell CANCELLED; resuming reruns only the cells
-that did not succeed (finished outputs are never rewritten: the worker skips them).
+A supervisor (supervisor.py) runs the cells, `workers` at a time, each as
+`rsbatch-worker run -` in its own process; every transition lands in the SQLite task log.
+It runs in the foreground (`rsbatch run`) or detached (the QGIS plugin, which then only
+polls the log), so a job survives the window that started it. A worker that crashes
+leaves its cell FAILED with the reason and the others go on; cancelling kills the running
+workers (also orphans, by the pid and start time their records hold) and marks every
+unfinished cell CANCELLED; resuming reruns only the cells that did not succeed (finished
+outputs are never rewritten: the worker skips them).
+
+Each job has a folder (jobfolder.py): job.json written at submit, so a job outlives its
+task log (`adopt`); the workers' logs; the lock that lets exactly one supervisor run it.
+A cell is declared dead only when its worker is provably gone (core.processes).
 
 The worker needs rasterio, which QGIS's own Python lacks, so workers run with a chosen
 Python (`worker_python`): $RSBATCH_WORKER_PYTHON, this interpreter when it has rasterio,
@@ -16,24 +21,26 @@ or the project's .venv.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from ..contract import Cell, Job, Status, normalize_output
-from ..errors import DependencyMissing, InvalidInput
+from .. import scratch
+from ..contract import Job, Status, normalize_output
+from ..errors import DependencyMissing, InvalidInput, JobBusy, TaskLogUnavailable, Terminated
+from ..processes import ProcessId
 from ..tasklog import default_sqlite_path, user_data_dir
+from ..tasklog.schema import WORKER_PID, WORKER_START, Record
 from ..tasklog.sqlite import SqliteTaskLog
 from .base import JobStatus, Progress, move, poll, unfinished
-
-POLL_SECONDS = 0.2
+from .jobfolder import SupervisorLock, job_folder, read_job, write_job
+from .supervisor import POLL_SECONDS, Supervisor
 
 
 def _is_python(path: str) -> bool:
@@ -71,20 +78,18 @@ def default_worker_python() -> str:
         "RSBATCH_WORKER_PYTHON (in QGIS: the plugin's worker Python setting) to such a Python")
 
 
-def _worker_command(python: str, log_uri: str) -> list[str]:
-    return [python, "-m", "worker.cli", "--task-log", log_uri, "-q", "run", "-"]
+def _supervisor(handle: dict) -> ProcessId | None:
+    return ProcessId.from_fields(handle.get("supervisor"), handle.get("supervisor_start"))
 
 
-def _lower_priority() -> None:  # pragma: no cover - runs in the child
-    os.nice(5)
+def _worker(record: Record) -> ProcessId | None:
+    return ProcessId.from_fields(record.extra.get(WORKER_PID), record.extra.get(WORKER_START))
 
 
-@dataclass
-class _Running:
-    cell: Cell
-    process: subprocess.Popen
-    log: IO[str]
-    log_path: str
+def _live_worker(record: Record) -> ProcessId | None:
+    """The recorded worker of a RUNNING cell when it still runs (else None)."""
+    worker = _worker(record) if record.status is Status.RUNNING else None
+    return worker if worker is not None and worker.alive() else None
 
 
 class LocalBackend:
@@ -114,59 +119,96 @@ class LocalBackend:
             if not cell.output.startswith(("file://", "s3://")):
                 raise InvalidInput(f"cell {cell.cell_id}: output {cell.output} is not usable")
         python = self.worker_python  # fail now, clearly, rather than in every cell
-        self.log.save_job(job, self.name, {"workers": self.workers, "python": python})
+        folder = job_folder(job)
+        write_job(folder, job, {"workers": self.workers})
+        lock = self._lock(job)
+        me = ProcessId.current()  # the runner until a detached one takes over
+        self.log.save_job(job, self.name, {"workers": self.workers, "python": python,
+                                           "supervisor": me.pid, "supervisor_start": me.start})
         self.log.register(job.cells)
-        return self._start(job.job_id, wait, progress)
+        return self._start(job, lock, wait, progress)
+
+    def adopt(self, path: str) -> str:
+        """Make a job folder's job (job.json) known to this task log again, with a PENDING
+        record for every cell that has none; returns the job id. For a lost task log."""
+        job, options = read_job(path)
+        if self.log.load_job(job.job_id) is None:
+            self.log.save_job(job, self.name, {"workers": options.get("workers")})
+        self.log.register(job.cells)
+        return job.job_id
 
     def status(self, job_id: str) -> JobStatus:
         _, _, handle = self._load(job_id)
         records = self.log.job_records(job_id)
         notes = []
-        if unfinished(records) and not _alive(handle.get("supervisor")):
-            # nothing runs this job any more (a crash, a reboot): say so in the log itself
+        runner = _supervisor(handle)
+        if unfinished(records) and not (runner and runner.alive()):
+            # nothing runs this job any more (a crash, a reboot): say so in the log itself,
+            # but a cell is dead only once its worker is provably gone
             reason = ("the local runner stopped before this cell finished; "
                       f"`rsbatch resume {job_id}` runs it again")
+            ending = []
             for record in unfinished(records):
-                move(self.log, record.task_id, Status.FAILED, error=reason)
+                if _live_worker(record):
+                    ending.append(record.cell_id)
+                else:
+                    move(self.log, record.task_id, Status.FAILED, error=reason)
+            if len(ending) < len(unfinished(records)):
+                notes.append(reason)
+            if ending:
+                notes.append(f"the local runner is gone but the worker of {', '.join(ending)} "
+                             f"still runs; `rsbatch cancel {job_id}` stops it")
             records = self.log.job_records(job_id)
-            notes.append(reason)
         return JobStatus(job_id, tuple(records), self.name, tuple(notes))
 
     def cancel(self, job_id: str) -> JobStatus:
-        self._load(job_id)
+        job, _, _ = self._load(job_id)
         handle = self.log.update_handle(job_id, cancel=True)
-        for record in self.log.job_records(job_id):
-            if record.status is Status.PENDING or (
-                    record.status is Status.RUNNING and not _alive(handle.get("supervisor"))):
-                move(self.log, record.task_id, Status.CANCELLED, error="cancelled by the user")
-        if _alive(handle.get("supervisor")):
-            self._wait_for_supervisor(handle["supervisor"], 30)
+        runner = _supervisor(handle)
+        if runner is not None and runner.alive():
+            self._wait_gone(runner, 30)  # it stops its workers and records them
+        for record in unfinished(self.log.job_records(job_id)):
+            worker = _live_worker(record)  # an orphan of a runner that died
+            if worker is not None:
+                worker.terminate()
+            move(self.log, record.task_id, Status.CANCELLED, error="cancelled by the user")
+        scratch.sweep(str(job_folder(job)))
         return JobStatus(job_id, tuple(self.log.job_records(job_id)), self.name)
 
     def resume(self, job_id: str, *, wait: bool = False,
                progress: Progress | None = None) -> JobStatus:
         job, _, handle = self._load(job_id)
-        if _alive(handle.get("supervisor")) and not unfinished(self.log.job_records(job_id)):
+        lock = SupervisorLock(job_folder(job))
+        if not lock.acquire():
+            runner = _supervisor(handle)
+            if unfinished(self.log.job_records(job_id)) or runner is None:
+                raise lock.busy(job_id)
             # every cell has ended and the runner is on its way out: let it go first
-            self._wait_for_supervisor(handle["supervisor"], 30)
-            job, _, handle = self._load(job_id)
-        if _alive(handle.get("supervisor")):
-            raise InvalidInput(f"job {job_id} is still running")
-        for record in self.log.job_records(job_id):
-            if record.status in (Status.FAILED, Status.CANCELLED):
-                move(self.log, record.task_id, Status.PENDING)
-        self.log.update_handle(job_id, cancel=None)
-        self.log.register(job.cells)  # cells whose records were lost
-        return self._start(job_id, wait, progress)
+            self._wait_gone(runner, 30)
+            if not lock.acquire():
+                raise lock.busy(job_id)
+        try:
+            me = ProcessId.current()
+            self.log.update_handle(job_id, cancel=None, supervisor=me.pid,
+                                   supervisor_start=me.start)
+            self._settle(job)
+            for record in self.log.job_records(job_id):
+                if record.status in (Status.FAILED, Status.CANCELLED):
+                    move(self.log, record.task_id, Status.PENDING)
+            self.log.register(job.cells)  # cells whose records were lost
+        except BaseException:
+            lock.release()
+            raise
+        return self._start(job, lock, wait, progress)
 
     def wait(self, job_id: str, progress: Progress | None = None, interval: float = 1.0,
              timeout: float | None = None) -> JobStatus:
         status = poll(lambda: self.status(job_id), progress, interval, timeout)
         if status.finished:
             # done means the runner is gone too, not only that every cell has ended
-            pid = self._load(job_id)[2].get("supervisor")
-            if pid is not None:
-                self._wait_for_supervisor(pid, 10)
+            runner = _supervisor(self._load(job_id)[2])
+            if runner is not None:
+                self._wait_gone(runner, 10)
         return status
 
     def jobs(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -179,167 +221,82 @@ class LocalBackend:
             raise InvalidInput(f"no job {job_id} in the local task log {self.log.path}")
         return found
 
-    def _start(self, job_id: str, wait: bool, progress: Progress | None) -> JobStatus:
-        if wait:
-            self.supervise(job_id, progress)
-            return self.status(job_id)
-        self._spawn_supervisor(job_id)
-        return self.status(job_id)
+    @staticmethod
+    def _lock(job: Job) -> SupervisorLock:
+        lock = SupervisorLock(job_folder(job))
+        if not lock.acquire():
+            raise lock.busy(job.job_id)
+        return lock
 
-    def _spawn_supervisor(self, job_id: str) -> None:
-        logs = Path(user_data_dir()) / "logs" / job_id
-        logs.mkdir(parents=True, exist_ok=True)
-        with open(logs / "supervisor.log", "a") as out:
+    def _settle(self, job: Job) -> None:
+        """Under the job's lock, before running it again: no worker of an earlier runner may
+        live on beside the new ones (one worker per cell), and their cells are FAILED."""
+        reason = "the local runner stopped before this cell finished"
+        for record in self.log.job_records(job.job_id):
+            if record.status is not Status.RUNNING:
+                continue
+            worker = _live_worker(record)
+            if worker is not None:
+                worker.terminate()
+            move(self.log, record.task_id, Status.FAILED, error=reason)
+        scratch.sweep(str(job_folder(job)))
+
+    def _start(self, job: Job, lock: SupervisorLock, wait: bool,
+               progress: Progress | None) -> JobStatus:
+        """Run the job here (`wait`) or in a detached runner that takes the lock over."""
+        try:
+            if wait:
+                self.supervise(job.job_id, progress, lock=lock)
+            else:
+                self._spawn_supervisor(job, lock)
+        finally:
+            lock.release()
+        return self.status(job.job_id)
+
+    def _spawn_supervisor(self, job: Job, lock: SupervisorLock) -> None:
+        folder = job_folder(job)
+        (folder / "logs").mkdir(parents=True, exist_ok=True)
+        command = [self.worker_python, "-m", "qgis_rsbatch.core.backends.local", "supervise",
+                   job.job_id, "--task-log", self.log.path, "--workers", str(self.workers),
+                   "--worker-python", self.worker_python]
+        fds: tuple[int, ...] = ()
+        if lock.fd is not None:  # the child inherits the held lock: no moment without it
+            command += ["--lock-fd", str(lock.fd)]
+            fds = (lock.fd,)
+        with open(folder / "logs" / "supervisor.log", "a") as out:
             process = subprocess.Popen(  # noqa: S603 - our own module, our own arguments
-                [self.worker_python, "-m", "qgis_rsbatch.core.backends.local", "supervise",
-                 job_id, "--task-log", self.log.path, "--workers", str(self.workers),
-                 "--worker-python", self.worker_python],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, close_fds=True,
+                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True, pass_fds=fds,
                 env={**os.environ, "RSBATCH_HOME": user_data_dir()},
             )
-        self.log.update_handle(job_id, supervisor=process.pid)
+        lock.mark(process.pid)
+        child = ProcessId.of(process.pid)
+        self.log.update_handle(job.job_id, supervisor=child.pid, supervisor_start=child.start)
 
-    def supervise(self, job_id: str, progress: Progress | None = None) -> None:
-        """Run the job's PENDING cells, `workers` at a time, until none is left."""
+    def supervise(self, job_id: str, progress: Progress | None = None,
+                  lock: SupervisorLock | None = None) -> None:
+        """Run the job's PENDING cells, `workers` at a time, until none is left; holding the
+        job's lock (taken here unless given)."""
         job, _, _ = self._load(job_id)
-        self.log.update_handle(job_id, supervisor=os.getpid())
-        cells = {cell.cell_id: cell for cell in job.cells}
-        queue = [cells[r.cell_id] for r in self.log.job_records(job_id)
-                 if r.status is Status.PENDING and r.cell_id in cells]
-        running: dict[str, _Running] = {}
-        threads = max(1, (os.cpu_count() or 1) // self.workers)
-        env = {**os.environ, "RSBATCH_GDAL_THREADS": str(threads)}
-        logs = Path(user_data_dir()) / "logs" / job_id
-        logs.mkdir(parents=True, exist_ok=True)
-        last_seen = None
+        own = lock is None
+        held = self._lock(job) if lock is None else lock
+        held.mark(os.getpid())
+        me = ProcessId.current()
+        self.log.update_handle(job_id, supervisor=me.pid, supervisor_start=me.start)
         try:
-            while queue or running:
-                if self._cancel_requested(job_id):
-                    self._stop_all(running, queue)
-                    break
-                while queue and len(running) < self.workers:
-                    cell = queue.pop(0)
-                    record = self.log.get(cell.task_id)
-                    if record is None or record.status is not Status.PENDING:
-                        continue
-                    running[cell.cell_id] = self._launch(cell, logs, env)
-                for cell_id, run in list(running.items()):
-                    if run.process.poll() is not None:
-                        self._reap(run)
-                        del running[cell_id]
-                if progress:
-                    records = self.log.job_records(job_id)
-                    if records != last_seen:
-                        progress(records)
-                        last_seen = records
-                time.sleep(POLL_SECONDS)
-        except BaseException:
-            self._stop_all(running, queue, reason="the local runner was interrupted")
-            raise
+            Supervisor(self.log, job, job_folder(job), self.worker_python,
+                       self.workers).run(progress)
         finally:
-            self.log.update_handle(job_id, supervisor=None)
-        if progress:
-            progress(self.log.job_records(job_id))
-
-    def _launch(self, cell: Cell, logs: Path, env: dict[str, str]) -> _Running:
-        log_path = logs / f"{cell.cell_id}.log"
-        log = open(log_path, "w")  # noqa: SIM115 - closed when the worker is reaped
-        kwargs: dict[str, Any] = {"start_new_session": True}
-        if os.name == "posix":
-            kwargs["preexec_fn"] = _lower_priority  # keep the desktop responsive
-        process = subprocess.Popen(  # noqa: S603
-            _worker_command(self.worker_python, self.log.uri), stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL, stderr=log, text=True, env=env, **kwargs)
-        if process.stdin is not None:
-            process.stdin.write(json.dumps(cell.to_dict()))
-            process.stdin.close()
-        return _Running(cell, process, log, str(log_path))
-
-    def _reap(self, run: _Running) -> None:
-        """A worker ended: if it could not record its own end, record it for it."""
-        run.log.close()
-        code = run.process.returncode
-        record = self.log.get(run.cell.task_id)
-        if record is None or record.status.finished:
-            return
-        if code < 0:
-            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ \
-                else str(-code)
-            reason = f"the worker process was killed by {name}"
-            if name == "SIGKILL":
-                reason += " (out of memory?)"
-        else:
-            reason = f"the worker process exited with code {code}"
-        tail = _last_line(run.log_path)
-        if tail:
-            reason += f": {tail}"
-        move(self.log, run.cell.task_id, Status.FAILED, error=reason)
-
-    def _cancel_requested(self, job_id: str) -> bool:
-        found = self.log.load_job(job_id)
-        return bool(found and found[2].get("cancel"))
-
-    def _stop_all(self, running: dict[str, _Running], queue: list[Cell],
-                  reason: str = "cancelled by the user") -> None:
-        for run in running.values():
-            _kill(run.process)
-        for run in running.values():
-            try:
-                run.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                run.process.kill()
-            run.log.close()
-            move(self.log, run.cell.task_id, Status.CANCELLED, error=reason)
-        for cell in queue:
-            move(self.log, cell.task_id, Status.CANCELLED, error=reason)
-        running.clear()
-        queue.clear()
+            with contextlib.suppress(TaskLogUnavailable):
+                self.log.update_handle(job_id, supervisor=None, supervisor_start=None)
+            if own:
+                held.release()
 
     @staticmethod
-    def _wait_for_supervisor(pid: int, timeout: float) -> None:
+    def _wait_gone(process: ProcessId, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
+        while process.alive() and time.monotonic() < deadline:
             time.sleep(POLL_SECONDS)
-
-
-def _kill(process: subprocess.Popen) -> None:
-    try:
-        if os.name == "posix":
-            os.killpg(process.pid, signal.SIGTERM)
-        else:
-            process.terminate()
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    if os.name != "posix":
-        return True  # pragma: no cover - on Windows the supervisor clears its own pid
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of this process is not alive
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
-
-
-def _last_line(path: str) -> str:
-    try:
-        with open(path) as fh:
-            lines = [line.strip() for line in fh if line.strip()]
-    except OSError:
-        return ""
-    errors = [line for line in lines if "error" in line.lower()]
-    line = (errors or lines or [""])[-1]
-    return line.removeprefix("rsbatch-worker: error: ")[:300]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,10 +308,25 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--task-log", required=True)
     run.add_argument("--workers", type=int, default=None)
     run.add_argument("--worker-python", default=None)
+    run.add_argument("--lock-fd", type=int, default=None,
+                     help="the job's supervisor lock, already held (handed over by resume)")
     args = parser.parse_args(argv)
     backend = LocalBackend(task_log_path=args.task_log, workers=args.workers,
                            worker_python=args.worker_python)
-    backend.supervise(args.job_id)
+    lock = None
+    if args.lock_fd is not None:
+        job, _, _ = backend._load(args.job_id)
+        lock = SupervisorLock.from_fd(job_folder(job), args.lock_fd)
+    try:
+        backend.supervise(args.job_id, lock=lock)
+    except JobBusy as exc:
+        print(f"rsbatch-local: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Terminated:
+        return 128 + signal.SIGTERM
+    finally:
+        if lock is not None:
+            lock.release()
     return 0
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..contract import Cell, ReduceUnit, Status
 from ..errors import TransitionRejected
-from .schema import TRANSITIONS, Record
+from .schema import Record, allowed
 
 _RACE_RETRIES = 20
 
@@ -59,7 +59,7 @@ class CompareAndSetLog:
             current = self.get(task_id)
             if current is None:
                 raise TransitionRejected(f"task {task_id} is not in the task log")
-            if status not in TRANSITIONS[current.status]:
+            if not allowed(current, status, extra):
                 raise TransitionRejected(
                     f"task {task_id} is {current.status}; it cannot become {status}"
                 )

@@ -38,6 +38,31 @@ TRANSITIONS: Mapping[Status | None, frozenset[Status]] = {
 }
 
 
+#: the worker's identity in a record's extra attributes (pid + start time, see core.processes)
+WORKER_PID, WORKER_START = "WorkerPid", "WorkerStart"
+LATE_SUCCESS_NOTE = ("recorded SUCCEEDED after it had been marked FAILED on the worker's "
+                     "behalf ({error}): the worker finished and its outputs are complete")
+
+
+def late_success(current: Record, status: Status, extra: Mapping[str, Any] | None) -> bool:
+    """Whether this is the one move out of FAILED that skips the table: a worker that was
+    declared FAILED on its behalf (by a runner that thought it dead) and then finished.
+
+    Only the same worker process may make it: the record's worker pid and start time must
+    be the writer's own. Its outputs are the truth, so the record becomes SUCCEEDED.
+    """
+    if current.status is not Status.FAILED or status is not Status.SUCCEEDED or not extra:
+        return False
+    pid = current.extra.get(WORKER_PID)
+    return (pid is not None and extra.get(WORKER_PID) == pid
+            and extra.get(WORKER_START) == current.extra.get(WORKER_START))
+
+
+def allowed(current: Record, status: Status, extra: Mapping[str, Any] | None = None) -> bool:
+    """Whether `current` may move to `status` (the table, or a worker's late success)."""
+    return status in TRANSITIONS[current.status] or late_success(current, status, extra)
+
+
 def sources_of(status: Status) -> frozenset[Status | None]:
     """The statuses from which `status` may be reached (None: no record yet)."""
     return frozenset(src for src, targets in TRANSITIONS.items() if status in targets)
@@ -93,8 +118,10 @@ class Record:
               error: str | None = None, warnings: Iterable[str] = (),
               extra: Mapping[str, Any] | None = None) -> Record:
         """The record after a transition to `status` (attempts count the RUNNINGs)."""
-        if status not in TRANSITIONS[self.status]:
+        if not allowed(self, status, extra):
             raise InvalidInput(f"{self.task_id}: {self.status} cannot become {status}")
+        if late_success(self, status, extra):
+            warnings = (*warnings, LATE_SUCCESS_NOTE.format(error=self.error))
         return replace(
             self,
             status=status,

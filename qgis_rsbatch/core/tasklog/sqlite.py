@@ -12,11 +12,12 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from typing import Any
+from urllib.parse import quote
 
 from ..contract import Job, Status
-from ..errors import InvalidInput, OutputFailed, TransitionRejected
+from ..errors import InvalidInput, OutputFailed, TaskLogUnavailable, TransitionRejected
 from .base import CompareAndSetLog
-from .schema import TRANSITIONS, Record
+from .schema import Record, allowed
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS task_log (
@@ -70,27 +71,37 @@ class SqliteTaskLog(CompareAndSetLog):
         self.path = os.path.abspath(os.path.expanduser(path))
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            with self._connect() as db:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.executescript(_SCHEMA)
-                columns = {row[1] for row in db.execute("PRAGMA table_info(task_log)")}
-                if "ExpiresAt" not in columns:  # a log made by an earlier version
-                    db.execute("ALTER TABLE task_log ADD COLUMN ExpiresAt INTEGER")
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise OutputFailed(f"cannot open the task log {self.path}: {exc}") from exc
+        with self._connect(create=True) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(task_log)")}
+            if "ExpiresAt" not in columns:  # a log made by an earlier version
+                db.execute("ALTER TABLE task_log ADD COLUMN ExpiresAt INTEGER")
 
     @property
     def uri(self) -> str:
         return "sqlite://" + self.path
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, create: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection to the existing file (only `create` may make it): a log deleted under
+        a running job must not come back empty and silently lose every record."""
         # isolation_level=None + explicit BEGIN IMMEDIATE: a writer takes the lock up front
         # instead of failing on upgrade; busy timeout waits for other worker processes.
-        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA busy_timeout=30000")
-            yield db
+        uri = f"file:{quote(self.path)}?mode={'rwc' if create else 'rw'}"
+        try:
+            with closing(sqlite3.connect(uri, uri=True, timeout=30,
+                                         isolation_level=None)) as db:
+                db.row_factory = sqlite3.Row
+                db.execute("PRAGMA busy_timeout=30000")
+                yield db
+        except sqlite3.Error as exc:
+            problem = "is missing" if not os.path.exists(self.path) else f"is unusable ({exc})"
+            raise TaskLogUnavailable(
+                f"the task log {self.path} {problem}; `rsbatch resume <output folder>/<job id>`"
+                " rebuilds a local job's records from its folder") from exc
 
     def get(self, task_id: str) -> Record | None:
         with self._connect() as db:
@@ -124,7 +135,7 @@ class SqliteTaskLog(CompareAndSetLog):
                 if row is None:
                     raise TransitionRejected(f"task {task_id} is not in the task log")
                 current = _record(row)
-                if status not in TRANSITIONS[current.status]:
+                if not allowed(current, status, kwargs.get("extra")):
                     raise TransitionRejected(
                         f"task {task_id} is {current.status}; it cannot become {status}")
                 new = current.moved(status, **kwargs)
