@@ -9,8 +9,10 @@ import time
 
 import pytest
 
+from qgis_rsbatch.core.backends.jobfolder import SupervisorLock, job_folder
 from qgis_rsbatch.core.backends.local import LocalBackend
 from qgis_rsbatch.core.contract import Status
+from qgis_rsbatch.core.errors import JobBusy
 from qgis_rsbatch.core.planning import JobRequest, plan
 
 
@@ -60,14 +62,17 @@ def test_detached_job_is_followed_by_polling(sample_job, tmp_path):
 
 
 def test_a_crashed_worker_fails_its_cell_and_the_others_go_on(sample_job, tmp_path):
-    crash = 'if [[ "$cell" == *32TNT_2024-06-11* ]]; then kill -9 $$; fi'
+    crash = ('if [[ "$cell" == *32TNT_2024-06-11* ]]; then echo "reading band nir" >&2; '
+             'kill -9 $$; fi')
     backend = LocalBackend(task_log_path=str(tmp_path / "log.sqlite"), workers=2,
                            worker_python=wrapper_python(tmp_path, crash))
     status = backend.submit(sample_job, wait=True)
     by_cell = {r.cell_id: r for r in status.records}
     crashed = by_cell.pop("32TNT_2024-06-11")
     assert crashed.status is Status.FAILED
-    assert crashed.error == "the worker process was killed by SIGKILL (out of memory?)"
+    log = tmp_path / "out" / sample_job.job_id / "logs" / "32TNT_2024-06-11.log"
+    assert crashed.error == ("the worker process was killed by SIGKILL (out of memory?); "
+                             f"last lines of its log: reading band nir (log: {log})")
     assert all(r.status is Status.SUCCEEDED for r in by_cell.values())
 
     # resume: only the failed cell runs again; finished outputs are not rewritten
@@ -119,9 +124,16 @@ def test_a_dead_runner_is_reported_not_left_running(sample_job, tmp_path):
     assert f"rsbatch resume {sample_job.job_id}" in status.notes[0]
 
 
-def test_resume_refuses_a_running_job(sample_job, tmp_path):
+def test_resume_refuses_a_job_whose_lock_is_held(sample_job, tmp_path):
     backend = LocalBackend(task_log_path=str(tmp_path / "log.sqlite"))
     backend.log.save_job(sample_job, "local", {"supervisor": os.getpid()})
     backend.log.register(sample_job.cells)
-    with pytest.raises(ValueError, match="is still running"):
-        backend.resume(sample_job.job_id)
+    lock = SupervisorLock(job_folder(sample_job))
+    assert lock.acquire()  # this process supervises the job
+    try:
+        with pytest.raises(JobBusy, match=f"already being run by another rsbatch process "
+                                          f"\\(pid {os.getpid()}\\)"):
+            backend.resume(sample_job.job_id)
+    finally:
+        lock.release()
+    assert {r.status for r in backend.log.job_records(sample_job.job_id)} == {Status.PENDING}

@@ -78,10 +78,6 @@ def default_worker_python() -> str:
         "RSBATCH_WORKER_PYTHON (in QGIS: the plugin's worker Python setting) to such a Python")
 
 
-def _supervisor(handle: dict) -> ProcessId | None:
-    return ProcessId.from_fields(handle.get("supervisor"), handle.get("supervisor_start"))
-
-
 def _worker(record: Record) -> ProcessId | None:
     return ProcessId.from_fields(record.extra.get(WORKER_PID), record.extra.get(WORKER_START))
 
@@ -138,55 +134,58 @@ class LocalBackend:
         return job.job_id
 
     def status(self, job_id: str) -> JobStatus:
-        _, _, handle = self._load(job_id)
+        job, _, _ = self._load(job_id)
         records = self.log.job_records(job_id)
-        notes = []
-        runner = _supervisor(handle)
-        if unfinished(records) and not (runner and runner.alive()):
-            # nothing runs this job any more (a crash, a reboot): say so in the log itself,
+        notes: list[str] = []
+        if not unfinished(records):
+            return JobStatus(job_id, tuple(records), self.name)
+        lock = self._try_lock(job, 0)
+        if lock is None:  # a runner holds the job: what the log says is being made true
+            return JobStatus(job_id, tuple(records), self.name)
+        try:  # nothing runs this job any more (a crash, a reboot): say so in the log itself,
             # but a cell is dead only once its worker is provably gone
             reason = ("the local runner stopped before this cell finished; "
                       f"`rsbatch resume {job_id}` runs it again")
             ending = []
-            for record in unfinished(records):
+            for record in unfinished(self.log.job_records(job_id)):
                 if _live_worker(record):
                     ending.append(record.cell_id)
                 else:
                     move(self.log, record.task_id, Status.FAILED, error=reason)
-            if len(ending) < len(unfinished(records)):
-                notes.append(reason)
+                    notes[:] = [reason]
             if ending:
                 notes.append(f"the local runner is gone but the worker of {', '.join(ending)} "
                              f"still runs; `rsbatch cancel {job_id}` stops it")
-            records = self.log.job_records(job_id)
-        return JobStatus(job_id, tuple(records), self.name, tuple(notes))
+        finally:
+            lock.release()
+        return JobStatus(job_id, tuple(self.log.job_records(job_id)), self.name, tuple(notes))
 
     def cancel(self, job_id: str) -> JobStatus:
         job, _, _ = self._load(job_id)
-        handle = self.log.update_handle(job_id, cancel=True)
-        runner = _supervisor(handle)
-        if runner is not None and runner.alive():
-            self._wait_gone(runner, 30)  # it stops its workers and records them
-        for record in unfinished(self.log.job_records(job_id)):
-            worker = _live_worker(record)  # an orphan of a runner that died
-            if worker is not None:
-                worker.terminate()
-            move(self.log, record.task_id, Status.CANCELLED, error="cancelled by the user")
-        scratch.sweep(str(job_folder(job)))
+        self.log.update_handle(job_id, cancel=True)
+        # a runner sees the flag, stops its workers, records them and lets the lock go
+        lock = self._try_lock(job, 30)
+        try:
+            for record in unfinished(self.log.job_records(job_id)):
+                worker = _live_worker(record)  # an orphan of a runner that died
+                if worker is not None:
+                    worker.terminate()
+                move(self.log, record.task_id, Status.CANCELLED, error="cancelled by the user")
+            scratch.sweep(str(job_folder(job)))
+        finally:
+            if lock is not None:
+                lock.release()
         return JobStatus(job_id, tuple(self.log.job_records(job_id)), self.name)
 
     def resume(self, job_id: str, *, wait: bool = False,
                progress: Progress | None = None) -> JobStatus:
-        job, _, handle = self._load(job_id)
-        lock = SupervisorLock(job_folder(job))
-        if not lock.acquire():
-            runner = _supervisor(handle)
-            if unfinished(self.log.job_records(job_id)) or runner is None:
-                raise lock.busy(job_id)
-            # every cell has ended and the runner is on its way out: let it go first
-            self._wait_gone(runner, 30)
-            if not lock.acquire():
-                raise lock.busy(job_id)
+        job, _, _ = self._load(job_id)
+        # a runner whose cells have all ended is on its way out: let it go first; otherwise
+        # only ride out another process's short look (status, cancel) at the lock
+        patience = 2 if unfinished(self.log.job_records(job_id)) else 30
+        lock = self._try_lock(job, patience)
+        if lock is None:
+            raise SupervisorLock(job_folder(job)).busy(job_id)
         try:
             me = ProcessId.current()
             self.log.update_handle(job_id, cancel=None, supervisor=me.pid,
@@ -206,9 +205,9 @@ class LocalBackend:
         status = poll(lambda: self.status(job_id), progress, interval, timeout)
         if status.finished:
             # done means the runner is gone too, not only that every cell has ended
-            runner = _supervisor(self._load(job_id)[2])
-            if runner is not None:
-                self._wait_gone(runner, 10)
+            lock = self._try_lock(self._load(job_id)[0], 10)
+            if lock is not None:
+                lock.release()
         return status
 
     def jobs(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -293,10 +292,15 @@ class LocalBackend:
                 held.release()
 
     @staticmethod
-    def _wait_gone(process: ProcessId, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while process.alive() and time.monotonic() < deadline:
+    def _try_lock(job: Job, patience: float) -> SupervisorLock | None:
+        """The job's lock if it becomes free within `patience` seconds, else None."""
+        lock = SupervisorLock(job_folder(job))
+        deadline = time.monotonic() + patience
+        while not lock.acquire():
+            if time.monotonic() >= deadline:
+                return None
             time.sleep(POLL_SECONDS)
+        return lock
 
 
 def main(argv: list[str] | None = None) -> int:
