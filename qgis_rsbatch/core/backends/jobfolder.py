@@ -88,21 +88,33 @@ class SupervisorLock:
     def from_fd(cls, folder: Path, fd: int) -> SupervisorLock:
         return cls(folder, fd)
 
-    def acquire(self, blocking: bool = False) -> bool:
-        """Take the lock; False when another process holds it (and `blocking` is off)."""
+    def acquire(self, blocking: bool = False, probe: bool = False) -> bool:
+        """Take the lock; False when another process holds it (and `blocking` is off).
+
+        A `probe` (is a runner alive?) neither makes a missing folder nor fails on one it
+        may not write: no runner can hold a lock there, so the answer is "free", unlocked.
+        """
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
             return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if not probe:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if probe:
+                return True
+            raise OutputFailed(f"cannot lock the job folder {self.path.parent}: "
+                               f"{exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
             os.close(fd)
             return False
         self.fd = fd
-        self.mark(os.getpid())
+        if not probe:
+            self.mark(os.getpid())
         return True
 
     def mark(self, pid: int) -> None:

@@ -139,7 +139,7 @@ class LocalBackend:
         notes: list[str] = []
         if not unfinished(records):
             return JobStatus(job_id, tuple(records), self.name)
-        lock = self._try_lock(job, 0)
+        lock = self._try_lock(job, 0, probe=True)
         if lock is None:  # a runner holds the job: what the log says is being made true
             return JobStatus(job_id, tuple(records), self.name)
         try:  # nothing runs this job any more (a crash, a reboot): say so in the log itself,
@@ -164,7 +164,7 @@ class LocalBackend:
         job, _, _ = self._load(job_id)
         self.log.update_handle(job_id, cancel=True)
         # a runner sees the flag, stops its workers, records them and lets the lock go
-        lock = self._try_lock(job, 30)
+        lock = self._try_lock(job, 30, probe=True)
         try:
             for record in unfinished(self.log.job_records(job_id)):
                 worker = _live_worker(record)  # an orphan of a runner that died
@@ -205,7 +205,7 @@ class LocalBackend:
         status = poll(lambda: self.status(job_id), progress, interval, timeout)
         if status.finished:
             # done means the runner is gone too, not only that every cell has ended
-            lock = self._try_lock(self._load(job_id)[0], 10)
+            lock = self._try_lock(self._load(job_id)[0], 10, probe=True)
             if lock is not None:
                 lock.release()
         return status
@@ -292,11 +292,11 @@ class LocalBackend:
                 held.release()
 
     @staticmethod
-    def _try_lock(job: Job, patience: float) -> SupervisorLock | None:
+    def _try_lock(job: Job, patience: float, probe: bool = False) -> SupervisorLock | None:
         """The job's lock if it becomes free within `patience` seconds, else None."""
         lock = SupervisorLock(job_folder(job))
         deadline = time.monotonic() + patience
-        while not lock.acquire():
+        while not lock.acquire(probe=probe):
             if time.monotonic() >= deadline:
                 return None
             time.sleep(POLL_SECONDS)
