@@ -363,3 +363,22 @@ def test_scratch_of_a_worker_killed_without_a_runner_is_swept_by_resume(
     assert resumed.returncode == 0, resumed.stderr
     assert "4 succeeded" in resumed.stdout
     assert_only_results(folder, [cell.cell_id for cell in sample_job.cells])
+
+
+def test_an_immediate_resume_stops_an_orphan_before_its_cell_runs_again(
+        sample_job, tmp_path, stand_in):
+    backend = LocalBackend(workers=2)
+    backend.log.save_job(sample_job, "local", {"workers": 2})
+    backend.log.register(sample_job.cells)
+    write_job(job_folder(sample_job), sample_job, {"workers": 2})
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    orphan = start_worker(sample_job.cells[0], backend.log.uri, pause, "written", stand_in.pid)
+    paused(pause, 1)
+
+    resumed = rsbatch("resume", sample_job.job_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert orphan.poll() == 143  # stopped (and cleaned up) before a new worker took the cell
+    first = backend.log.get(sample_job.cells[0].task_id)
+    assert first.status is Status.SUCCEEDED and first.attempts == 2
+    assert_only_results(job_folder(sample_job), [cell.cell_id for cell in sample_job.cells])
