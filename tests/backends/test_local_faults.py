@@ -22,7 +22,7 @@ from qgis_rsbatch.core.backends.local import LocalBackend
 from qgis_rsbatch.core.contract import Status
 from qgis_rsbatch.core.errors import TransitionRejected
 from qgis_rsbatch.core.planning import JobRequest, plan
-from qgis_rsbatch.core.processes import SUPERVISOR_ENV, pid_alive
+from qgis_rsbatch.core.processes import SUPERVISOR_ENV, ProcessId, pid_alive
 from qgis_rsbatch.core.scratch import writer_pid
 from qgis_rsbatch.core.tasklog import default_sqlite_path
 from qgis_rsbatch.core.tasklog.schema import WORKER_PID, WORKER_START
@@ -382,3 +382,22 @@ def test_an_immediate_resume_stops_an_orphan_before_its_cell_runs_again(
     first = backend.log.get(sample_job.cells[0].task_id)
     assert first.status is Status.SUCCEEDED and first.attempts == 2
     assert_only_results(job_folder(sample_job), [cell.cell_id for cell in sample_job.cells])
+
+
+def test_a_recorded_pid_now_held_by_another_process_is_not_taken_for_the_worker(
+        sample_job, tmp_path, stand_in):
+    """pid reuse: the number lives on in another process, the worker does not."""
+    backend = LocalBackend(task_log_path=str(tmp_path / "log.sqlite"))
+    backend.log.save_job(sample_job, "local", {})
+    backend.log.register(sample_job.cells)
+    first, second = sample_job.cells[0], sample_job.cells[1]
+    started = ProcessId.of(stand_in.pid).start
+    assert started is not None  # /proc gives start times here
+    backend.log.transition(first.task_id, Status.RUNNING,
+                           extra={WORKER_PID: stand_in.pid, WORKER_START: started - 1})
+    backend.log.transition(second.task_id, Status.RUNNING,
+                           extra={WORKER_PID: stand_in.pid, WORKER_START: started})
+    by_cell = {r.cell_id: r for r in backend.status(sample_job.job_id).records}
+    assert by_cell[first.cell_id].status is Status.FAILED  # its worker is provably gone
+    assert by_cell[second.cell_id].status is Status.RUNNING  # this one still runs
+    assert stand_in.poll() is None  # status only looks; it never kills

@@ -118,10 +118,15 @@ class LocalBackend:
         folder = job_folder(job)
         write_job(folder, job, {"workers": self.workers})
         lock = self._lock(job)
-        me = ProcessId.current()  # the runner until a detached one takes over
-        self.log.save_job(job, self.name, {"workers": self.workers, "python": python,
-                                           "supervisor": me.pid, "supervisor_start": me.start})
-        self.log.register(job.cells)
+        try:
+            me = ProcessId.current()  # the runner until a detached one takes over
+            self.log.save_job(job, self.name, {"workers": self.workers, "python": python,
+                                               "supervisor": me.pid,
+                                               "supervisor_start": me.start})
+            self.log.register(job.cells)
+        except BaseException:
+            lock.release()
+            raise
         return self._start(job, lock, wait, progress)
 
     def adopt(self, path: str) -> str:
@@ -146,13 +151,15 @@ class LocalBackend:
             # but a cell is dead only once its worker is provably gone
             reason = ("the local runner stopped before this cell finished; "
                       f"`rsbatch resume {job_id}` runs it again")
-            ending = []
+            ending, failed = [], False
             for record in unfinished(self.log.job_records(job_id)):
                 if _live_worker(record):
                     ending.append(record.cell_id)
                 else:
                     move(self.log, record.task_id, Status.FAILED, error=reason)
-                    notes[:] = [reason]
+                    failed = True
+            if failed:
+                notes.append(reason)
             if ending:
                 notes.append(f"the local runner is gone but the worker of {', '.join(ending)} "
                              f"still runs; `rsbatch cancel {job_id}` stops it")
