@@ -144,6 +144,9 @@ def test_a_killed_runner_takes_its_workers_along_and_resume_finishes_clean(
     if detach:
         assert runner.wait(timeout=60) == 0
         supervisor = LocalBackend().log.load_job(job_id)[2]["supervisor"]
+        # the detached runner holds the job's lock, handed over by the process that left
+        busy = rsbatch("resume", job_id)
+        assert busy.returncode == 2 and f"(pid {supervisor})" in busy.stderr
     else:
         supervisor = runner.pid
     os.kill(supervisor, sig)
