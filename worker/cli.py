@@ -137,13 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("rsbatch").setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
-        if args.command == "check":
-            return _check(args.path)
-        stop_on_sigterm()
-        watch_parent()
-        if args.command == "reduce":
-            return _reduce(args)
-        return _run(args)
+        return _dispatch(args)
     except Terminated:
         print("rsbatch-worker: stopped by SIGTERM; its scratch files were removed",
               file=sys.stderr)
@@ -162,6 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rsbatch-worker: internal error ({type(exc).__name__}: {exc}); please report it",
               file=sys.stderr)
         return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "check":
+        return _check(args.path)
+    stop_on_sigterm()
+    watch_parent()
+    return _reduce(args) if args.command == "reduce" else _run(args)
 
 
 def stop_on_sigterm() -> None:
