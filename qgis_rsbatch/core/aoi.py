@@ -29,6 +29,7 @@ from .geometry import (
     flatten,
     geometry_from_parts,
     ring_area,
+    ring_crossing,
     translate_part,
 )
 
@@ -340,11 +341,23 @@ def _clean(coords: Any, depth: int, kind: str) -> Any:
             items.append(list(items[0]))
         if len({tuple(p) for p in items}) < 3:
             raise InvalidInput(f"the AOI {kind} has a ring with fewer than 3 distinct positions")
+    if kind in ("Polygon", "MultiPolygon") and depth == 2:
+        for ring in items:
+            crossing = ring_crossing(ring)
+            if crossing is not None:  # in the AOI's own coordinates: lon, lat in EPSG:4326
+                raise InvalidInput(f"the AOI {kind} is self-intersecting at "
+                                   f"{_coordinate(crossing[0])}, {_coordinate(crossing[1])}; "
+                                   "draw it without crossing edges (or split it in two)")
     if kind in ("Polygon", "MultiPolygon") and depth == 2 and ring_area(items[0]) == 0:
         raise InvalidInput(f"the AOI {kind} has a polygon with zero area")
     if kind in ("LineString", "MultiLineString") and depth == 1 and len(items) < 2:
         raise InvalidInput(f"the AOI {kind} has a line with fewer than 2 positions")
     return items
+
+
+def _coordinate(value: float) -> str:
+    """A coordinate to 6 decimals (10 cm in degrees), without trailing zeros."""
+    return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
 def _is_number(value: Any) -> bool:

@@ -161,6 +161,50 @@ def densify_geometry(geometry: dict, step: float) -> dict:
     return {"type": kind, "coordinates": coords if depth is None else walk(coords, depth)}
 
 
+def ring_crossing(ring: Sequence[Sequence[float]]) -> tuple[float, float] | None:
+    """Where two non-adjacent edges of a closed ring cross each other, or None.
+
+    Only proper crossings count (a point inside both edges): a bow-tie, drawn by hand or
+    left by a bad export, has two lobes of opposite orientation whose areas cancel, so it
+    would pass for "zero area" or, asymmetric, silently cover less than it shows. Edges are
+    swept in order of their smallest x so that a long ring does not cost n² tests.
+    """
+    points = [(float(p[0]), float(p[1])) for p in ring]
+    if len(points) > 1 and points[0] == points[-1]:
+        points.pop()
+    n = len(points)
+    if n < 4:
+        return None
+    edges = sorted(range(n), key=lambda i: min(points[i][0], points[(i + 1) % n][0]))
+    for position, i in enumerate(edges):
+        a, b = points[i], points[(i + 1) % n]
+        right = max(a[0], b[0])
+        for j in edges[position + 1:]:
+            c, d = points[j], points[(j + 1) % n]
+            if min(c[0], d[0]) > right:
+                break
+            if abs(i - j) in (1, n - 1):  # neighbours share a vertex
+                continue
+            crossing = _proper_crossing(a, b, c, d)
+            if crossing is not None:
+                return crossing
+    return None
+
+
+def _proper_crossing(a: tuple[float, float], b: tuple[float, float], c: tuple[float, float],
+                     d: tuple[float, float]) -> tuple[float, float] | None:
+    """The point where segments ab and cd cross strictly inside both, or None."""
+    def side(p: tuple[float, float], q: tuple[float, float], r: tuple[float, float]) -> float:
+        return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+
+    d1, d2 = side(c, d, a), side(c, d, b)
+    d3, d4 = side(a, b, c), side(a, b, d)
+    if d1 * d2 >= 0 or d3 * d4 >= 0:
+        return None
+    t = d1 / (d1 - d2)
+    return a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])
+
+
 def ring_area(ring: Sequence[Sequence[float]]) -> float:
     """Signed shoelace area (positive counter-clockwise)."""
     return sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(ring, ring[1:])) / 2

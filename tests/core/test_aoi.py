@@ -239,6 +239,43 @@ def test_lonlat_given_with_a_projected_crs_is_refused():
         parse_aoi("8,47,9,48", crs="EPSG:32632")
 
 
+@pytest.mark.parametrize(("value", "where"), [
+    # asymmetric bow-tie: the lobes' areas do not cancel, so it used to pass silently
+    ("POLYGON ((-74.1 40.6, -73.9 40.8, -73.9 40.6, -74.1 40.7, -74.1 40.6))",
+     "-74.033333, 40.666667"),
+    # symmetric bow-tie: the lobes cancel, and it used to be called "zero area"
+    ("POLYGON ((8 47, 9 48, 9 47, 8 48, 8 47))", "8.5, 47.5"),
+    # a crossing in a hole, in the second polygon of a MultiPolygon
+    ('{"type": "MultiPolygon", "coordinates": [[[[0, 0], [1, 0], [1, 1], [0, 0]]], '
+     '[[[10, 10], [20, 10], [20, 20], [10, 20], [10, 10]], '
+     '[[12, 12], [14, 14], [14, 12], [12, 14], [12, 12]]]]}', "13, 13"),
+])
+def test_self_intersecting_polygon_is_refused_with_the_crossing(value, where):
+    with pytest.raises(InvalidInput, match=f"self-intersecting at {where};"):
+        parse_aoi(value)
+
+
+def test_self_intersection_is_found_in_a_long_ring():
+    import math
+
+    circle = [[10 + math.cos(2 * math.pi * k / 5000), 45 + math.sin(2 * math.pi * k / 5000)]
+              for k in range(5000)]
+    assert planar.ring_crossing([*circle, circle[0]]) is None
+    twisted = [*circle[:2500], [11.5, 46.5], [8.5, 43.5], *circle[2500:], circle[0]]
+    crossing = planar.ring_crossing(twisted)
+    assert crossing is not None
+    x, y = crossing
+    assert abs(y - 45 - (x - 10)) < 1e-9  # on the inserted diagonal
+
+
+@pytest.mark.parametrize("ring", [
+    [[0, 0], [4, 0], [4, 4], [3, 4], [3, 1], [1, 1], [1, 4], [0, 4], [0, 0]],  # a U, concave
+    [[0, 0], [2, 0], [1, 1], [2, 2], [0, 2], [1, 1], [0, 0]],  # touches itself at a vertex
+])
+def test_concave_and_self_touching_rings_are_not_crossings(ring):
+    assert planar.ring_crossing(ring) is None
+
+
 def test_shapefile_path_gets_a_hint(tmp_path):
     path = tmp_path / "fields.shp"
     path.write_bytes(b"\x00\x00\x27\x0a binary")
