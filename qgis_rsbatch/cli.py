@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -29,6 +30,10 @@ from .core.contract import Status
 from .core.errors import InvalidInput, RsbatchError, Terminated
 
 DEFAULT_OUTPUT = "rsbatch-output"
+#: options whose value may begin with a minus sign: a bbox west of Greenwich or south of
+#: the equator, typed the way users type it (`--aoi -74.1,40.6,-73.9,40.8`)
+_SIGNED_VALUE_OPTIONS = ("--aoi",)
+_STARTS_NEGATIVE = re.compile(r"^-\.?\d")
 
 
 # --- arguments -------------------------------------------------------------------------------
@@ -53,13 +58,40 @@ def _search_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("local", "aws"), default="local")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=_positive_int, default=None,
                         help="cells at once on the local backend (default: the cores)")
     parser.add_argument("--stack", default="rsbatch", help="AWS stack name (aws backend)")
     parser.add_argument("--region", default=None, help="AWS region (aws backend)")
     parser.add_argument("--profile", default=None, help="AWS profile (aws backend)")
     parser.add_argument("--detach", action="store_true",
                         help="start the job and return; follow it with `rsbatch status`")
+
+
+def _positive_int(text: str) -> int:
+    """A count of 1 or more (argparse turns the ValueError into exit code 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def attach_signed_values(argv: Sequence[str]) -> list[str]:
+    """`--aoi -74.1,…` → `--aoi=-74.1,…`.
+
+    argparse takes any word starting with '-' for an option unless the whole word is one
+    number, so a bbox whose first number is negative would be refused ("expected one
+    argument"). None of our options looks like a number, so attaching is never ambiguous.
+    """
+    out = list(argv)
+    index = 0
+    while index < len(out) - 1:
+        if out[index] in _SIGNED_VALUE_OPTIONS and _STARTS_NEGATIVE.match(out[index + 1]):
+            out[index:index + 2] = [f"{out[index]}={out[index + 1]}"]
+        index += 1
+    return out
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -361,7 +393,7 @@ COMMANDS = {"tiles": cmd_tiles, "search": cmd_search, "run": cmd_run, "status": 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(attach_signed_values(sys.argv[1:] if argv is None else argv))
     try:
         return COMMANDS[args.command](args)
     except RsbatchError as exc:

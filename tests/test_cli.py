@@ -136,3 +136,87 @@ def test_detached_run_cancel_and_resume(sample_catalog, tmp_path):
     resumed = rsbatch("resume", job_id)
     assert resumed.returncode == 0, resumed.stderr
     assert "4 succeeded" in resumed.stdout
+
+
+# --- AOIs and arguments the way users type them ------------------------------------------------
+NEW_YORK = "-74.1,40.6,-73.9,40.8"  # west of Greenwich: the first number is negative
+
+
+@pytest.mark.parametrize("form", [["--aoi", NEW_YORK], [f"--aoi={NEW_YORK}"],
+                                  ["--aoi", "-74.1 40.6 -73.9 40.8"]])
+def test_tiles_takes_a_bbox_starting_with_a_minus_sign(form):
+    proc = rsbatch("tiles", *form)
+    assert proc.returncode == 0, proc.stderr
+    assert [t["tile"] for t in json.loads(proc.stdout)] == ["18TWK", "18TWL"]
+
+
+def test_tiles_takes_a_southern_bbox_and_a_negative_projected_bbox():
+    proc = rsbatch("tiles", "--aoi", "-39.5,-4.8,-39.3,-4.6")
+    assert proc.returncode == 0, proc.stderr
+    assert [t["tile"] for t in json.loads(proc.stdout)] == ["24MVA", "24MVV"]
+    # metres west of the false easting's origin are negative too (EPSG:3857 here)
+    proc = rsbatch("tiles", "--aoi", "-8249000,4960000,-8248000,4961000",
+                   "--aoi-crs", "EPSG:3857")
+    assert proc.returncode == 0, proc.stderr
+    assert "18TWL" in [t["tile"] for t in json.loads(proc.stdout)]
+
+
+@pytest.mark.parametrize("command", ["search", "run"])
+def test_search_and_run_take_a_bbox_starting_with_a_minus_sign(sample_catalog, tmp_path,
+                                                               command):
+    # the sample catalog holds zone 32 only: reaching the planner with New York's tiles
+    # proves the AOI got through the argument parser intact
+    proc = rsbatch(command, "--aoi", NEW_YORK, "--start", "2024-06-01", "--end", "2024-06-11",
+                   "--catalog", sample_catalog["catalog"], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "expected one argument" not in proc.stderr
+    assert "no Sentinel-2 scene of tile(s) 18TWK, 18TWL" in proc.stderr
+
+
+@pytest.mark.parametrize("workers", ["-3", "0", "two"])
+def test_workers_must_be_a_positive_whole_number(sample_catalog, tmp_path, workers):
+    proc = rsbatch("run", "--aoi", json.dumps(sample_catalog["aoi"]), "--start", "2024-06-01",
+                   "--end", "2024-06-11", "--catalog", sample_catalog["catalog"],
+                   "--workers", workers, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "argument --workers:" in proc.stderr.splitlines()[-1]
+    assert not (tmp_path / "rsbatch-output").exists()
+
+
+@pytest.mark.parametrize(("aoi", "where"), [
+    ("POLYGON ((-74.1 40.6, -73.9 40.8, -73.9 40.6, -74.1 40.7, -74.1 40.6))",
+     "-74.033333, 40.666667"),
+    ("POLYGON ((8 47, 9 48, 9 47, 8 48, 8 47))", "8.5, 47.5"),
+])
+def test_self_intersecting_aoi_exits_2_naming_the_crossing(aoi, where):
+    proc = rsbatch("tiles", "--aoi", aoi)
+    assert proc.returncode == 2, proc.stdout
+    assert proc.stderr.count("\n") == 1 and f"self-intersecting at {where}" in proc.stderr
+
+
+# --- a --catalog that is not a catalog is bad input ----------------------------------------
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("empty.json", b"", "is empty"),
+    ("blank.json", b"  \n", "is empty"),
+    ("page.html", b"<!DOCTYPE html><html><body>Not found</body></html>",
+     "is not JSON (it looks like HTML)"),
+    ("broken.json", b'{"type": "Catalog", ', "is not JSON"),
+    ("binary.json", b"\xff\xfe\x00\x01garbage", "is not JSON (it is not even text)"),
+    ("other.json", b'{"name": "my settings", "debug": true}',
+     "is neither a STAC API, a static catalog nor an ItemCollection"),
+    ("list.json", b"[1, 2, 3]", "is not a STAC document (a JSON object)"),
+    ("folder", None, "is a folder without catalog.json or collection.json"),
+])
+def test_a_catalog_that_is_not_stac_exits_2(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is None:
+        path.mkdir()
+        (path / "notes.txt").write_text("no catalog here")
+    else:
+        path.write_bytes(content)
+    for command in ("search", "run"):
+        proc = rsbatch(command, "--aoi", "9,47.6,9.1,47.7", "--start", "2024-06-01",
+                       "--end", "2024-06-02", "--catalog", str(path), cwd=tmp_path)
+        assert proc.returncode == 2, (command, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+        assert str(path) in proc.stderr and "Traceback" not in proc.stderr

@@ -90,13 +90,27 @@ def _load(location: str, client: HttpClient, what: str = "STAC document") -> Any
             raise CatalogError(f"{location} answered 404: there is no {what} at this address")
         return response.check().json()
     path = _path_of(location)
+    # a local file's content is what the user pointed at: when it is wrong, retrying cannot
+    # help, so it is bad input (exit code 2), unlike a server that failed to answer
     try:
         with open(path, encoding="utf-8-sig") as handle:
-            return json.load(handle)
+            text = handle.read()
     except FileNotFoundError as exc:
         raise MissingInput(f"{what} {path} does not exist") from exc
-    except (OSError, ValueError) as exc:
-        raise CatalogError(f"{what} {path} is not readable JSON: {exc}") from exc
+    except IsADirectoryError as exc:
+        raise InvalidInput(f"{what} {path} is a folder without catalog.json or "
+                           "collection.json") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{what} {path} is not JSON (it is not even text)") from exc
+    except OSError as exc:
+        raise CatalogError(f"{what} {path} cannot be read: {exc.strerror or exc}") from exc
+    if not text.strip():
+        raise InvalidInput(f"{what} {path} is empty")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        looks = " (it looks like HTML)" if text.lstrip()[:1] == "<" else ""
+        raise InvalidInput(f"{what} {path} is not JSON{looks}: {exc}") from exc
 
 
 def open_source(catalog: str, client: HttpClient, warnings: list[str]) -> Source:
@@ -111,7 +125,7 @@ def open_source(catalog: str, client: HttpClient, warnings: list[str]) -> Source
                     break
     doc = _load(location, client, "STAC catalog, API or item collection")
     if not isinstance(doc, dict):
-        raise CatalogError(f"{location} is not a STAC document (a JSON object)")
+        raise InvalidInput(f"{location} is not a STAC document (a JSON object)")
     if doc.get("type") == "FeatureCollection":
         return _ItemCollection(location, doc)
     links = [link for link in doc.get("links") or () if isinstance(link, Mapping)]
@@ -120,7 +134,7 @@ def open_source(catalog: str, client: HttpClient, warnings: list[str]) -> Source
         return _Api(location, doc, client, warnings)
     if doc.get("type") in ("Catalog", "Collection") or links:
         return _Static(location, doc, client)
-    raise CatalogError(f"{location} is neither a STAC API, a static catalog nor an "
+    raise InvalidInput(f"{location} is neither a STAC API, a static catalog nor an "
                        "ItemCollection")
 
 
