@@ -178,13 +178,20 @@ def stop_on_sigterm() -> None:
 
 
 def _check(path: str) -> int:
+    """The report as JSON on stdout; when invalid, also one line on stderr and exit code 1."""
     from .cogcheck import validate_cog
 
-    report = validate_cog(path)
+    if not os.path.isfile(path):
+        what = "is a folder" if os.path.isdir(path) else "does not exist"
+        raise InvalidInput(f"{path} {what}: give a GeoTIFF file to check")
+    report = validate_cog(path, decode=True)
     print(json.dumps({"path": path, "valid": report.valid, "errors": report.errors,
                       "warnings": report.warnings, "blocksize": report.blocksize,
                       "overviews": report.overviews}, indent=1))
-    return 0 if report.valid else 1
+    if not report.valid:
+        print(f"rsbatch-worker: {path} is not a valid COG: {report.errors[0]}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _reduce(args: argparse.Namespace) -> int:

@@ -180,7 +180,8 @@ def _existing_outputs(cell: Cell, destination: Any) -> dict[str, str] | None:
         if destination.size(uri) != size:
             return None
         local = destination.local_copy(uri)
-        if local is not None and not validate_cog(local).valid:
+        if local is not None and not validate_cog(local, decode=True).valid:
+            log.warning("%s: %s is damaged; making it again", cell.cell_id, uri)
             return None
     return {product: cell.output_uri(product) for product in cell.products}
 

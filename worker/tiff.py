@@ -64,8 +64,19 @@ class TiffInfo:
     header: bytes  # what follows the TIFF header (GDAL's structural metadata, if any)
 
 
+def _read_exact(fh: BinaryIO, size: int, what: str) -> bytes:
+    """`size` bytes, or ValueError saying that the file ends inside `what`."""
+    data = fh.read(size)
+    if len(data) != size:
+        raise ValueError(f"the file ends inside {what} (truncated?)")
+    return data
+
+
 def read_structure(fh: BinaryIO, max_ifds: int = 64) -> TiffInfo:
-    """Every IFD of a TIFF with its fields (values decoded), plus the bytes after the header."""
+    """Every IFD of a TIFF with its fields (values decoded), plus the bytes after the header.
+
+    ValueError when the file is not a TIFF or ends inside its header or an IFD.
+    """
     head = fh.read(16)
     order = {b"II": "<", b"MM": ">"}.get(head[:2])
     if order is None or len(head) < 8:
@@ -74,16 +85,25 @@ def read_structure(fh: BinaryIO, max_ifds: int = 64) -> TiffInfo:
     if magic not in (42, 43):
         raise ValueError("not a TIFF file")
     big = magic == 43
+    if big and len(head) < 16:
+        raise ValueError("the file ends inside the BigTIFF header (truncated?)")
     ptr, cnt_fmt, entry_size = ("Q", "Q", 20) if big else ("I", "H", 12)
     offset = struct.unpack(order + ptr, head[8:16] if big else head[4:8])[0]
     fh.seek(16 if big else 8)
     after_header = fh.read(200)
     ifds: list[Ifd] = []
+    seen: set[int] = set()
     while offset and len(ifds) < max_ifds:
+        if offset in seen:
+            raise ValueError(f"the IFD chain loops back to byte {offset}")
+        seen.add(offset)
+        where = f"IFD {len(ifds)} (at byte {offset})"
         fh.seek(offset)
-        count = struct.unpack(order + cnt_fmt, fh.read(struct.calcsize(cnt_fmt)))[0]
-        raw = fh.read(count * entry_size)
-        next_offset = struct.unpack(order + ptr, fh.read(struct.calcsize(ptr)))[0]
+        count = struct.unpack(order + cnt_fmt,
+                              _read_exact(fh, struct.calcsize(cnt_fmt), where))[0]
+        raw = _read_exact(fh, count * entry_size, where)
+        next_offset = struct.unpack(order + ptr,
+                                    _read_exact(fh, struct.calcsize(ptr), where))[0]
         fields = {}
         for i in range(count):
             entry = raw[i * entry_size:(i + 1) * entry_size]
@@ -98,7 +118,7 @@ def read_structure(fh: BinaryIO, max_ifds: int = 64) -> TiffInfo:
                 data = inline[:nbytes]
             else:
                 fh.seek(struct.unpack(order + ptr, inline)[0])
-                data = fh.read(nbytes)
+                data = _read_exact(fh, nbytes, f"the values of tag {tag} of {where}")
             values: tuple | bytes = data if code == "s" else struct.unpack(
                 order + code * (n * per), data)
             fields[tag] = Field(tag, typ, n, values)

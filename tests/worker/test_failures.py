@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -96,6 +97,20 @@ def test_truncated_raster_fails_while_reading(tmp_path, scene):
     truncated.write_bytes(data[: len(data) // 2])
     proc = _run(tmp_path, cell_json({**scene, "nir": str(truncated)}, tmp_path / "out"))
     assert_failed(tmp_path, proc, 2, f"band nir ({truncated}) is not a readable raster")
+    assert "See previous exception" not in proc.stderr
+    assert "Read error at" in proc.stderr  # GDAL's own words (libtiff's short read)
+
+
+def test_a_damaged_tile_in_a_band_names_the_band_href_and_gdal_message(tmp_path, scene):
+    damaged = tmp_path / "B04.tif"
+    shutil.copy(scene["red"], damaged)
+    _damage_one_tile(damaged)
+    proc = _run(tmp_path, cell_json({**scene, "red": str(damaged)}, tmp_path / "out"))
+    assert_failed(tmp_path, proc, 2, f"band red ({damaged}) is not a readable raster: ")
+    assert "See previous exception" not in proc.stderr
+    assert "incorrect header check" in proc.stderr  # zlib's complaint, passed on by GDAL
+    record = SqliteTaskLog(str(tmp_path / "log.sqlite")).get("bad#32TMT_2024-06-01")
+    assert "incorrect header check" in record.error
 
 
 def test_bands_on_different_grids(tmp_path, scene, scene_factory):
@@ -177,3 +192,86 @@ def test_check_command_reports_layout(tmp_path, scene):
     report = json.loads(run_worker("check", ndvi).stdout)
     assert report["valid"] is True and report["blocksize"] == [512, 512]
     assert run_worker("check", scene["red"]).returncode == 0
+
+
+# --- the checker and the skip path on real damaged outputs -----------------------------------
+def _damage_one_tile(path):
+    """Overwrite the data of one full-resolution tile in place (size and leaders kept)."""
+    from worker import tiff
+
+    with open(path, "rb") as fh:
+        info = tiff.read_structure(fh)
+    main = info.ifds[0]
+    offset, size = next((o, c) for o, c in zip(main.array(tiff.TAG_TILE_OFFSETS),
+                                               main.array(tiff.TAG_TILE_COUNTS)) if c > 64)
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        fh.write((b"\xde\xad\xbe\xef" * size)[:size])
+
+
+@pytest.fixture
+def finished_cell(tmp_path, scene):
+    """A cell run by the real worker: (its cell JSON, {product: output path})."""
+    cell = cell_json(scene, tmp_path / "out")
+    proc = _run(tmp_path, cell)
+    assert proc.returncode == 0, proc.stderr
+    outputs = {p: uri.removeprefix("file://")
+               for p, uri in json.loads(proc.stdout)["outputs"].items()}
+    return cell, outputs
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    ("half", "tiles lie beyond the end of the file"),
+    ("stub_1mb", "tiles lie beyond the end of the file"),
+    ("header_only", "the file ends inside"),
+    ("garbage", "not a TIFF file"),
+    ("tile", "the full-resolution image does not decode: "),
+])
+def test_check_refuses_damaged_outputs_in_one_line(tmp_path, finished_cell, damage, message):
+    _, outputs = finished_cell
+    good = outputs["rgb"]
+    assert os.path.getsize(good) > 2 << 20  # the 1 MB stub below is a real prefix
+    assert run_worker("check", good).returncode == 0
+    bad = tmp_path / f"{damage}.tif"
+    data = Path(good).read_bytes()
+    if damage == "half":
+        bad.write_bytes(data[: len(data) // 2])
+    elif damage == "stub_1mb":
+        bad.write_bytes(data[: 1 << 20])
+    elif damage == "header_only":
+        bad.write_bytes(data[:300])
+    elif damage == "garbage":
+        bad.write_bytes(os.urandom(len(data) // 4))
+    else:
+        shutil.copy(good, bad)
+        _damage_one_tile(bad)
+        assert os.path.getsize(bad) == len(data)
+    proc = run_worker("check", str(bad))
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("rsbatch-worker:")]
+    assert lines == [f"rsbatch-worker: {bad} is not a valid COG: {lines[0].split(': ', 2)[2]}"]
+    assert message in lines[0] and "Traceback" not in proc.stderr
+    assert json.loads(proc.stdout)["valid"] is False
+
+
+def test_check_of_a_missing_file_is_bad_input(tmp_path):
+    proc = run_worker("check", str(tmp_path / "nothing.tif"))
+    assert proc.returncode == 2 and "nothing.tif does not exist" in proc.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncate", "tile"])
+def test_a_damaged_final_output_is_made_again_not_trusted(tmp_path, finished_cell, damage):
+    cell, outputs = finished_cell
+    ndvi = outputs["ndvi"]
+    if damage == "truncate":
+        with open(ndvi, "r+b") as fh:
+            fh.truncate(os.path.getsize(ndvi) // 2)
+    else:
+        _damage_one_tile(ndvi)
+    assert run_worker("check", ndvi).returncode == 1
+    proc = _run(tmp_path, cell)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["skipped"] is False
+    assert run_worker("check", ndvi).returncode == 0
+    # and once whole again, the next run trusts it
+    assert json.loads(_run(tmp_path, cell).stdout)["skipped"] is True
