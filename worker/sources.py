@@ -101,9 +101,34 @@ def band_env(hrefs: list[str], *, requester_pays: bool = False,
         yield
 
 
+def gdal_message(exc: BaseException) -> str:
+    """GDAL's own words for a failure, not rasterio's "See previous exception for details".
+
+    rasterio raises a generic error chained to the CPLE_* errors GDAL reported, outermost
+    first ("band 1: IReadBlock failed at X offset 0, Y offset 0: …") down to the cause
+    ("ZIPDecode: Decoding error …, incorrect header check"): the cause, then where it struck.
+    """
+    messages: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = " ".join(str(current).split())
+        if text and "see previous exception" not in text.lower() and text not in messages:
+            messages.append(text)
+        current = current.__cause__ or current.__context__
+    if not messages:
+        return type(exc).__name__
+    deepest, outermost = messages[-1], messages[0]
+    if outermost != deepest and "IReadBlock failed" in outermost:
+        where = outermost.split(": IReadBlock failed at ", 1)[-1].split(":", 1)[0]
+        return f"{deepest} (block at {where})"
+    return deepest
+
+
 def diagnose(href: str, key: str, exc: Exception, *, requester_pays: bool = False) -> Exception:
     """The actionable error for a band that failed to open or read."""
-    text = str(exc)
+    text = gdal_message(exc)
     label = f"band {key} ({href})"
     if href.startswith("s3://"):
         return _diagnose_s3(href, label, text, requester_pays)
