@@ -32,7 +32,7 @@ from .cog import CogWriter
 from .cogcheck import validate_cog
 from .outputs import destination_for
 from .profiles import product_profile
-from .reader import AoiClip, BandSet, Grid, strips
+from .reader import AoiClip, BandSet, Grid, check_on_tile, strips
 from .sources import band_env
 from .stac import cell_item, complete_products
 
@@ -198,6 +198,7 @@ def _decide_offset(cell: Cell, bands: BandSet) -> offset.OffsetDecision:
 def _make_products(cell: Cell, bands: BandSet, destination: Any,
                    report: Progress) -> tuple[dict[str, str], list[str]]:
     warnings: list[str] = []
+    check_on_tile(bands.grid, cell.tile)
     decision = _decide_offset(cell, bands)
     if decision.verdict in ("corrected", "unverified"):
         warnings.append(decision.detail)

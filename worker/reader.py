@@ -176,6 +176,67 @@ class BandSet:
         return red, scl
 
 
+def check_on_tile(grid: Grid, tile_id: str) -> None:
+    """InvalidInput unless the bands lie on the 10 m grid of the cell's own tile.
+
+    A cell names its tile and its band hrefs separately; if they disagree (32TNT's cell
+    given 32TMT's bands), the output would be written, georeferenced correctly but named and
+    catalogued as the wrong tile. Bands may be a crop of the tile (samples, tests), so the
+    rule is: the tile's CRS, pixels on the tile's 10 m grid, extent inside the tile.
+    """
+    from qgis_rsbatch.core.grid import tile_info
+
+    tile = tile_info(tile_id)
+    if _fits(grid, tile):
+        return
+    others = [t for t in _tiles_under(grid) if t.tile != tile.tile and _fits(grid, t)]
+    # a tile's own bands start at its origin; a small crop may fit several overlapping tiles
+    starting = [t for t in others if abs(t.origin[0] - grid.transform.c) < 0.01
+                and abs(t.origin[1] - grid.transform.f) < 0.01]
+    others = [t.tile for t in (starting or others)]
+    found = f"tile {' or '.join(others)}'s grid" if others else "no tile's grid"
+    raise InvalidInput(
+        f"the cell's tile {tile.tile} (EPSG:{tile.epsg}, 10 m grid from "
+        f"({tile.origin[0]:.0f}, {tile.origin[1]:.0f})) does not match its bands: they are "
+        f"{grid.describe()}, which is {found}; check the cell's tile and band hrefs")
+
+
+def _fits(grid: Grid, tile: Any) -> bool:
+    """Whether a grid is (a crop of) the tile's 10 m grid, in the tile's CRS."""
+    from rasterio.crs import CRS
+
+    epsg = grid.crs.to_epsg() if grid.crs is not None else None
+    if epsg != tile.epsg and (grid.crs is None or grid.crs != CRS.from_epsg(tile.epsg)):
+        return False
+    t = grid.transform
+    x0, y0 = tile.origin
+    res = 10.0
+    minx, miny, maxx, maxy = tile.bounds()
+    right, bottom = t.c + grid.width * t.a, t.f + grid.height * t.e
+    tolerance = 0.01  # metres
+    on_grid = (abs(t.a - res) < 1e-9 and abs(t.e + res) < 1e-9 and t.b == 0 and t.d == 0
+               and abs((t.c - x0) / res - round((t.c - x0) / res)) * res < tolerance
+               and abs((y0 - t.f) / res - round((y0 - t.f) / res)) * res < tolerance)
+    inside = (t.c > minx - tolerance and right < maxx + tolerance
+              and bottom > miny - tolerance and t.f < maxy + tolerance)
+    return on_grid and inside
+
+
+def _tiles_under(grid: Grid) -> list[Any]:
+    """The tiles whose footprint holds the grid's centre (to name the bands' real tile)."""
+    from rasterio.warp import transform
+
+    from qgis_rsbatch.core.grid import tiles_for_aoi
+
+    t = grid.transform
+    cx, cy = t.c + grid.width * t.a / 2, t.f + grid.height * t.e / 2
+    try:
+        lons, lats = transform(grid.crs, "EPSG:4326", [cx], [cy])
+        return tiles_for_aoi({"type": "Point", "coordinates": [lons[0], lats[0]]})
+    except (InvalidInput, ValueError, RuntimeError):
+        return []
+
+
 class AoiClip:
     """The AOI on a tile's grid: the pixel window that covers it and per-strip masks."""
 

@@ -275,3 +275,35 @@ def test_a_damaged_final_output_is_made_again_not_trusted(tmp_path, finished_cel
     assert run_worker("check", ndvi).returncode == 0
     # and once whole again, the next run trusts it
     assert json.loads(_run(tmp_path, cell).stdout)["skipped"] is True
+
+
+# --- a cell whose tile and bands disagree ------------------------------------------------------
+def test_bands_of_another_tile_are_refused_naming_both(tmp_path, scene):
+    # 32TNT's cell given 32TMT's bands (a crop at 32TMT's origin, outside 32TNT)
+    proc = _run(tmp_path, cell_json(scene, tmp_path / "out", tile="32TNT"),)
+    assert_failed(tmp_path, proc, 2, "the cell's tile 32TNT (EPSG:32632, 10 m grid from "
+                  "(499980, 5300040)) does not match its bands", task_id="bad#32TNT_2024-06-01")
+    assert "which is tile 32TMT's grid" in proc.stderr
+    assert not (tmp_path / "out" / "bad" / "32TNT_2024-06-01.json").exists()
+
+
+def test_bands_in_another_zone_are_refused_naming_both_crs(tmp_path, scene_factory):
+    bands = scene_factory(size=600, tile="39QTA", seed=5)
+    cell = {**cell_json(bands, tmp_path / "out"), "tile": "32TMT"}
+    proc = _run(tmp_path, cell)
+    assert_failed(tmp_path, proc, 2, "the cell's tile 32TMT (EPSG:32632", )
+    assert "EPSG:32639" in proc.stderr and "which is tile 39QTA's grid" in proc.stderr
+
+
+def test_bands_off_the_tiles_pixel_grid_are_refused(tmp_path, scene_factory):
+    # inside 32TMT, in its CRS, but 5 m off its 10 m grid
+    bands = scene_factory(size=600, origin=(400005.0, 5300035.0), epsg=32632, seed=6)
+    proc = _run(tmp_path, cell_json(bands, tmp_path / "out"))
+    assert_failed(tmp_path, proc, 2, "the cell's tile 32TMT")
+    assert "which is no tile's grid" in proc.stderr
+
+
+def test_a_crop_of_the_tile_on_its_grid_is_accepted(tmp_path, scene_factory):
+    bands = scene_factory(size=600, origin=(450000.0, 5250000.0), epsg=32632, seed=7)
+    proc = _run(tmp_path, cell_json(bands, tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
