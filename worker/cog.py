@@ -13,8 +13,10 @@ Its checker is `worker.cogcheck.validate_cog`, which reads the TIFF structure it
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import shutil
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -71,6 +73,27 @@ class _Stats:
 
     def valid_fraction(self) -> float:
         return float(self.n.max()) / max(self.pixels, 1)
+
+
+def is_out_of_space(exc: BaseException, folder: str, slack: int = 0) -> bool:
+    """Whether a failed write ran out of space (call it before the scratch files go).
+
+    An OSError says so by its errno. GDAL does not: libtiff prints "No space left on device"
+    and the write goes on, to fail later as a short file. So a failure while the folder's
+    file system has less than `slack` bytes (about one tile) free counts as out of space.
+    """
+    current: BaseException | None = exc
+    seen = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT,
+                                                               errno.EFBIG):
+            return True
+        current = current.__cause__ or current.__context__
+    try:
+        return shutil.disk_usage(folder).free < slack
+    except OSError:
+        return False
 
 
 def _is_nan(value: Any) -> bool:
@@ -182,6 +205,27 @@ class CogWriter:
         except BaseException:
             self.abort()
             raise
+
+    @property
+    def folder(self) -> str:
+        """Where the scratch files and the COG are written."""
+        return os.path.dirname(self.path)
+
+    @property
+    def tile_bytes(self) -> int:
+        """One uncompressed tile: the most a single GDAL block write needs."""
+        return self.blocksize * self.blocksize * self.count * self.dtype.itemsize
+
+    @property
+    def space_slack(self) -> int:
+        """Free space below which a failed write is taken for a full disk (a tile and some)."""
+        return self.tile_bytes + (64 << 10)
+
+    def uncompressed_bytes(self) -> int:
+        """The pixels of every pyramid level, uncompressed: what the COG may take on disk."""
+        w, h = int(self.profile["width"]), int(self.profile["height"])
+        pixels = w * h + sum(level.width * level.height for level in self._levels)
+        return pixels * self.count * self.dtype.itemsize
 
     # --- writing -------------------------------------------------------------------------
     def write(self, data: np.ndarray, row_off: int, col_off: int = 0) -> None:
@@ -319,6 +363,10 @@ class CogWriter:
             os.replace(self._part, self.path)
             self._closed = True
             return self.path
+        except Exception as exc:
+            if is_out_of_space(exc, self.folder, self.space_slack):  # while the files exist
+                raise OSError(errno.ENOSPC, f"no space left writing {self.path}") from exc
+            raise
         finally:
             self._cleanup()
 

@@ -9,6 +9,7 @@ outputs are already valid and need not be made again.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -25,6 +26,42 @@ from qgis_rsbatch.core.errors import (
     aws_error_code,
 )
 from qgis_rsbatch.core.scratch import scratch_path
+
+#: errno values that mean "the file system (or this user's share of it) is full"
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _mount_of(path: str) -> tuple[str, str]:
+    """(mount point, device or file-system name) of the file system holding `path`."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    device = os.stat(path).st_dev
+    while path != os.path.dirname(path) and os.stat(os.path.dirname(path)).st_dev == device:
+        path = os.path.dirname(path)
+    name = ""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) > 1 and fields[1] == path:
+                    name = fields[0]
+    except OSError:
+        pass
+    return path, name
+
+
+def no_space(folder: str, needed: int | None = None) -> OutputFailed:
+    """The error for a full file system: where, how much is needed, how much is free."""
+    mount, name = _mount_of(folder)
+    where = f"{mount} ({name})" if name and name != mount else mount
+    try:
+        free = f", {shutil.disk_usage(mount).free / 1e6:.1f} MB free"
+    except OSError:
+        free = ""
+    need = f"about {max(needed / 1e6, 0.1):.0f} MB needed" if needed else "more space needed"
+    return OutputFailed(f"no space left on {where} writing {folder}: {need}{free}; free some "
+                        "space (or choose another output folder) and run the cell again")
 
 
 class LocalDestination:
@@ -51,6 +88,8 @@ class LocalDestination:
             raise AccessDenied(f"cannot write the output folder {folder}: permission denied"
                                ) from exc
         except OSError as exc:
+            if exc.errno in FULL_ERRNOS:
+                raise no_space(folder) from exc
             raise OutputFailed(f"cannot write the output folder {folder}: {exc.strerror}"
                                ) from exc
         return path
@@ -85,6 +124,8 @@ class LocalDestination:
         except OSError as exc:
             if os.path.exists(tmp):
                 os.remove(tmp)
+            if exc.errno in FULL_ERRNOS:
+                raise no_space(folder, len(json.dumps(data, indent=1))) from exc
             raise OutputFailed(f"cannot write {path}: {exc.strerror}") from exc
 
     def close(self) -> None:

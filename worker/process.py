@@ -28,9 +28,9 @@ from qgis_rsbatch.core.processes import SUPERVISOR_ENV, ProcessId
 from qgis_rsbatch.core.tasklog.schema import WORKER_PID, WORKER_START
 
 from . import compute, offset
-from .cog import CogWriter
+from .cog import CogWriter, is_out_of_space
 from .cogcheck import validate_cog
-from .outputs import destination_for
+from .outputs import destination_for, no_space
 from .profiles import product_profile
 from .reader import AoiClip, BandSet, Grid, check_on_tile, strips
 from .sources import band_env
@@ -214,13 +214,27 @@ def _make_products(cell: Cell, bands: BandSet, destination: Any,
         pause_point("written", cell)
         report(0.9, "writing Cloud-Optimized GeoTIFFs")
         assets = _finish(writers, cell, destination, warnings)
-    except BaseException:
+    except BaseException as exc:
+        needed = _space_needed(writers, exc)  # before abort() frees the space again
         for writer in writers.values():
             writer.abort()
+        if needed is not None:
+            raise no_space(next(iter(writers.values())).folder, needed) from exc
         raise
     destination.write_json(cell.item_uri, cell_item(cell, out_grid, assets, decision, warnings))
     report(1.0, "done")
     return {product: info["uri"] for product, info in assets.items()}, warnings
+
+
+def _space_needed(writers: dict[str, CogWriter], exc: BaseException) -> int | None:
+    """When a write failed for lack of space, about how many bytes the outputs need."""
+    if not writers or not isinstance(exc, Exception) or isinstance(exc, InvalidInput):
+        return None
+    first = next(iter(writers.values()))
+    slack = max(writer.space_slack for writer in writers.values())
+    if not is_out_of_space(exc, first.folder, slack):
+        return None
+    return sum(writer.uncompressed_bytes() for writer in writers.values())
 
 
 def _output_window(cell: Cell, grid: Grid) -> tuple[AoiClip | None, Any, Grid]:
