@@ -58,13 +58,14 @@ demo: setup  ## run the main job on generated sample scenes, on the local backen
 	$(PY) tools/demo.py --out $(DEMO_DIR)
 
 .PHONY: bench
-bench: setup  ## benchmarks: worker vs alternatives, AOI over HTTP vs odc-stac, AOI → tiles, local backend, mosaics and composites (bench/results)
+bench: setup  ## benchmarks: worker vs alternatives, AOI over HTTP vs odc-stac, AOI → tiles, local backend, mosaics and composites, GUI stalls (bench/results)
 	$(PY) -m bench.worker_bench --size $(BENCH_SIZE)
 	$(PY) -m bench.reduce_bench --size $(BENCH_SIZE)
 	$(PY) -m bench.grid_bench
 	$(PY) -m bench.backend_bench
 	$(PY) -m bench.aoi_bench
 	$(PY) -m bench.profile_worker --size $(BENCH_SIZE)
+	QT_QPA_PLATFORM=offscreen $(PY) -m bench.gui_bench
 
 .PHONY: clean
 clean:  ## remove build products and demo output (keeps .venv)

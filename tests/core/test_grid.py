@@ -7,7 +7,6 @@ import math
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -327,10 +326,9 @@ FRANCE = [[-1.8, 43.4], [-1.4, 46.2], [-2.2, 47.1], [-4.7, 47.9], [-4.6, 48.6], 
           [1.7, 42.5], [0.7, 42.8], [-1.8, 43.4]]
 
 
-def test_country_sized_aoi_is_fast_and_complete():
-    start = time.perf_counter()
+def test_country_sized_aoi_is_complete():
+    # how long it takes is measured by `make bench` (bench/grid_bench.py), not asserted here
     tiles = grid.tiles_for_aoi({"type": "Polygon", "coordinates": [FRANCE]})
-    assert time.perf_counter() - start < 2.0
     ids = [t.tile for t in tiles]
     assert ids == sorted(ids, key=lambda i: (int(i[:-3]), i[-3:]))
     assert {"31UDQ", "31TCJ", "32ULU", "30UUU", "30TXN"} <= set(ids)

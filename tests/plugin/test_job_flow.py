@@ -1,6 +1,6 @@
 """The dock end to end on the local backend with generated Sentinel-2 scenes: search, tick,
 estimate, submit, watch the cells, get styled layers in the job's group; failures, retry,
-cancel, a restart; and the GUI thread never stalls while a job runs."""
+cancel, a restart; and the blocking work never runs on the GUI thread."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from qgis_rsbatch.core.contract import Status
 from qgis_rsbatch.gui.job_model import PROGRESS_ROLE
 from qgis_rsbatch.gui.layer_tree import URI_PROPERTY
 from qgis_rsbatch.gui.styles import NDVI_COLORS
-from tests.plugin.conftest import GapRecorder, messages, wait_until
+from tests.plugin.conftest import messages, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -74,8 +74,14 @@ def _valid_pixel(path: str) -> tuple[float, float, list[float]]:
     raise AssertionError(f"no valid pixel in {path}")
 
 
-def test_full_job_ends_with_styled_layers_in_their_group(dock, sample, qgis_iface):
-    recorder = GapRecorder().start()
+def test_full_job_ends_with_styled_layers_in_their_group(dock, sample, qgis_iface,
+                                                         thread_spy):
+    from qgis_rsbatch.core import catalog, grid
+    from qgis_rsbatch.core.backends.local import LocalBackend
+
+    for owner, name in ((grid, "tiles_for_aoi"), (catalog, "search"),
+                        (LocalBackend, "submit"), (LocalBackend, "status")):
+        thread_spy.watch(owner, name)
     plan_job(dock, sample)
     assert len(dock.search_panel.model.selected()) == 4
     assert "4 cell(s)" in dock.run_panel.estimate_label.text()
@@ -84,13 +90,13 @@ def test_full_job_ends_with_styled_layers_in_their_group(dock, sample, qgis_ifac
     assert dock.tabs.currentWidget() is dock.jobs_panel
     status = wait_finished(dock, job_id)
     wait_until(lambda: len(result_layers(job_id)) == 8, 60, "8 result layers")
-    recorder.stop()
 
-    # the GUI thread was never blocked for long while the job ran
-    print(f"longest GUI-thread stall during the job: {recorder.max_gap_ms} ms "
-          f"({recorder.ticks} ticks)")
-    assert recorder.ticks > 100
-    assert recorder.max_gap_ms < 100
+    # the blocking work ran in task threads, never on the GUI thread (how long the GUI
+    # thread stalls depends on the machine: `make bench` measures it, bench/results/gui.md)
+    assert thread_spy.called() == {"qgis_rsbatch.core.grid.tiles_for_aoi",
+                                   "qgis_rsbatch.core.catalog.search",
+                                   "LocalBackend.submit", "LocalBackend.status"}
+    assert thread_spy.on_gui_thread() == []
 
     assert status.counts["SUCCEEDED"] == 4
     model = dock.jobs_panel.model
