@@ -75,6 +75,12 @@ class _Stats:
         return float(self.n.max()) / max(self.pixels, 1)
 
 
+def space_slack(pixel_bytes: int, blocksize: int = 512) -> int:
+    """Free bytes below which a failed write is taken for a full disk: one uncompressed
+    block (the most a single GDAL block write needs) and a little more."""
+    return blocksize * blocksize * pixel_bytes + (64 << 10)
+
+
 def is_out_of_space(exc: BaseException, folder: str, slack: int = 0) -> bool:
     """Whether a failed write ran out of space (call it before the scratch files go).
 
@@ -210,22 +216,6 @@ class CogWriter:
     def folder(self) -> str:
         """Where the scratch files and the COG are written."""
         return os.path.dirname(self.path)
-
-    @property
-    def tile_bytes(self) -> int:
-        """One uncompressed tile: the most a single GDAL block write needs."""
-        return self.blocksize * self.blocksize * self.count * self.dtype.itemsize
-
-    @property
-    def space_slack(self) -> int:
-        """Free space below which a failed write is taken for a full disk (a tile and some)."""
-        return self.tile_bytes + (64 << 10)
-
-    def uncompressed_bytes(self) -> int:
-        """The pixels of every pyramid level, uncompressed: what the COG may take on disk."""
-        w, h = int(self.profile["width"]), int(self.profile["height"])
-        pixels = w * h + sum(level.width * level.height for level in self._levels)
-        return pixels * self.count * self.dtype.itemsize
 
     # --- writing -------------------------------------------------------------------------
     def write(self, data: np.ndarray, row_off: int, col_off: int = 0) -> None:
@@ -364,7 +354,8 @@ class CogWriter:
             self._closed = True
             return self.path
         except Exception as exc:
-            if is_out_of_space(exc, self.folder, self.space_slack):  # while the files exist
+            slack = space_slack(self.count * self.dtype.itemsize, self.blocksize)
+            if is_out_of_space(exc, self.folder, slack):  # while the scratch files exist
                 raise OSError(errno.ENOSPC, f"no space left writing {self.path}") from exc
             raise
         finally:

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from qgis_rsbatch.core import products
 from qgis_rsbatch.core.contract import Cell, ReduceUnit, Status
 from qgis_rsbatch.core.errors import (
@@ -28,7 +30,7 @@ from qgis_rsbatch.core.processes import SUPERVISOR_ENV, ProcessId
 from qgis_rsbatch.core.tasklog.schema import WORKER_PID, WORKER_START
 
 from . import compute, offset
-from .cog import CogWriter, is_out_of_space
+from .cog import CogWriter, is_out_of_space, space_slack
 from .cogcheck import validate_cog
 from .outputs import destination_for, no_space
 from .profiles import product_profile
@@ -206,35 +208,46 @@ def _make_products(cell: Cell, bands: BandSet, destination: Any,
     report(0.02, decision.detail)
     clip, window, out_grid = _output_window(cell, bands.grid)
     writers: dict[str, CogWriter] = {}
+    folder = None
     try:
         for product in cell.products:
             path = destination.prepare(cell.output_uri(product))
+            folder = os.path.dirname(path)
             writers[product] = _writer(product, path, cell, out_grid, decision)
         _fill(writers, bands, cell, decision.offset, clip, window, report)
         pause_point("written", cell)
         report(0.9, "writing Cloud-Optimized GeoTIFFs")
         assets = _finish(writers, cell, destination, warnings)
     except BaseException as exc:
-        needed = _space_needed(writers, exc)  # before abort() frees the space again
+        # decided before abort() frees the space the scratch files hold
+        full = folder is not None and _out_of_space(exc, folder, cell)
         for writer in writers.values():
             writer.abort()
-        if needed is not None:
-            raise no_space(next(iter(writers.values())).folder, needed) from exc
+        if full and folder is not None:
+            raise no_space(folder, _space_needed(cell, out_grid)) from exc
         raise
     destination.write_json(cell.item_uri, cell_item(cell, out_grid, assets, decision, warnings))
     report(1.0, "done")
     return {product: info["uri"] for product, info in assets.items()}, warnings
 
 
-def _space_needed(writers: dict[str, CogWriter], exc: BaseException) -> int | None:
-    """When a write failed for lack of space, about how many bytes the outputs need."""
-    if not writers or not isinstance(exc, Exception) or isinstance(exc, InvalidInput):
-        return None
-    first = next(iter(writers.values()))
-    slack = max(writer.space_slack for writer in writers.values())
-    if not is_out_of_space(exc, first.folder, slack):
-        return None
-    return sum(writer.uncompressed_bytes() for writer in writers.values())
+def _pixel_bytes(product: str) -> int:
+    spec = products.get(product)
+    return spec.count * np.dtype(spec.dtype).itemsize
+
+
+def _out_of_space(exc: BaseException, folder: str, cell: Cell) -> bool:
+    """Whether the cell's outputs failed for lack of space (not for bad input)."""
+    if not isinstance(exc, Exception) or isinstance(exc, InvalidInput):
+        return False
+    largest = max(_pixel_bytes(product) for product in cell.products)
+    return is_out_of_space(exc, folder, space_slack(largest))
+
+
+def _space_needed(cell: Cell, grid: Grid) -> int:
+    """About what the cell's outputs take on disk: every pyramid level, uncompressed."""
+    pixels = grid.width * grid.height * 4 // 3  # the overviews add a third at most
+    return sum(pixels * _pixel_bytes(product) for product in cell.products)
 
 
 def _output_window(cell: Cell, grid: Grid) -> tuple[AoiClip | None, Any, Grid]:

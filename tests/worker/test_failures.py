@@ -336,7 +336,8 @@ def small_disk(tmp_path):
 def test_a_full_disk_is_named_with_the_space_needed(tmp_path, scene, small_disk, size):
     disk = small_disk(size)
     proc = _run(tmp_path, cell_json(scene, disk / "out"))
-    message = f"no space left on {disk} (tmpfs) writing {disk}/out/bad: about 12 MB needed"
+    # 1000 × 1000 px of RGB (3 × 2 bytes) and NDVI (4 bytes), plus a third for overviews
+    message = f"no space left on {disk} (tmpfs) writing {disk}/out/bad: about 13 MB needed"
     assert_failed(tmp_path, proc, 1, message)
     assert "internal error" not in proc.stderr
     assert [p for p in disk.rglob("*") if p.is_file()] == []  # no scratch, nothing partial
