@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import math
 import os
-import shutil
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +25,7 @@ import numpy as np
 from qgis_rsbatch.core.scratch import new_token, scratch_path
 
 from . import tiff
+from .outputs import is_out_of_space, space_slack
 from .profiles import cog_options
 
 
@@ -73,33 +73,6 @@ class _Stats:
 
     def valid_fraction(self) -> float:
         return float(self.n.max()) / max(self.pixels, 1)
-
-
-def space_slack(pixel_bytes: int, blocksize: int = 512) -> int:
-    """Free bytes below which a failed write is taken for a full disk: one uncompressed
-    block (the most a single GDAL block write needs) and a little more."""
-    return blocksize * blocksize * pixel_bytes + (64 << 10)
-
-
-def is_out_of_space(exc: BaseException, folder: str, slack: int = 0) -> bool:
-    """Whether a failed write ran out of space (call it before the scratch files go).
-
-    An OSError says so by its errno. GDAL does not: libtiff prints "No space left on device"
-    and the write goes on, to fail later as a short file. So a failure while the folder's
-    file system has less than `slack` bytes (about one tile) free counts as out of space.
-    """
-    current: BaseException | None = exc
-    seen = set()
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT,
-                                                               errno.EFBIG):
-            return True
-        current = current.__cause__ or current.__context__
-    try:
-        return shutil.disk_usage(folder).free < slack
-    except OSError:
-        return False
 
 
 def _is_nan(value: Any) -> bool:

@@ -4,7 +4,8 @@ Locally the COG writer works beside the destination and renames into place; for 
 works in a scratch folder and the finished file is uploaded (an S3 object appears only
 once its upload completes). The STAC item is published last: it is the cell's completion
 marker, listing every product with its size, which is how a retried cell knows its
-outputs are already valid and need not be made again.
+outputs are already valid and need not be made again. A full file system is named as such
+(`no_space`: where, about how much the cell needs, how much is free), not as a bug.
 """
 
 from __future__ import annotations
@@ -62,6 +63,32 @@ def no_space(folder: str, needed: int | None = None) -> OutputFailed:
     need = f"about {max(needed / 1e6, 0.1):.0f} MB needed" if needed else "more space needed"
     return OutputFailed(f"no space left on {where} writing {folder}: {need}{free}; free some "
                         "space (or choose another output folder) and run the cell again")
+
+
+def space_slack(pixel_bytes: int, blocksize: int = 512) -> int:
+    """Free bytes below which a failed write is taken for a full disk: one uncompressed
+    block (the most a single GDAL block write needs) and a little more."""
+    return blocksize * blocksize * pixel_bytes + (64 << 10)
+
+
+def is_out_of_space(exc: BaseException, folder: str, slack: int = 0) -> bool:
+    """Whether a failed write ran out of space (call it before the scratch files go).
+
+    An OSError says so by its errno. GDAL does not: libtiff prints "No space left on device"
+    and the write goes on, to fail later as a short file. So a failure while the folder's
+    file system has less than `slack` bytes (about one tile) free counts as out of space.
+    """
+    current: BaseException | None = exc
+    seen = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in FULL_ERRNOS:
+            return True
+        current = current.__cause__ or current.__context__
+    try:
+        return shutil.disk_usage(folder).free < slack
+    except OSError:
+        return False
 
 
 class LocalDestination:

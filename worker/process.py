@@ -30,9 +30,9 @@ from qgis_rsbatch.core.processes import SUPERVISOR_ENV, ProcessId
 from qgis_rsbatch.core.tasklog.schema import WORKER_PID, WORKER_START
 
 from . import compute, offset
-from .cog import CogWriter, is_out_of_space, space_slack
+from .cog import CogWriter
 from .cogcheck import validate_cog
-from .outputs import destination_for, no_space
+from .outputs import destination_for, is_out_of_space, no_space, space_slack
 from .profiles import product_profile
 from .reader import AoiClip, BandSet, Grid, check_on_tile, strips
 from .sources import band_env
