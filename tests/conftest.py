@@ -7,6 +7,7 @@ no test can reach a real account or the developer's own task log.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -70,6 +71,31 @@ def scene_factory(tmp_path_factory: pytest.TempPathFactory):
 def scene(scene_factory) -> dict[str, str]:
     """A 1000 px 32TMT scene with the +1000 offset (baseline ≥ 04.00), some clouds."""
     return scene_factory(size=1000, cloud=0.25, boa_offset=1000, seed=3, nodata_corner=True)
+
+
+# --- a full disk ----------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """mount(size) → a folder on a tmpfs of that size; unmounted afterwards."""
+    mounted = []
+
+    def mount(size):
+        if shutil.which("mount") is None:
+            pytest.skip("a full file system needs a small tmpfs: no mount command here")
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                               str(folder)], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            pytest.skip("a full file system needs a small tmpfs, and mounting one needs root "
+                        f"(CAP_SYS_ADMIN): {proc.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=False)
 
 
 # --- a moto server in its own process (GDAL's /vsis3/ needs a real socket) ---------------------

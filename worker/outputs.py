@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -22,6 +23,7 @@ from qgis_rsbatch.core.errors import (
     AWS_DENIED_CODES,
     AWS_NOT_FOUND_CODES,
     AccessDenied,
+    InvalidInput,
     OutputFailed,
     SourceUnavailable,
     aws_error_code,
@@ -91,6 +93,18 @@ def is_out_of_space(exc: BaseException, folder: str, slack: int = 0) -> bool:
         return False
 
 
+def space_needed_if_full(exc: BaseException, folder: str, pixels: int,
+                         pixel_bytes: Sequence[int]) -> int | None:
+    """When `exc` is a write into `folder` that ran out of space, about how many bytes the
+    outputs need (`pixels` of each output, `pixel_bytes` per pixel of each, every pyramid
+    level uncompressed); else None. Call it before the scratch files are removed."""
+    if not isinstance(exc, Exception) or isinstance(exc, InvalidInput) or not pixel_bytes:
+        return None
+    if not is_out_of_space(exc, folder, space_slack(max(pixel_bytes))):
+        return None
+    return pixels * 4 // 3 * sum(pixel_bytes)  # the overviews add a third at most
+
+
 class LocalDestination:
     """file:// outputs."""
 
@@ -152,7 +166,7 @@ class LocalDestination:
             if os.path.exists(tmp):
                 os.remove(tmp)
             if exc.errno in FULL_ERRNOS:
-                raise no_space(folder, len(json.dumps(data, indent=1))) from exc
+                raise no_space(os.path.dirname(path), len(json.dumps(data, indent=1))) from exc
             raise OutputFailed(f"cannot write {path}: {exc.strerror}") from exc
 
     def close(self) -> None:

@@ -32,7 +32,7 @@ from qgis_rsbatch.core.tasklog.schema import WORKER_PID, WORKER_START
 from . import compute, offset
 from .cog import CogWriter
 from .cogcheck import validate_cog
-from .outputs import destination_for, is_out_of_space, no_space, space_slack
+from .outputs import destination_for, no_space, space_needed_if_full
 from .profiles import product_profile
 from .reader import AoiClip, BandSet, Grid, check_on_tile, strips
 from .sources import band_env
@@ -220,11 +220,13 @@ def _make_products(cell: Cell, bands: BandSet, destination: Any,
         assets = _finish(writers, cell, destination, warnings)
     except BaseException as exc:
         # decided before abort() frees the space the scratch files hold
-        full = folder is not None and _out_of_space(exc, folder, cell)
+        needed = None if folder is None else space_needed_if_full(
+            exc, folder, out_grid.width * out_grid.height,
+            [_pixel_bytes(product) for product in cell.products])
         for writer in writers.values():
             writer.abort()
-        if full and folder is not None:
-            raise no_space(folder, _space_needed(cell, out_grid)) from exc
+        if needed is not None and folder is not None:
+            raise no_space(folder, needed) from exc
         raise
     destination.write_json(cell.item_uri, cell_item(cell, out_grid, assets, decision, warnings))
     report(1.0, "done")
@@ -234,20 +236,6 @@ def _make_products(cell: Cell, bands: BandSet, destination: Any,
 def _pixel_bytes(product: str) -> int:
     spec = products.get(product)
     return spec.count * np.dtype(spec.dtype).itemsize
-
-
-def _out_of_space(exc: BaseException, folder: str, cell: Cell) -> bool:
-    """Whether the cell's outputs failed for lack of space (not for bad input)."""
-    if not isinstance(exc, Exception) or isinstance(exc, InvalidInput):
-        return False
-    largest = max(_pixel_bytes(product) for product in cell.products)
-    return is_out_of_space(exc, folder, space_slack(largest))
-
-
-def _space_needed(cell: Cell, grid: Grid) -> int:
-    """About what the cell's outputs take on disk: every pyramid level, uncompressed."""
-    pixels = grid.width * grid.height * 4 // 3  # the overviews add a third at most
-    return sum(pixels * _pixel_bytes(product) for product in cell.products)
 
 
 def _output_window(cell: Cell, grid: Grid) -> tuple[AoiClip | None, Any, Grid]:

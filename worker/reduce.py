@@ -28,7 +28,7 @@ from .cog import CogWriter
 from .cogcheck import validate_cog
 from .composite import BLOCK, composite_bytes, composite_window, window_cols
 from .mosaic import DateMosaic, Source, open_source, target_grid, tile_centre
-from .outputs import destination_for
+from .outputs import destination_for, no_space, space_needed_if_full
 from .process import _record, _start
 from .profiles import composite_profile, gdal_threads, product_profile
 from .reader import AoiClip, Grid
@@ -122,7 +122,7 @@ def _complete(item: Any, unit: ReduceUnit, destination: Any) -> bool:
     if destination.size(unit.output_uri()) != asset["file:size"]:
         return False
     local = destination.local_copy(unit.output_uri())
-    return local is None or validate_cog(local).valid
+    return local is None or validate_cog(local, decode=True).valid
 
 
 def _date_mosaics(unit: ReduceUnit, present: list[str], grid: Grid) -> list[DateMosaic]:
@@ -194,9 +194,14 @@ def _make(unit: ReduceUnit, present: list[str], destination: Any,
                  "stats": {b: stats.tags(b) for b in range(writer.count)} if stats else {}}
         destination.publish(path, unit.output_uri())
         return asset, grid
-    except BaseException:
+    except BaseException as exc:
+        needed = None if writer is None else space_needed_if_full(
+            exc, writer.folder, grid.width * grid.height,
+            [spec["count"] * np.dtype(spec["dtype"]).itemsize])
         if writer is not None:
             writer.abort()
+        if needed is not None and writer is not None:
+            raise no_space(writer.folder, needed) from exc
         raise
     finally:
         for mosaic in mosaics:

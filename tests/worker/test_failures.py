@@ -310,28 +310,6 @@ def test_a_crop_of_the_tile_on_its_grid_is_accepted(tmp_path, scene_factory):
 
 
 # --- a full disk --------------------------------------------------------------------------------
-@pytest.fixture
-def small_disk(tmp_path):
-    """mount(size) → a folder on a tmpfs of that size; unmounted afterwards."""
-    mounted = []
-
-    def mount(size):
-        folder = tmp_path / f"disk{len(mounted)}"
-        folder.mkdir()
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
-                               str(folder)], capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            pytest.skip("a full file system needs a small tmpfs, and mounting one needs root "
-                        f"(CAP_SYS_ADMIN): {proc.stderr.strip()}")
-        mounted.append(folder)
-        return folder
-
-    yield mount
-    for folder in mounted:
-        subprocess.run(["umount", str(folder)], check=False)
-
-
-@pytest.mark.skipif(shutil.which("mount") is None, reason="no mount command")
 @pytest.mark.parametrize("size", ["1m", "3m", "6m"])  # fails in GDAL's writes, or in assembly
 def test_a_full_disk_is_named_with_the_space_needed(tmp_path, scene, small_disk, size):
     disk = small_disk(size)

@@ -314,3 +314,43 @@ def test_a_failed_input_is_lacking_and_none_left_is_nothing_to_reduce(cross_zone
     assert fresh.get(moved.task_id).status is Status.FAILED
     assert "nothing to mosaic" in fresh.get(moved.task_id).error
     assert not (out / "mos" / "mosaic").exists() or not any((out / "mos" / "mosaic").iterdir())
+
+
+def test_a_full_disk_fails_the_mosaic_saying_so_and_leaves_nothing(cross_zone, tmp_path,
+                                                                    small_disk):
+    """The real `rsbatch-worker reduce`, its inputs on a tmpfs with too little room left for
+    the mosaic: "no space left", FAILED, no scratch; with room, the same unit succeeds."""
+    import shutil
+    import subprocess
+    import sys
+
+    _root, cells, _plan, results, _log = cross_zone
+    unit, _ = results["mosaic_2024-06-01_rgb"]
+    inputs = [Path(local(cell.output_uri("rgb"))) for cell in cells]
+    room = sum(p.stat().st_size for p in inputs) + (640 << 10)
+    disk = small_disk(f"{room // 4096 * 4096 + 4096}")
+    for path in inputs:
+        (disk / "mos").mkdir(exist_ok=True)
+        shutil.copy(path, disk / "mos" / path.name)
+    spec = tmp_path / "unit.json"
+    spec.write_text(json.dumps({**unit.to_dict(), "output": str(disk)}))
+    log = tmp_path / "log.sqlite"
+
+    def reduce():
+        return subprocess.run([sys.executable, "-m", "worker.cli", "--task-log",
+                               f"sqlite://{log}", "reduce", str(spec)], capture_output=True,
+                              text=True, timeout=300, check=False)
+
+    proc = reduce()
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "rsbatch-worker: error:" in line]
+    assert len(errors) == 1 and f"no space left on {disk} (tmpfs)" in errors[0], proc.stderr
+    assert "MB needed" in errors[0] and "Traceback" not in proc.stderr
+    record = SqliteTaskLog(str(log)).get(unit.task_id)
+    assert record.status is Status.FAILED and "no space left" in record.error
+    assert sorted(p.name for p in disk.rglob("*") if p.is_file()) == sorted(
+        p.name for p in inputs)  # the inputs, nothing half-written, no scratch
+    subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+    proc = reduce()
+    assert proc.returncode == 0, proc.stderr
+    assert_valid_cog(str(disk / "mos" / "mosaic" / "2024-06-01_rgb.tif"))
