@@ -324,3 +324,32 @@ def test_a_full_disk_is_named_with_the_space_needed(tmp_path, scene, small_disk,
     proc = _run(tmp_path, cell_json(scene, disk / "out"))
     assert proc.returncode == 0, proc.stderr
     assert run_worker("check", json.loads(proc.stdout)["outputs"]["rgb"][7:]).returncode == 0
+
+
+def test_real_items_bands_fit_their_own_tile_and_no_neighbour():
+    """The tile check against the proj:transform of real Earth Search items (six zones, both
+    hemispheres): each item's 10 m grid is its own tile's, never its neighbour's."""
+    from rasterio.crs import CRS
+    from rasterio.transform import Affine
+
+    from qgis_rsbatch.core.errors import InvalidInput
+    from tests.core.conftest import real_items_path
+    from worker.reader import Grid, check_on_tile
+
+    path = real_items_path()
+    if path is None:
+        pytest.skip("real Earth Search items not present (../shared/real-data)")
+    items = json.loads(Path(path).read_text())["features"]
+    tiles = []
+    for item in items:
+        p = item["properties"]
+        tiles.append(f"{p['mgrs:utm_zone']}{p['mgrs:latitude_band']}{p['mgrs:grid_square']}")
+    for item, tile in zip(items, tiles):
+        red = item["assets"].get("red") or item["assets"]["B04"]
+        rows, cols = red["proj:shape"]
+        grid = Grid(CRS.from_epsg(item["properties"]["proj:epsg"]),
+                    Affine(*red["proj:transform"][:6]), cols, rows)
+        check_on_tile(grid, tile)
+        for other in sorted(set(tiles) - {tile}):  # neighbours in its zone, and other zones
+            with pytest.raises(InvalidInput, match=f"which is tile {tile}'s grid"):
+                check_on_tile(grid, other)
