@@ -13,6 +13,7 @@ import rasterio
 from qgis_rsbatch.core.contract import Status
 from qgis_rsbatch.core.tasklog.dynamodb import DynamoTaskLog
 from qgis_rsbatch.core.tasklog.schema import HASH_KEY, JOB_INDEX, JOB_INDEX_KEY, TABLE_NAME
+from qgis_rsbatch.core.tasklog.sqlite import SqliteTaskLog
 from tests.range_server import RangeServer
 from tests.worker.test_compute import reference_ndvi
 from tests.worker.test_failures import run_worker
@@ -175,3 +176,26 @@ def test_seed_prefix_that_is_not_a_tile_path(aws_endpoint):
            "output_bucket": "x", "region_name": "us-east-1"}
     proc = run_worker("--no-task-log", env=env)
     assert proc.returncode == 2 and "is not a sentinel-s2-l2a tile prefix" in proc.stderr
+
+
+def test_a_full_scratch_disk_before_an_s3_upload_is_named(aws_endpoint, scene, tmp_path,
+                                                          small_disk):
+    """On AWS Batch the COG is made in the container's scratch folder, then uploaded: when
+    that disk fills, the cell says so, is FAILED, and nothing reaches the bucket."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="results")
+    scratch = small_disk("3m")
+    log = tmp_path / "log.sqlite"
+    cell = json.dumps({"job_id": "bad", "tile": "32TMT", "date": "2024-06-01",
+                       "bands": scene, "products": ["rgb", "ndvi"],
+                       "output": "s3://results/runs", "offset": -0.1})
+    proc = run_worker("--task-log", f"sqlite://{log}", "run", cell, env={"TMPDIR": str(scratch)})
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "rsbatch-worker: error:" in line]
+    assert len(errors) == 1 and f"no space left on {scratch} (tmpfs) writing {scratch}/" \
+        in errors[0], proc.stderr
+    assert "MB needed" in errors[0] and "Traceback" not in proc.stderr
+    record = SqliteTaskLog(str(log)).get("bad#32TMT_2024-06-01")
+    assert record.status is Status.FAILED and "no space left" in record.error
+    assert s3.list_objects_v2(Bucket="results").get("KeyCount") == 0
+    assert list(scratch.iterdir()) == []  # the scratch folder is gone too
