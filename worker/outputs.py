@@ -25,6 +25,7 @@ from qgis_rsbatch.core.errors import (
     AccessDenied,
     InvalidInput,
     OutputFailed,
+    RsbatchError,
     SourceUnavailable,
     aws_error_code,
 )
@@ -100,7 +101,10 @@ def space_needed_if_full(exc: BaseException, folder: str, pixels: int,
     level uncompressed); else None. Call it before the scratch files are removed."""
     if not isinstance(exc, Exception) or isinstance(exc, InvalidInput) or not pixel_bytes:
         return None
-    if not is_out_of_space(exc, folder, space_slack(max(pixel_bytes))):
+    # our own errors (a band that cannot be read, …) are full-disk errors only by errno;
+    # the free-space test is for GDAL's writes, which fail without saying why
+    slack = 0 if isinstance(exc, RsbatchError) else space_slack(max(pixel_bytes))
+    if not is_out_of_space(exc, folder, slack):
         return None
     return pixels * 4 // 3 * sum(pixel_bytes)  # the overviews add a third at most
 
