@@ -12,7 +12,7 @@ import pytest
 from qgis_rsbatch.core.backends.jobfolder import SupervisorLock, job_folder
 from qgis_rsbatch.core.backends.local import LocalBackend
 from qgis_rsbatch.core.contract import Status
-from qgis_rsbatch.core.errors import JobBusy
+from qgis_rsbatch.core.errors import InvalidInput, JobBusy
 from qgis_rsbatch.core.planning import JobRequest, plan
 
 
@@ -92,19 +92,32 @@ def test_a_crashed_worker_fails_its_cell_and_the_others_go_on(sample_job, tmp_pa
             assert os.stat(path).st_mtime_ns == stamp
 
 
+def _lines(path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie awaiting its parent counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_cancel_stops_running_workers_and_pending_cells(sample_job, tmp_path):
-    slow = "sleep 60"
+    sleepers = tmp_path / "sleepers"
+    slow = f"echo $$ >> {sleepers}; exec sleep 600"
     backend = LocalBackend(task_log_path=str(tmp_path / "log.sqlite"), workers=2,
                            worker_python=wrapper_python(tmp_path, slow))
     backend.submit(sample_job)
-    deadline = time.monotonic() + 30
-    while backend.log.load_job(sample_job.job_id)[2].get("supervisor") is None:
-        assert time.monotonic() < deadline
+    deadline = time.monotonic() + 60
+    while len(_lines(sleepers)) < 2:  # the supervisor has started two (sleeping) workers
+        assert time.monotonic() < deadline, "the supervisor never started its workers"
         time.sleep(0.1)
-    time.sleep(1.0)  # the supervisor has started two (sleeping) workers
-    started = time.monotonic()
     status = backend.cancel(sample_job.job_id)
-    assert time.monotonic() - started < 20
+    # cancel killed the workers rather than waiting out their ten-minute sleep
+    assert not [pid for pid in _lines(sleepers) if _alive(int(pid))]
     assert status.counts["CANCELLED"] == 4
     assert all(r.error == "cancelled by the user" for r in status.records)
     # nothing of the job keeps running
@@ -137,3 +150,9 @@ def test_resume_refuses_a_job_whose_lock_is_held(sample_job, tmp_path):
     finally:
         lock.release()
     assert {r.status for r in backend.log.job_records(sample_job.job_id)} == {Status.PENDING}
+
+
+@pytest.mark.parametrize("workers", [0, -3])
+def test_a_backend_with_no_workers_is_refused(tmp_path, workers):
+    with pytest.raises(InvalidInput, match=f"workers must be 1 or more, not {workers}"):
+        LocalBackend(task_log_path=str(tmp_path / "log.sqlite"), workers=workers)

@@ -96,7 +96,9 @@ class LocalBackend:
     def __init__(self, *, task_log_path: str | None = None, workers: int | None = None,
                  worker_python: str | None = None) -> None:
         self.log = SqliteTaskLog(task_log_path or default_sqlite_path())
-        self.workers = max(1, workers or os.cpu_count() or 1)
+        if workers is not None and workers < 1:
+            raise InvalidInput(f"workers must be 1 or more, not {workers}")
+        self.workers = workers or os.cpu_count() or 1
         self._worker_python = worker_python
 
     def default_output(self) -> str:
