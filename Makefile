@@ -10,6 +10,7 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Where `make demo` writes; the job's outputs, task log and rendering land here.
 DEMO_DIR  ?= demo-output
 BENCH_SIZE ?= 10980
+WHEELHOUSE ?= build/wheelhouse
 
 .PHONY: help
 help:  ## list the targets
@@ -17,7 +18,7 @@ help:  ## list the targets
 
 # --- set-up -----------------------------------------------------------------
 .PHONY: setup
-setup: $(VENV)/.installed  ## install apt packages, the .venv, pinned deps and the project (idempotent)
+setup: $(VENV)/.installed $(WHEELHOUSE)/.complete  ## install apt packages, the .venv, pinned deps and the project (idempotent)
 
 $(VENV)/.apt:
 	@if ! dpkg -s $(APT_PKGS) >/dev/null 2>&1; then \
@@ -34,6 +35,16 @@ $(VENV)/.installed: $(VENV)/.apt requirements.txt pyproject.toml
 	$(PIP) install -q -r requirements.txt
 	$(PIP) install -q --no-deps -e .
 	@touch $@
+
+# The worker's wheels, for the offline tests of the plugin's worker-environment set-up (and
+# for air-gapped sites: PIP_FIND_LINKS=$(WHEELHOUSE) PIP_NO_INDEX=1).
+$(WHEELHOUSE)/.complete: qgis_rsbatch/worker_requirements.txt | $(VENV)/.installed
+	@rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
+	$(PY) -m pip download -q -d $(WHEELHOUSE) --only-binary=:all: -r qgis_rsbatch/worker_requirements.txt
+	@touch $@
+
+.PHONY: wheelhouse
+wheelhouse: $(WHEELHOUSE)/.complete  ## download the worker's wheels into build/wheelhouse
 
 # The AWS stack's targets (deploy, destroy, push-image, its lint tools) live beside it.
 # infra.mk may add prerequisites of `make test` to TEST_DEPS (e.g. asl-validator, checkov).

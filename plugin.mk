@@ -16,6 +16,11 @@ package:  ## build the installable plugin zip (dist/qgis_rsbatch-<version>.zip)
 	cp -R $(PLUGIN) build/plugin/$(PLUGIN)
 	find build/plugin/$(PLUGIN) \( -name '__pycache__' -o -name '.pytest_cache' \) -prune \
 	  -exec rm -rf {} + ; find build/plugin/$(PLUGIN) \( -name '*.py[co]' -o -name '*.ts' \) -delete
+	@# the worker package, for the worker environment (core.workerenv): a plain folder, so
+	@# QGIS never imports a top-level `worker`
+	mkdir -p build/plugin/$(PLUGIN)/bundled && cp -R worker build/plugin/$(PLUGIN)/bundled/worker
+	find build/plugin/$(PLUGIN)/bundled \( -name '__pycache__' -o -name 'Dockerfile' \) -prune \
+	  -exec rm -rf {} + ; find build/plugin/$(PLUGIN)/bundled -name '*.py[co]' -delete
 	cp metadata.txt build/plugin/$(PLUGIN)/metadata.txt
 	@[ ! -f LICENSE ] || cp LICENSE build/plugin/$(PLUGIN)/LICENSE
 	@rm -f $(PLUGIN_ZIP)
@@ -25,7 +30,9 @@ package:  ## build the installable plugin zip (dist/qgis_rsbatch-<version>.zip)
 	@python3 -m zipfile -l $(PLUGIN_ZIP) > build/plugin/contents.txt
 	@grep -q '^$(PLUGIN)/metadata.txt ' build/plugin/contents.txt
 	@grep -q '^$(PLUGIN)/icons/rsbatch.svg ' build/plugin/contents.txt
-	@! grep -E '^$(PLUGIN)/(worker|tests|infra|bench)/|site-packages|__pycache__' \
+	@grep -q '^$(PLUGIN)/worker_requirements.txt ' build/plugin/contents.txt
+	@grep -q '^$(PLUGIN)/bundled/worker/cli.py ' build/plugin/contents.txt
+	@! grep -E '^$(PLUGIN)/(worker|tests|infra|bench)/|^$(PLUGIN)/bundled/__init__|site-packages|__pycache__' \
 	  build/plugin/contents.txt
 	@echo "plugin: $(PLUGIN_ZIP) ($$(tail -n +2 build/plugin/contents.txt | grep -vc '/ ') files)"
 

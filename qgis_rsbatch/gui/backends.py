@@ -22,6 +22,7 @@ from typing import Any
 from ..core.backends import get_backend
 from ..core.errors import DependencyMissing, InvalidInput
 from ..core.tasklog import user_data_dir
+from ..core.workerenv import worker_process_env
 
 #: (backend name, sorted option items): what a job needs to find its backend again
 BackendKey = tuple
@@ -77,7 +78,8 @@ for name in ("numpy", "rasterio", "worker.cli", "qgis_rsbatch.core.backends.loca
         found[name] = getattr(module, "__version__", "ok")
     except Exception as exc:
         found[name] = None
-print(json.dumps({"python": sys.version.split()[0], "found": found}))
+gdal = getattr(sys.modules.get("rasterio"), "__gdal_version__", None)
+print(json.dumps({"python": sys.version.split()[0], "found": found, "gdal": gdal}))
 """
 
 
@@ -113,7 +115,7 @@ def _check_worker_python(python: str | None) -> WorkerCheck:
                                           "python of an environment where rsbatch is installed")
     try:
         answer = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True,  # noqa: S603
-                                timeout=60, check=False)
+                                timeout=60, check=False, env=worker_process_env())
         report = json.loads(answer.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
         return WorkerCheck(False, python, f"{python} did not run a short Python probe; is it "
@@ -122,28 +124,33 @@ def _check_worker_python(python: str | None) -> WorkerCheck:
     missing = [name for name, version in found.items() if version is None]
     if not missing:
         return WorkerCheck(True, python, f"Python {report['python']}, rasterio "
-                                         f"{found['rasterio']}, numpy {found['numpy']}")
+                                         f"{found['rasterio']} (GDAL {report.get('gdal')}), "
+                                         f"numpy {found['numpy']}")
     packages = [n for n in ("numpy", "rasterio") if n in missing]
     steps = []
     if packages:
         steps.append(f"{python} -m pip install {' '.join(packages)}")
     if any(n.startswith(("worker", "qgis_rsbatch")) for n in missing):
-        steps.append(f"{python} -m pip install -e '<rsbatch folder>[worker]' (or `make setup` "
-                     "in the rsbatch folder and choose its .venv/bin/python)")
+        steps.append("reinstall the plugin: its ZIP carries the worker package")
     return WorkerCheck(False, python, f"{python} lacks {', '.join(missing)}: run "
                                       + "; then ".join(steps))
 
 
 # --- AWS -------------------------------------------------------------------------------------
 def boto3_missing() -> str | None:
-    """None when QGIS's Python can import boto3, else exactly what to install."""
-    if importlib.util.find_spec("boto3") is not None:
+    """None when QGIS's Python can import boto3 (its own, or the one rsbatch's set-up put in
+    the profile folder, added to sys.path here), else exactly what to install."""
+    from ..core.awslibs import activate
+    from ..environments import aws_libs_folder
+
+    if activate(aws_libs_folder()):
         return None
     python = sys.executable if Path(sys.executable).name.lower().startswith("python") \
         else "QGIS's python"
-    return ("the AWS backend needs boto3 in QGIS's Python: run "
-            f"`{python} -m pip install boto3` (Debian/Ubuntu: `sudo apt install "
-            "python3-boto3`; Windows: the OSGeo4W Shell, `python -m pip install boto3`)")
+    return ("the AWS backend needs boto3 in QGIS's Python: install it from rsbatch's "
+            "settings (Set up, with 'boto3 for AWS jobs'), or Processing rsbatch:setupworker "
+            f"with AWS ticked; or by hand: `{python} -m pip install boto3` (Debian/Ubuntu: "
+            "`sudo apt install python3-boto3`)")
 
 
 def stacks_folder() -> Path:

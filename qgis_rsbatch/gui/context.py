@@ -43,6 +43,8 @@ class Context:
         return self.iface.mapCanvas() if self.iface is not None else None
 
     def local_key(self) -> BackendKey:
+        from ..environments import worker_python
+
         settings = self.settings()
-        return local_key(task_log=settings.task_log, worker_python=settings.worker_python,
+        return local_key(task_log=settings.task_log, worker_python=worker_python(settings),
                          workers=settings.workers)

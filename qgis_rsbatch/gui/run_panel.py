@@ -32,6 +32,7 @@ from qgis.PyQt.QtWidgets import (
 from ..core.errors import RsbatchError
 from ..core.estimate import estimate
 from ..core.planning import JobRequest, make_job
+from ..environments import worker_python
 from ..tasks import FunctionTask
 from .backends import (
     aws_key,
@@ -351,7 +352,7 @@ class RunPanel(QWidget):
         pool = self.context.pool
         self.submit_button.setEnabled(False)
         self.estimate_label.setText(self.tr("Submitting {} cell(s)…").format(len(job.cells)))
-        python = self.context.settings().worker_python or None
+        python = worker_python(self.context.settings()) or None
 
         def run(task: Any) -> Any:
             if key[0] == LOCAL:  # fail with what to install, not with a dead runner

@@ -10,6 +10,7 @@ from qgis.PyQt.QtGui import QIcon
 from .resolve_tiles import ResolveTilesAlgorithm
 from .run_job import RunJobAlgorithm
 from .search_scenes import SearchScenesAlgorithm
+from .setup_worker import SetupWorkerAlgorithm
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "icons",
                     "rsbatch.svg")
@@ -32,5 +33,6 @@ class RsbatchProvider(QgsProcessingProvider):
         return ICON
 
     def loadAlgorithms(self) -> None:
-        for algorithm in (ResolveTilesAlgorithm(), SearchScenesAlgorithm(), RunJobAlgorithm()):
+        for algorithm in (ResolveTilesAlgorithm(), SearchScenesAlgorithm(), RunJobAlgorithm(),
+                          SetupWorkerAlgorithm()):
             self.addAlgorithm(algorithm)

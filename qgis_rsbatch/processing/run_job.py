@@ -146,11 +146,12 @@ class RunJobAlgorithm(RsbatchAlgorithm):
 
     def prepareAlgorithm(self, parameters: dict, context: Any, feedback: Any) -> bool:
         # main thread: QGIS's proxy and rsbatch's settings (processAlgorithm may run elsewhere)
+        from ..environments import worker_python
         from ..settings import Settings
 
         settings = Settings()
         self._proxies = proxies_for(parameters.get(self.CATALOG) or catalog.EARTH_SEARCH_V1)
-        self._worker_python = settings.worker_python or None
+        self._worker_python = worker_python(settings) or None
         self._task_log = settings.task_log or None
         self._rgb_stretch = settings.rgb_stretch
         self._s3_mode = settings.s3_mode
@@ -170,6 +171,10 @@ class RunJobAlgorithm(RsbatchAlgorithm):
         stack = self.parameterAsString(parameters, self.STACK, context).strip() or "rsbatch"
         region = self.parameterAsString(parameters, self.REGION, context).strip() or None
         profile = self.parameterAsString(parameters, self.PROFILE, context).strip() or None
+        from ..core.awslibs import activate
+        from ..environments import aws_libs_folder
+
+        activate(aws_libs_folder())  # boto3 from rsbatch's set-up, when QGIS has none
         backend = get_backend("aws", stack=stack, region=region, profile=profile)
         output = self.parameterAsString(parameters, self.S3_OUTPUT, context).strip()
         if not output:

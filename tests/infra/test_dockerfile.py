@@ -1,7 +1,7 @@
 """The worker image, right by construction (no Docker engine runs here).
 
 The Dockerfile's entrypoint is the command the tests run, every file it copies exists and
-survives .dockerignore, and its pins are requirements.txt's.
+survives .dockerignore, and it installs the one list of worker pins.
 """
 
 from __future__ import annotations
@@ -74,15 +74,19 @@ def test_the_worker_modules_the_image_needs_are_all_copied():
     assert _ignored("tests/conftest.py") and _ignored(".venv/bin/python")
 
 
-def test_the_pins_are_requirements_txt_pins():
-    pins = {}
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        match = re.match(r"^(numpy|rasterio|boto3)\b(\S*)", line.strip())
-        if match:
-            pins[match.group(1)] = match.group(2)
-    runs = " ".join(rest for word, rest in _instructions() if word == "RUN")
-    for name, spec in pins.items():
-        assert f'"{name}{spec}"' in runs, (name, spec)
+def test_the_pins_are_the_one_worker_list():
+    """The image, the .venv and the plugin's worker environment install the same list."""
+    shared = "qgis_rsbatch/worker_requirements.txt"
+    listed = (ROOT / shared).read_text()
+    for name in ("numpy", "rasterio", "boto3"):
+        assert re.search(rf"^{name}\b", listed, re.MULTILINE), name
+    assert f"-r {shared}" in (ROOT / "requirements.txt").read_text().splitlines()
+    copies = [shlex.split(rest) for word, rest in _instructions() if word == "COPY"]
+    copied_to = next(args[-1] for args in copies if args[0] == shared)
+    runs = [rest for word, rest in _instructions() if word == "RUN"]
+    assert any(f"pip install -r {copied_to}" in run for run in runs)
+    # nothing pinned a second time beside the list
+    assert not any(re.search(r'"(numpy|rasterio|boto3)[<>=]', run) for run in runs)
 
 
 def test_the_container_does_not_run_as_root():

@@ -15,7 +15,8 @@ A cell is declared dead only when its worker is provably gone (core.processes).
 
 The worker needs rasterio, which QGIS's own Python lacks, so workers run with a chosen
 Python (`worker_python`): $RSBATCH_WORKER_PYTHON, this interpreter when it has rasterio,
-or the project's .venv.
+or the checkout's .venv (the plugin adds its own worker environment: core.workerenv). Our
+code reaches that Python through PYTHONPATH, so it needs only the third-party wheels.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from ..processes import ProcessId
 from ..tasklog import default_sqlite_path, user_data_dir
 from ..tasklog.schema import WORKER_PID, WORKER_START, Record
 from ..tasklog.sqlite import SqliteTaskLog
+from ..workerenv import worker_process_env
 from .base import JobStatus, Progress, move, poll, unfinished
 from .jobfolder import SupervisorLock, job_folder, read_job, write_job
 from .supervisor import POLL_SECONDS, Supervisor
@@ -52,30 +54,41 @@ def _has_worker(python: str) -> bool:
     """Whether `python` can run the worker (rasterio and the worker package importable)."""
     try:
         probe = subprocess.run([python, "-c", "import rasterio, numpy, worker.cli"],  # noqa: S603
-                               capture_output=True, timeout=60, check=False)
+                               capture_output=True, timeout=60, check=False,
+                               env=worker_process_env())
     except (OSError, subprocess.TimeoutExpired):
         return False
     return probe.returncode == 0
 
 
-def default_worker_python() -> str:
-    """The Python that runs workers: $RSBATCH_WORKER_PYTHON, this one, or the project's .venv."""
+def checkout_python() -> str | None:
+    """The checkout's .venv python when this code runs from a checkout that has one."""
+    project = Path(__file__).resolve().parents[3]
+    for candidate in (project / ".venv" / "bin" / "python",
+                      project / ".venv" / "Scripts" / "python.exe"):
+        if candidate.is_file():
+            return str(candidate)
+    return None
+
+
+def default_worker_python(extra: tuple[str, ...] = ()) -> str:
+    """The Python that runs workers: $RSBATCH_WORKER_PYTHON, this one, the checkout's .venv,
+    then `extra` (the plugin's own worker environment)."""
     configured = os.environ.get("RSBATCH_WORKER_PYTHON")
     if configured:
         return configured
     candidates = []
     if _is_python(sys.executable):
         candidates.append(sys.executable)
-    project = Path(__file__).resolve().parents[3]
-    candidates += [str(project / ".venv" / "bin" / "python"),
-                   str(project / ".venv" / "Scripts" / "python.exe")]
+    candidates += [p for p in (checkout_python(), *extra) if p]
     for candidate in candidates:
         if os.path.exists(candidate) and _has_worker(candidate):
             return candidate
     raise DependencyMissing(
-        "the local backend runs the worker with a Python that has rasterio and rsbatch's "
-        "worker: run `make setup` in the rsbatch folder (it makes .venv), or set "
-        "RSBATCH_WORKER_PYTHON (in QGIS: the plugin's worker Python setting) to such a Python")
+        "the local backend runs the worker with a Python that has rasterio: in QGIS, set up "
+        "the worker environment (rsbatch Settings ▸ Set up, or Processing rsbatch:setupworker); "
+        "in a checkout, `make setup` (it makes .venv); or set RSBATCH_WORKER_PYTHON (in QGIS: "
+        "the plugin's worker Python setting) to such a Python")
 
 
 def _worker(record: Record) -> ProcessId | None:
@@ -275,7 +288,7 @@ class LocalBackend:
             process = subprocess.Popen(  # noqa: S603 - our own module, our own arguments
                 command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True, close_fds=True, pass_fds=fds,
-                env={**os.environ, "RSBATCH_HOME": user_data_dir()},
+                env={**worker_process_env(), "RSBATCH_HOME": user_data_dir()},
             )
         lock.mark(process.pid)
         child = ProcessId.of(process.pid)

@@ -28,6 +28,7 @@ from ..contract import Cell, Job, Status
 from ..errors import TaskLogUnavailable, Terminated
 from ..processes import SUPERVISOR_ENV, die_with_parent, signal_group
 from ..tasklog.schema import utc_now
+from ..workerenv import worker_process_env
 from .base import Progress, move
 from .jobfolder import cell_log
 
@@ -62,7 +63,8 @@ class Supervisor:
         self.log, self.job, self.folder = log, job, folder
         self.python, self.workers = worker_python, workers
         threads = max(1, (os.cpu_count() or 1) // workers)
-        self.env = {**os.environ, "RSBATCH_GDAL_THREADS": str(threads),
+        # our code on PYTHONPATH: a worker environment holds only third-party wheels
+        self.env = {**worker_process_env(), "RSBATCH_GDAL_THREADS": str(threads),
                     SUPERVISOR_ENV: str(os.getpid())}
 
     def run(self, progress: Progress | None = None) -> None:
