@@ -14,15 +14,18 @@ environment when it exists (it is moved into place only once complete); else cor
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 from qgis.core import QgsApplication
 
 from .core.backends.local import checkout_python
-from .core.workerenv import env_python
+from .core.errors import DependencyMissing
+from .core.workerenv import env_python, worker_process_env
 
 FOLDER = "rsbatch"
 
@@ -67,3 +70,30 @@ def remove_worker_env() -> None:
     for path in (folder, folder.with_name(folder.name + ".partial"),
                  folder.with_name(folder.name + ".old")):
         shutil.rmtree(path, ignore_errors=True)
+
+
+def generate_samples(python: str, folder: str | os.PathLike, crop: int = 1600) -> dict:
+    """Generate the sample scenes and their static catalog into `folder` with the worker's
+    Python (they are written with rasterio); returns {"catalog", "aoi", "start", "end"}.
+    Blocking: run it in a task. An existing complete sample catalog is reused."""
+    summary = Path(folder) / "sample.json"
+    if summary.is_file():
+        try:
+            found = json.loads(summary.read_text(encoding="utf-8"))
+            if os.path.isfile(found.get("catalog", "")):
+                return found
+        except ValueError:
+            pass
+    try:
+        answer = subprocess.run(  # noqa: S603 - our own module, our own arguments
+            [python, "-m", "worker.samples", str(folder), "--crop", str(crop)],
+            capture_output=True, text=True, timeout=600, check=False,
+            env=worker_process_env())
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DependencyMissing(f"{python} could not generate the sample data: {exc}") from exc
+    if answer.returncode != 0:
+        last = (answer.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DependencyMissing(f"{python} could not generate the sample data: {last}")
+    found = json.loads(answer.stdout.strip().splitlines()[-1])
+    summary.write_text(json.dumps(found), encoding="utf-8")
+    return found

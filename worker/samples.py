@@ -419,3 +419,26 @@ def write_sample_catalog(folder: str, crop: int = 1600) -> dict[str, Any]:
         json.dump(catalog, fh, indent=1)
     return {"catalog": path, "aoi": sample_aoi(crop), "start": SAMPLE_DATES[0][0],
             "end": SAMPLE_DATES[-1][0]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m worker.samples FOLDER`: the sample catalog into FOLDER, its summary as JSON
+    on stdout (the plugin's "Try it with sample data" runs this in the worker environment)."""
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m worker.samples",
+                                     description="Generate the sample scenes and catalog.")
+    parser.add_argument("folder")
+    parser.add_argument("--crop", type=int, default=1600, help="scene size in pixels")
+    args = parser.parse_args(argv)
+    if args.crop < 64:
+        print("python -m worker.samples: error: --crop must be at least 64", file=sys.stderr)
+        return 2
+    print(json.dumps(write_sample_catalog(args.folder, crop=args.crop)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .errors import DependencyMissing
-from .workerenv import pip_source, swap_in, pip_failure, pip_env, run_step
+from .workerenv import pip_env, pip_failure, pip_source, run_step, swap_in
 
 #: installed always (QGIS has none of them)
 AWS_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath")

@@ -249,8 +249,8 @@ def setup_worker_env(folder: str | os.PathLike, *, base: str | None = None,
         code, output = run_step([base, "-m", "venv", str(scratch)], env=env, cancelled=cancelled)
         if code != 0:
             raise DependencyMissing(
-                f"{base} could not make a virtual environment ({pip_failure(output)}); Debian/Ubuntu: "
-                f"`sudo apt install python3-venv`. By hand: {by_hand}")
+                f"{base} could not make a virtual environment ({pip_failure(output)}); "
+                f"Debian/Ubuntu: `sudo apt install python3-venv`. By hand: {by_hand}")
         python = env_python(scratch)
         total = _requirement_count(Path(requirements))
         collected: list[str] = []

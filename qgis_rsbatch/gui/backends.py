@@ -8,7 +8,6 @@ network), cached by the options that make them, and shared by every task (thread
 from __future__ import annotations
 
 import configparser
-import importlib.util
 import json
 import os
 import subprocess

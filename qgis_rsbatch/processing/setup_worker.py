@@ -73,8 +73,12 @@ class SetupWorkerAlgorithm(RsbatchAlgorithm):
         return True
 
     def processAlgorithm(self, parameters: dict, context: Any, feedback: Any) -> dict:
-        from ..core.workerenv import describe_python, env_python, setup_worker_env, \
-            worker_process_env
+        from ..core.workerenv import (
+            describe_python,
+            env_python,
+            setup_worker_env,
+            worker_process_env,
+        )
 
         force = self.parameterAsBoolean(parameters, self.FORCE, context)
         python = env_python(self._folder)
