@@ -64,12 +64,13 @@ def worker_python(settings: Any) -> str:
     return profile_worker_python() or ""
 
 
-def remove_worker_env() -> None:
-    """Delete the profile's worker environment (and any scratch left by an interrupted set-up)."""
-    folder = worker_env_folder()
-    for path in (folder, folder.with_name(folder.name + ".partial"),
-                 folder.with_name(folder.name + ".old")):
-        shutil.rmtree(path, ignore_errors=True)
+def remove_installed() -> None:
+    """Delete what the set-up installed (the worker environment and boto3, with any scratch
+    an interrupted set-up left); the sample data and job outputs stay."""
+    for folder in (worker_env_folder(), aws_libs_folder()):
+        for path in (folder, folder.with_name(folder.name + ".partial"),
+                     folder.with_name(folder.name + ".old")):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def generate_samples(python: str, folder: str | os.PathLike, crop: int = 1600) -> dict:

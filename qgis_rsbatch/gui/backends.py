@@ -86,6 +86,14 @@ print(json.dumps({"python": sys.version.split()[0], "found": found, "gdal": gdal
 _WORKING: dict[str, WorkerCheck] = {}
 
 
+def forget_checks() -> None:
+    """Probe again from now on (a worker environment was just set up)."""
+    from ..core.backends.local import _has_worker
+
+    _WORKING.clear()
+    _has_worker.cache_clear()
+
+
 def require_worker_python(python: str | None) -> None:
     """DependencyMissing with what to install unless `python` can run the worker (blocking)."""
     result = _WORKING.get(python or "") or check_worker_python(python)

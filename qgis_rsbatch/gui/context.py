@@ -33,6 +33,8 @@ class Context:
     settings: Callable[[], Settings] = Settings
     #: asks the user a yes/no question; tests replace it
     confirm: Callable[[Any, str, str], bool] = ask
+    #: sets up the worker environment (gui.worker_setup.WorkerSetup; the dock makes it)
+    worker_setup: Any = None
 
     @property
     def project(self) -> QgsProject:

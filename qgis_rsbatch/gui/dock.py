@@ -25,6 +25,7 @@ from .jobs_panel import JobsPanel
 from .run_panel import RunPanel
 from .search_panel import SearchPanel
 from .settings_panel import SettingsPanel
+from .worker_setup import WorkerSetup
 
 OBJECT_NAME = "RsbatchDock"
 
@@ -48,6 +49,7 @@ class RsbatchDock(QgsDockWidget):
         self.context = context
         self.tabs = QTabWidget(self)
         self.tabs.setDocumentMode(True)
+        context.worker_setup = WorkerSetup(context, self)
 
         plan = QWidget()
         layout = QVBoxLayout(plan)
@@ -119,6 +121,8 @@ class RsbatchDock(QgsDockWidget):
         self.search_panel.cleanup()
         self.settings_panel.cleanup()
         self.aoi_panel.cleanup()
+        if self.context.worker_setup is not None:
+            self.context.worker_setup.cleanup()
 
 
 DOCK_AREA = Qt.DockWidgetArea.RightDockWidgetArea

@@ -29,7 +29,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import RsbatchError
+from ..core.errors import DependencyMissing, RsbatchError
 from ..core.estimate import estimate
 from ..core.planning import JobRequest, make_job
 from ..environments import worker_python
@@ -45,6 +45,7 @@ from .backends import (
 )
 from .context import Context
 from .messages import describe
+from .worker_setup import DOWNLOAD_MB
 
 LOCAL, AWS = "local", "aws"
 ESTIMATE_DELAY_MS = 300
@@ -362,7 +363,8 @@ class RunPanel(QWidget):
         self._submit_task = FunctionTask(
             self.tr("rsbatch: submitting job {}").format(job.job_id), run,
             on_success=lambda status: self._submitted(job, status, key, label),
-            on_error=self._submit_failed, on_cancel=self._submit_cancelled)
+            on_error=lambda error: self._submit_failed(error, key),
+            on_cancel=self._submit_cancelled)
         return self.context.tasks.start(self._submit_task)
 
     def _submitted(self, job: Any, status: Any, key: Any, label: str) -> None:
@@ -370,10 +372,31 @@ class RunPanel(QWidget):
         self.invalidate()
         self.submitted.emit(job, status, key, label)
 
-    def _submit_failed(self, error: BaseException) -> None:
+    def _submit_failed(self, error: BaseException, key: Any = None) -> None:
         self._submit_task = None
-        self.context.notifier.error(error, self.tr("Submit"))
         self.invalidate()
+        if key is not None and key[0] == LOCAL and self._offer_worker_setup(error):
+            return
+        self.context.notifier.error(error, self.tr("Submit"))
+
+    def _offer_worker_setup(self, error: BaseException) -> bool:
+        """No worker Python at all (a fresh ZIP install): offer to set up the worker
+        environment in the background, then submit again. Whether the offer was taken."""
+        setup = self.context.worker_setup
+        if setup is None or not isinstance(error, DependencyMissing) or \
+                self.context.settings().worker_python:
+            return False
+        if not setup.running and not self.context.confirm(
+                self, self.tr("Set up the worker environment?"),
+                self.tr("Jobs on this computer need rsbatch's worker environment (rasterio, "
+                        "numpy, boto3: about {} MB to download into the QGIS profile "
+                        "folder). Set it up now and then submit this job?").format(
+                            DOWNLOAD_MB)):
+            return False
+        self.estimate_label.setText(self.tr("Setting up the worker environment; the job is "
+                                            "submitted when it is ready…"))
+        setup.start(then=self.submit)
+        return True
 
     def _submit_cancelled(self) -> None:
         self._submit_task = None

@@ -1,5 +1,6 @@
-"""The dock's settings tab: the worker's Python (with a check that says exactly what to
-install), confirmation thresholds, how results are loaded, how often jobs are polled.
+"""The dock's settings tab: the worker's Python (which one is in use, its rasterio and GDAL,
+a button that sets up the plugin's own worker environment, or a Python of one's own),
+confirmation thresholds, how results are loaded, how often jobs are polled.
 
 Every field is written to QgsSettings (`rsbatch/…`) as soon as it changes.
 """
@@ -25,8 +26,9 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core.estimate import DEFAULT_SPOT_PRICE
+from ..environments import worker_env_folder, worker_python
 from ..tasks import FunctionTask
-from .backends import WorkerCheck, check_worker_python
+from .backends import WorkerCheck, check_worker_python, forget_checks
 from .context import Context
 
 
@@ -60,9 +62,26 @@ class SettingsPanel(QWidget):
         self.python_widget.setStorageMode(QgsFileWidget.StorageMode.GetFile)
         self.python_widget.setDialogTitle(self.tr("Python that runs the worker"))
         self.python_widget.setToolTip(self.tr(
-            "A Python with rasterio and rsbatch's worker (e.g. the rsbatch folder's "
-            ".venv/bin/python). Empty: $RSBATCH_WORKER_PYTHON, then rsbatch's .venv."))
+            "Advanced: your own Python with rasterio and numpy (a conda environment, OSGeo4W's "
+            "Python, a checkout's .venv/bin/python). Empty: the worker environment set up "
+            "below (or, beside a checkout, its .venv)."))
         form.addRow(self.tr("Worker Python"), self.python_widget)
+        setup = QHBoxLayout()
+        self.setup_button = QPushButton(self.tr("Set up worker environment"), self)
+        self.setup_button.setToolTip(self.tr(
+            "Makes a private Python environment for the worker in the QGIS profile folder "
+            "(rsbatch/worker-env) with the Python QGIS runs, and downloads rasterio, numpy "
+            "and boto3 into it (about 90 MB; pip follows PIP_INDEX_URL, PIP_FIND_LINKS, "
+            "PIP_NO_INDEX and QGIS's proxy)."))
+        self.aws_check = QCheckBox(self.tr("also boto3 for AWS jobs"), self)
+        self.remove_button = QPushButton(self.tr("Remove"), self)
+        self.remove_button.setToolTip(self.tr("Delete the worker environment and boto3 "
+                                              "from the profile folder"))
+        setup.addWidget(self.setup_button)
+        setup.addWidget(self.aws_check)
+        setup.addWidget(self.remove_button)
+        setup.addStretch(1)
+        form.addRow("", setup)
         row = QHBoxLayout()
         self.check_button = QPushButton(self.tr("Check"), self)
         self.check_label = QLabel(self)
@@ -146,6 +165,10 @@ class SettingsPanel(QWidget):
         self.spot_spin.valueChanged.connect(lambda v: store("spot_price", v))
         self.poll_spin.valueChanged.connect(self._poll_changed)
         self.check_button.clicked.connect(self.check_worker)
+        self.setup_button.clicked.connect(self.setup_worker)
+        self.remove_button.clicked.connect(self.remove_worker)
+        if self.context.worker_setup is not None:
+            self.context.worker_setup.finished.connect(self._setup_finished)
 
     def _poll_changed(self, seconds: float) -> None:
         milliseconds = round(seconds * 1000)
@@ -159,7 +182,8 @@ class SettingsPanel(QWidget):
         if self._check_task is not None:
             return self._check_task
         self._announce = announce
-        python = self.python_widget.filePath().strip() or None
+        python = self.python_widget.filePath().strip() or \
+            worker_python(self.context.settings()) or None
         self.check_button.setEnabled(False)
         self.check_label.setText(self.tr("Checking…"))
         self._check_task = FunctionTask(
@@ -181,6 +205,37 @@ class SettingsPanel(QWidget):
         if not result.ok and getattr(self, "_announce", True):
             self.context.notifier.warning(result.message, self.tr("Worker Python"))
         self.workerChecked.emit(result.ok, result.message)
+
+    # --- the worker environment ---------------------------------------------------------------
+    def setup_worker(self) -> Any:
+        """Set up the profile's worker environment in a task (then check it again)."""
+        if self.context.worker_setup is None:
+            return None
+        self.setup_button.setEnabled(False)
+        self.check_label.setText(self.tr("Setting up the worker environment…"))
+        return self.context.worker_setup.start(aws=self.aws_check.isChecked())
+
+    def _setup_finished(self, ok: bool, message: str) -> None:
+        self.setup_button.setEnabled(True)
+        if ok:
+            self.check_worker(announce=False)
+        else:
+            self.check_label.setText(f"<span style='color:#d7301f'>✖ </span>{message}")
+
+    def remove_worker(self) -> None:
+        if self.context.worker_setup is not None and self.context.worker_setup.running:
+            return
+        from ..environments import aws_libs_folder, remove_installed
+
+        if not self.context.confirm(self, self.tr("Remove the worker environment?"),
+                                    self.tr("Delete {} and {}? Local jobs need it again; "
+                                            "Set up makes it again.").format(
+                                        worker_env_folder(), aws_libs_folder())):
+            return
+        remove_installed()
+        forget_checks()
+        self.context.pool.clear()
+        self.check_worker(announce=False)
 
     def cleanup(self) -> None:
         if self._check_task is not None:
