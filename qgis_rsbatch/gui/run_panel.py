@@ -32,7 +32,7 @@ from qgis.PyQt.QtWidgets import (
 from ..core.errors import DependencyMissing, RsbatchError
 from ..core.estimate import estimate
 from ..core.planning import JobRequest, make_job
-from ..environments import worker_python
+from ..environments import profile_worker_python, worker_python
 from ..tasks import FunctionTask
 from .backends import (
     aws_key,
@@ -384,8 +384,8 @@ class RunPanel(QWidget):
         environment in the background, then submit again. Whether the offer was taken."""
         setup = self.context.worker_setup
         if setup is None or not isinstance(error, DependencyMissing) or \
-                self.context.settings().worker_python:
-            return False
+                self.context.settings().worker_python or profile_worker_python():
+            return False  # a Python of the user's own, or one set up already: say why not
         if not setup.running and not self.context.confirm(
                 self, self.tr("Set up the worker environment?"),
                 self.tr("Jobs on this computer need rsbatch's worker environment (rasterio, "
