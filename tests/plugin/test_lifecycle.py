@@ -28,7 +28,7 @@ def test_init_gui_adds_a_raster_menu_entry_toolbar_button_and_provider(plugin, q
     provider = QgsApplication.processingRegistry().providerById("rsbatch")
     assert provider is not None
     assert sorted(a.name() for a in provider.algorithms()) == [
-        "resolvetiles", "runjob", "searchscenes"]
+        "resolvetiles", "runjob", "searchscenes", "setupworker"]
     assert plugin.dock is None  # built on first use
 
 
