@@ -13,6 +13,7 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (
     QFrame,
     QLabel,
+    QPushButton,
     QScrollArea,
     QTabWidget,
     QVBoxLayout,
@@ -23,6 +24,7 @@ from .aoi_panel import AoiPanel
 from .context import Context
 from .jobs_panel import JobsPanel
 from .run_panel import RunPanel
+from .sample_data import SampleData
 from .search_panel import SearchPanel
 from .settings_panel import SettingsPanel
 from .worker_setup import WorkerSetup
@@ -54,6 +56,7 @@ class RsbatchDock(QgsDockWidget):
         plan = QWidget()
         layout = QVBoxLayout(plan)
         layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self._sample_button(plan), 0, Qt.AlignmentFlag.AlignRight)
         self.aoi_panel = AoiPanel(context, plan)
         self.search_panel = SearchPanel(context, plan)
         self.run_panel = RunPanel(context, plan)
@@ -110,6 +113,24 @@ class RsbatchDock(QgsDockWidget):
         self.jobs_panel.add_job(job, status, key, label)
         self.tabs.setCurrentWidget(self.jobs_panel)
 
+    def _sample_button(self, parent: QWidget) -> QPushButton:
+        self.sample_data = SampleData(self.context, self.fill_sample, self)
+        self.sample_button = QPushButton(self.tr("Try it with sample data"), parent)
+        self.sample_button.setToolTip(self.tr(
+            "Generate two small Sentinel-2-like tiles on two dates and their catalog in the "
+            "QGIS profile folder (rsbatch/samples; no download), and fill in the area, dates "
+            "and catalog"))
+        self.sample_button.clicked.connect(self.sample_data.start)
+        return self.sample_button
+
+    def fill_sample(self, sample: dict) -> None:
+        """Area, catalog and dates of the sample data (a cloud limit that keeps every scene)."""
+        self.show_tab("new")
+        self.aoi_panel.set_aoi(sample["aoi"])
+        self.search_panel.set_catalog(sample["catalog"])
+        self.search_panel.set_dates(sample["start"], sample["end"])
+        self.search_panel.cloud_spin.setValue(100)
+
     def show_tab(self, name: str) -> None:
         index = {"new": 0, "jobs": 1, "settings": 2}[name]
         self.tabs.setCurrentIndex(index)
@@ -121,6 +142,7 @@ class RsbatchDock(QgsDockWidget):
         self.search_panel.cleanup()
         self.settings_panel.cleanup()
         self.aoi_panel.cleanup()
+        self.sample_data.cleanup()
         if self.context.worker_setup is not None:
             self.context.worker_setup.cleanup()
 

@@ -113,3 +113,29 @@ def test_cancelling_the_set_up_kills_pip_and_leaves_nothing(dock, fresh_install)
     assert not scratch.exists() and not (fresh_install / "worker-env").exists()
     assert panel.setup_button.isEnabled()
     assert Settings().worker_python == ""
+
+
+def test_try_it_with_sample_data_on_a_fresh_install(dock, fresh_install):
+    """One click: the set-up is offered, the samples are generated with the worker's Python
+    into the profile folder, and area, catalog and dates are filled; the job then runs."""
+    from tests.plugin.test_job_flow import submit
+
+    questions = []
+    dock.context.confirm = lambda parent, title, text: questions.append(title) or True
+    ready = []
+    dock.sample_data.ready.connect(ready.append)
+    dock.sample_button.click()
+    wait_until(lambda: ready, 300, "the set-up and the sample data")
+    assert questions == ["Set up the worker environment?"]
+    catalog = fresh_install / "samples" / "catalog.json"
+    assert ready[0]["catalog"] == str(catalog) and catalog.is_file()
+    search = dock.search_panel
+    assert search.catalog_location() == str(catalog)
+    wait_until(lambda: dock.aoi_panel.tiles, 30, "tiles")
+    assert [t.tile for t in dock.aoi_panel.tiles] == ["32TMT", "32TNT"]
+    search.search_button.click()
+    wait_until(search.model.scenes, 30, "scenes")
+    assert len(search.model.scenes()) == 4
+    wait_until(lambda: dock.run_panel.plan, 30, "the estimate")
+    job_id = submit(dock)
+    assert wait_finished(dock, job_id, 180).counts["SUCCEEDED"] == 4
