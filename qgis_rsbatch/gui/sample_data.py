@@ -39,8 +39,8 @@ class SampleData(QObject):
         def run(task: Any) -> dict:
             from ..core.backends.local import default_worker_python
 
-            extra = (profile_worker_python(),) if profile_worker_python() else ()
-            python = chosen or default_worker_python(extra=extra)
+            own = profile_worker_python()
+            python = chosen or default_worker_python(extra=(own,) if own else ())
             return generate_samples(python, folder)
 
         self.task = FunctionTask(self.tr("rsbatch: generating the sample data"), run,
