@@ -88,6 +88,8 @@ class Settings:
     download_folder = _Setting("results/download_folder", "", str)
     rgb_stretch = _Setting("results/rgb_stretch", "fixed", str)  # "fixed" | "cumulative"
     auto_load = _Setting("results/auto_load", True, _bool)
+    #: jobs whose results the dock adds as cells finish, also across QGIS sessions
+    loading_jobs = _Setting("results/loading_jobs", list, _list)
     confirm_cells = _Setting("confirm/cells", 50, int)
     confirm_dollars = _Setting("confirm/dollars", 5.0, float)
     poll_ms = _Setting("poll_ms", 2000, int)

@@ -23,6 +23,7 @@ from qgis.PyQt.QtWidgets import (
 from .aoi_panel import AoiPanel
 from .context import Context
 from .jobs_panel import JobsPanel
+from .quit_guard import QuitGuard
 from .run_panel import RunPanel
 from .sample_data import SampleData
 from .search_panel import SearchPanel
@@ -98,6 +99,8 @@ class RsbatchDock(QgsDockWidget):
         self.run_panel.submitted.connect(self._submitted)
         self.settings_panel.pollIntervalChanged.connect(self.jobs_panel.set_poll_interval)
         self.jobs_panel.load_history()
+        window = context.iface.mainWindow() if context.iface is not None else None
+        self.quit_guard = QuitGuard(context, self.jobs_panel, window, self)
         # can this computer run jobs? said at once when it is the chosen backend
         self.settings_panel.check_worker(announce=context.settings().backend == "local")
 
@@ -137,6 +140,7 @@ class RsbatchDock(QgsDockWidget):
 
     def cleanup(self) -> None:
         """Unload: stop polling, drop task callbacks, give the canvas back."""
+        self.quit_guard.cleanup()
         self.jobs_panel.cleanup()
         self.run_panel.cleanup()
         self.search_panel.cleanup()

@@ -200,3 +200,12 @@ class JobMonitor(QObject):
         """No more polls (unload); a running poll task is cancelled by the registry."""
         self._stopped = True
         self.timer.stop()
+
+    def pause(self) -> None:
+        """No polls until `resume()` (QGIS is closing); a running poll task is the caller's."""
+        self._stopped = True
+        self.timer.stop()
+
+    def resume(self) -> None:
+        self._stopped = False
+        self.schedule(0)

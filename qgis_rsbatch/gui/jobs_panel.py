@@ -193,6 +193,7 @@ class JobsPanel(QWidget):
 
     def _history_read(self, found: list[tuple[dict, BackendKey, Any]]) -> None:
         self._history_task = None
+        loading = set(self.context.settings().loading_jobs)
         for row, key, status in found:
             job_id = row["job_id"]
             if job_id in self.monitor.jobs:
@@ -204,7 +205,22 @@ class JobsPanel(QWidget):
                                    error=describe(status))
             else:
                 self.monitor.watch(job_id, key, status=status, created=row.get("created", ""))
+                if job_id in loading:
+                    # results were being added when QGIS closed: add every cell finished
+                    # since (the loader skips what is already on the map)
+                    self.load_results(job_id)
+                    if status.finished:
+                        self._done_loading(job_id)
         self._update_buttons()
+
+    def _loading(self, job_id: str) -> None:
+        settings = self.context.settings()
+        if job_id not in settings.loading_jobs:
+            settings.loading_jobs = [job_id, *settings.loading_jobs][:HISTORY_LIMIT]
+
+    def _done_loading(self, job_id: str) -> None:
+        settings = self.context.settings()
+        settings.loading_jobs = [j for j in settings.loading_jobs if j != job_id]
 
     def add_job(self, job: Any, status: Any, key: BackendKey, label: str) -> None:
         """A job just submitted from the dock: list it on top, select it, watch it."""
@@ -213,6 +229,8 @@ class JobsPanel(QWidget):
         self.model.update_job(job.job_id, status, backend=label, created=job.created,
                               newest=True)
         self.monitor.watch(job.job_id, key, status=status, created=job.created)
+        if self.context.settings().auto_load:
+            self._loading(job.job_id)
         self.select_job(job.job_id)
         self.tree.expand(self.model.index(self.model.job_row(job.job_id), 0))
         self.context.notifier.info(self.tr("Job {} submitted: {} cell(s) on {}")
@@ -241,6 +259,7 @@ class JobsPanel(QWidget):
 
     def _job_finished(self, job_id: str) -> None:
         status = self.monitor.jobs[job_id].status
+        self._done_loading(job_id)
         counts = status.counts
         done, total = counts["SUCCEEDED"], len(status.records)
         if done == total:
