@@ -69,6 +69,78 @@ def job_summary(status: Any) -> str:
     return ", ".join(parts)
 
 
+def progress_text(status: Any) -> str:
+    """'3/4 ✓, 1 ✗': succeeded of all cells, then failed and cancelled ones."""
+    records = status.records if status is not None else ()
+    if not records:
+        return "0/0"
+    counts = status.counts
+    text = f"{counts['SUCCEEDED']}/{len(records)} ✓"
+    if counts["FAILED"]:
+        text += f", {counts['FAILED']} ✗"
+    if counts["CANCELLED"]:
+        text += tr(", {} cancelled").format(counts["CANCELLED"])
+    return text
+
+
+def describe_job(params: Any) -> str:
+    """What a job is about, from the parameters it was planned from: area (its name or its
+    extent), dates and products."""
+    if not params:
+        return ""
+    parts = []
+    aoi = params.get("aoi")
+    if params.get("aoi_name"):
+        parts.append(str(params["aoi_name"]))
+    elif isinstance(aoi, dict) and aoi.get("coordinates"):
+        points = []
+
+        def collect(value: Any) -> None:
+            if isinstance(value, (list, tuple)) and len(value) >= 2 and \
+                    all(isinstance(v, (int, float)) for v in value[:2]):
+                points.append(value)
+            elif isinstance(value, (list, tuple)):
+                for item in value:
+                    collect(item)
+
+        collect(aoi["coordinates"])
+        if points:
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            parts.append(f"{min(ys):.2f}–{max(ys):.2f}°N {min(xs):.2f}–{max(xs):.2f}°E")
+    if params.get("start"):
+        parts.append(f"{params['start']} → {params.get('end', '')}")
+    if params.get("products"):
+        parts.append(" + ".join(str(p).upper() for p in params["products"]))
+    return ", ".join(parts)
+
+
+def details_text(job_id: str, status: Any, *, description: str = "", backend: str = "",
+                 error: str = "", cell_id: str | None = None) -> str:
+    """The details pane's text: one cell in full (its reason, warnings, outputs), or the
+    job with every failed cell's reason in full."""
+    records = status.records if status is not None else ()
+    if cell_id is not None:
+        record = next((r for r in records if r.cell_id == cell_id), None)
+        if record is None:
+            return cell_id
+        lines = [f"{record.tile} {record.date} ({record.cell_id}): "
+                 f"{status_text(record.status)}"
+                 + (tr(", attempt {}").format(record.attempts) if record.attempts else "")]
+        if record.error:
+            lines.append(tr("Reason: {}").format(record.error))
+        lines += [tr("Warning: {}").format(w) for w in record.warnings]
+        lines += [f"{product}: {uri}" for product, uri in sorted(record.outputs.items())]
+        return "\n".join(lines)
+    lines = [tr("Job {}: {}").format(job_id, progress_text(status))]
+    lines += [line for line in (description, backend) if line]
+    if error:
+        lines.append(tr("Not reachable: {}").format(error))
+    for record in records:
+        if record.status is Status.FAILED:
+            lines.append(f"✗ {record.tile} {record.date}: {record.error or '?'}")
+    return "\n".join(lines)
+
+
 def _item(text: str = "", tooltip: str = "") -> QStandardItem:
     item = QStandardItem(text)
     item.setEditable(False)
@@ -116,7 +188,7 @@ class JobModel(QStandardItemModel):
 
     # --- updating ------------------------------------------------------------------------
     def update_job(self, job_id: str, status: Any, *, backend: str = "", created: str = "",
-                   error: str = "", newest: bool = False) -> None:
+                   error: str = "", newest: bool = False, description: str = "") -> None:
         """Create or refresh the job's row and its cells' rows from a core JobStatus."""
         row = self.job_row(job_id)
         if row < 0:
@@ -130,10 +202,8 @@ class JobModel(QStandardItemModel):
                 self.appendRow(items)
                 row = self.rowCount() - 1
         head = self.item(row, 0)
-        head.setToolTip(tr("Job {}\ncreated {}\nbackend: {}").format(job_id, created or "?",
-                                                                    backend or "?"))
-        records = status.records if status is not None else ()
-        done = sum(1 for r in records if r.status.finished)
+        head.setToolTip(tr("Job {}\n{}\ncreated {}\nbackend: {}").format(
+            job_id, description or "", created or "?", backend or "?"))
         summary = self.item(row, 1)
         summary.setText(job_summary(status) if not error else tr("unreachable"))
         summary.setToolTip(error)
@@ -141,10 +211,11 @@ class JobModel(QStandardItemModel):
             summary.setForeground(QBrush(QColor(STATUS_COLORS[Status.FAILED])))
         progress = self.item(row, 2)
         progress.setData(status.progress if status is not None else 0.0, PROGRESS_ROLE)
-        progress.setText(f"{done}/{len(records)}")
+        progress.setText(progress_text(status))
         details = self.item(row, 3)
-        details.setText(error or backend)
-        details.setToolTip(error or backend)
+        about = " · ".join(p for p in (description, backend) if p)
+        details.setText(error or about)
+        details.setToolTip(error or about)
         if status is not None:
             self._update_cells(head, status.records)
 

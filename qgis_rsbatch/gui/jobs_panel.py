@@ -17,10 +17,12 @@ from qgis.PyQt.QtCore import QCoreApplication, QModelIndex, Qt, QUrl
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
+    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QMenu,
+    QPlainTextEdit,
     QPushButton,
     QTreeView,
     QVBoxLayout,
@@ -28,58 +30,22 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core.contract import Status
+from ..core.errors import InvalidInput
 from ..core.tasklog import user_data_dir
 from ..tasks import FunctionTask
-from .backends import BackendKey, aws_key, read_stack
+from .backends import BackendKey, read_stack
 from .context import Context
-from .job_model import CELL_ID_ROLE, JobModel, ProgressDelegate
+from .job_history import HISTORY_LIMIT, backend_label, read_history
+from .job_model import CELL_ID_ROLE, JobModel, ProgressDelegate, describe_job, details_text
 from .job_monitor import JobMonitor
 from .layer_tree import JOB_PROPERTY
 from .messages import describe
 from .results import LoadRequest, ResultLoader, outputs_of
 from .sources import S3Access
 
-HISTORY_LIMIT = 30
-
 
 def tr(text: str) -> str:
     return QCoreApplication.translate("rsbatch", text)
-
-
-def read_history(context_pool: Any, local: BackendKey, limit: int = HISTORY_LIMIT,
-                 task: Any = None) -> list[tuple[dict, BackendKey, Any]]:
-    """Jobs in this machine's registry, newest first, with their status (or the error)."""
-    registry = context_pool.get(local)
-    rows = registry.jobs(limit)
-    found = []
-    for row in rows:
-        if task is not None:
-            task.check_cancelled()
-        key = local
-        if row.get("backend") == "aws":
-            handle = {}
-            log = getattr(registry, "log", None)
-            loaded = log.load_job(row["job_id"]) if log is not None else None
-            if loaded:
-                handle = loaded[2]
-            key = aws_key(stack=handle.get("stack") or "rsbatch",
-                          region=handle.get("region") or "", profile=handle.get("profile") or "")
-        try:
-            status = context_pool.get(key).status(row["job_id"])
-        except Exception as exc:  # a stack gone, no credentials: show the job anyway
-            status = exc
-        found.append((row, key, status))
-    return found
-
-
-def _label(key: BackendKey) -> str:
-    name, options = key
-    if name == "aws":
-        opts = dict(options)
-        if opts.get("region"):
-            return tr("AWS stack {} ({})").format(opts.get("stack"), opts["region"])
-        return tr("AWS stack {}").format(opts.get("stack"))
-    return tr("this computer")
 
 
 class JobsPanel(QWidget):
@@ -94,6 +60,7 @@ class JobsPanel(QWidget):
         self.loader = ResultLoader(context.tasks, parent=self)
         self.labels: dict[str, str] = {}
         self.created: dict[str, str] = {}
+        self.descriptions: dict[str, str] = {}
         self._history_task: Any = None
         self._actions: dict[str, Any] = {}
         self._build()
@@ -119,6 +86,12 @@ class JobsPanel(QWidget):
         header.resizeSection(2, 80)
         header.setStretchLastSection(True)
         layout.addWidget(self.tree, 1)
+        self.details = QPlainTextEdit(self)
+        self.details.setReadOnly(True)
+        self.details.setMaximumHeight(110)
+        self.details.setPlaceholderText(self.tr("Select a job or a cell: its details, and why "
+                                                "a cell failed, in full"))
+        layout.addWidget(self.details)
         self.empty_label = QLabel(self.tr("No job yet: submit one from the first tab."), self)
         layout.addWidget(self.empty_label)
         row = QHBoxLayout()
@@ -127,6 +100,9 @@ class JobsPanel(QWidget):
                  self.tr("Stop the job: unfinished cells become cancelled")),
                 ("retry", "/mActionRefresh.svg", self.tr("Retry failed"),
                  self.tr("Run again the cells that failed or were cancelled")),
+                ("elsewhere", "/mActionFileSaveAs.svg", self.tr("Retry elsewhere…"),
+                 self.tr("Run the cells that failed again as a new job writing into another "
+                         "folder (e.g. when the first one was full or read-only)")),
                 ("load", "/mActionAddRasterLayer.svg", self.tr("Add results"),
                  self.tr("Add the job's finished results to the map")),
                 ("folder", "/mIconFolderOpen.svg", self.tr("Open folder"),
@@ -138,9 +114,12 @@ class JobsPanel(QWidget):
         layout.addLayout(row)
         self._actions["cancel"].clicked.connect(lambda: self.cancel(self.selected_job()))
         self._actions["retry"].clicked.connect(lambda: self.retry(self.selected_job()))
+        self._actions["elsewhere"].clicked.connect(
+            lambda: self.retry_elsewhere(self.selected_job()))
         self._actions["load"].clicked.connect(lambda: self.load_results(self.selected_job()))
         self._actions["folder"].clicked.connect(lambda: self.open_folder(self.selected_job()))
         self.tree.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
+        self.tree.selectionModel().currentChanged.connect(lambda *_: self._show_details())
         self.tree.customContextMenuRequested.connect(self._context_menu)
         self.tree.doubleClicked.connect(self.zoom_to)
         self.tree.setToolTip(self.tr("Double-click a job or a cell to zoom to its results"))
@@ -162,16 +141,18 @@ class JobsPanel(QWidget):
         counts = status.counts if status is not None else {}
         running = status is not None and not status.finished
         self._actions["cancel"].setEnabled(running)
-        self._actions["retry"].setEnabled(
-            status is not None and status.finished and
-            bool(counts.get("FAILED") or counts.get("CANCELLED")))
+        retryable = status is not None and status.finished and \
+            bool(counts.get("FAILED") or counts.get("CANCELLED"))
+        self._actions["retry"].setEnabled(retryable)
+        self._actions["elsewhere"].setEnabled(
+            retryable and job is not None and job.key[0] == "local")
         self._actions["load"].setEnabled(bool(counts.get("SUCCEEDED")))
         self._actions["folder"].setEnabled(self._folder(job) is not None)
         self.empty_label.setVisible(self.model.rowCount() == 0)
 
     def _context_menu(self, point: Any) -> None:
         menu = QMenu(self)
-        for name in ("cancel", "retry", "load", "folder"):
+        for name in ("cancel", "retry", "elsewhere", "load", "folder"):
             button = self._actions[name]
             action = menu.addAction(button.icon(), button.text())
             action.setEnabled(button.isEnabled())
@@ -198,8 +179,9 @@ class JobsPanel(QWidget):
             job_id = row["job_id"]
             if job_id in self.monitor.jobs:
                 continue
-            self.labels[job_id] = _label(key)
+            self.labels[job_id] = backend_label(key)
             self.created[job_id] = row.get("created", "")
+            self.descriptions[job_id] = describe_job(row.get("params"))
             if isinstance(status, BaseException):
                 self.monitor.watch(job_id, key, created=row.get("created", ""),
                                    error=describe(status))
@@ -226,8 +208,9 @@ class JobsPanel(QWidget):
         """A job just submitted from the dock: list it on top, select it, watch it."""
         self.labels[job.job_id] = label
         self.created[job.job_id] = job.created
+        self.descriptions[job.job_id] = describe_job(job.params)
         self.model.update_job(job.job_id, status, backend=label, created=job.created,
-                              newest=True)
+                              newest=True, description=self.descriptions[job.job_id])
         self.monitor.watch(job.job_id, key, status=status, created=job.created)
         if self.context.settings().auto_load:
             self._loading(job.job_id)
@@ -236,11 +219,27 @@ class JobsPanel(QWidget):
         self.context.notifier.info(self.tr("Job {} submitted: {} cell(s) on {}")
                                    .format(job.job_id, len(job.cells), label))
 
+    def _show_details(self) -> None:
+        index = self.tree.currentIndex()
+        job_id = self.model.job_of(index)
+        job = self.monitor.jobs.get(job_id or "")
+        if job is None:
+            self.details.setPlainText("")
+            return
+        cell_id = index.sibling(index.row(), 0).data(CELL_ID_ROLE) \
+            if index.parent().isValid() else None
+        self.details.setPlainText(details_text(
+            job.job_id, job.status, description=self.descriptions.get(job.job_id, ""),
+            backend=self.labels.get(job.job_id, ""), error=job.error, cell_id=cell_id))
+
     def _job_changed(self, job_id: str) -> None:
         job = self.monitor.jobs[job_id]
         self.model.update_job(job_id, job.status, backend=self.labels.get(job_id, ""),
-                              created=self.created.get(job_id, job.created), error=job.error)
+                              created=self.created.get(job_id, job.created), error=job.error,
+                              description=self.descriptions.get(job_id, ""))
         self._update_buttons()
+        if self.model.job_of(self.tree.currentIndex()) == job_id:
+            self._show_details()
 
     # --- notices and results -----------------------------------------------------------------
     def _cells_succeeded(self, job_id: str, records: list) -> None:
@@ -328,6 +327,38 @@ class JobsPanel(QWidget):
         return self._backend_call(job_id, self.tr("rsbatch: retrying job {}").format(job_id),
                                   lambda backend, jid, _task: backend.resume(jid),
                                   lambda status: self.monitor.rearm(job_id, status))
+
+    def choose_folder(self) -> str:
+        """Ask for a folder (tests replace this)."""
+        return QFileDialog.getExistingDirectory(self, self.tr("Retry into which folder?"),
+                                                self.context.settings().output_folder)
+
+    def retry_elsewhere(self, job_id: str | None, folder: str | None = None) -> Any:
+        """The failed cells again, as a new job writing into another folder (checked first)."""
+        job = self.monitor.jobs.get(job_id or "")
+        if job is None or job.status is None:
+            return None
+        folder = folder or self.choose_folder()
+        if not folder:
+            return None
+        pool, key, records = self.context.pool, job.key, list(job.status.records)
+
+        def run(task: Any) -> Any:
+            from ..core.outputfolder import check_output_folder, retry_elsewhere
+
+            backend = pool.get(key)
+            found = backend.log.load_job(job.job_id)
+            if found is None:
+                raise InvalidInput(f"job {job.job_id} is not in the task log any more")
+            again = retry_elsewhere(found[0], records, folder)
+            check_output_folder(folder)
+            return again, backend.submit(again)
+
+        what = self.tr("rsbatch: retrying job {} in {}").format(job.job_id, folder)
+        task = FunctionTask(what, run, on_success=lambda done: self.add_job(
+            done[0], done[1], key, self.labels.get(job.job_id, "")),
+            on_error=lambda error: self.context.notifier.error(error, what))
+        return self.context.tasks.start(task)
 
     def _folder(self, job: Any) -> str | None:
         if job is None or job.status is None:

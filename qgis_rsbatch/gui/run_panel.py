@@ -31,6 +31,7 @@ from qgis.PyQt.QtWidgets import (
 
 from ..core.errors import DependencyMissing, RsbatchError
 from ..core.estimate import estimate
+from ..core.outputfolder import check_output_folder
 from ..core.planning import JobRequest, make_job
 from ..environments import profile_worker_python, worker_python
 from ..tasks import FunctionTask
@@ -356,7 +357,8 @@ class RunPanel(QWidget):
         python = worker_python(self.context.settings()) or None
 
         def run(task: Any) -> Any:
-            if key[0] == LOCAL:  # fail with what to install, not with a dead runner
+            if key[0] == LOCAL:  # fail with what to do, not with a dead runner or full disk
+                check_output_folder(job.cells[0].output, guess.output_gb * 1e9)
                 require_worker_python(python)
             return pool.get(key).submit(job)
 

@@ -102,7 +102,7 @@ def test_full_job_ends_with_styled_layers_in_their_group(dock, sample, qgis_ifac
     model = dock.jobs_panel.model
     row = model.job_row(job_id)
     assert model.item(row, 1).text() == "succeeded"
-    assert model.item(row, 2).data(PROGRESS_ROLE) == 1.0 and model.item(row, 2).text() == "4/4"
+    assert model.item(row, 2).data(PROGRESS_ROLE) == 1.0 and model.item(row, 2).text() == "4/4 ✓"
     assert [dock.jobs_panel.cell_text(job_id, c, 1) for c in
             ("32TMT_2024-06-01", "32TNT_2024-06-11")] == ["succeeded", "succeeded"]
     assert any(f"Job {job_id} finished: 4 cell(s) succeeded" in m
