@@ -34,8 +34,8 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def plugin_zip() -> Path:
+def build_plugin_zip() -> Path:
+    """`make package`: the ZIP an analyst installs."""
     built = subprocess.run(["make", "-s", "package"], cwd=ROOT, capture_output=True,
                            text=True, check=False)
     assert built.returncode == 0, built.stderr
@@ -43,6 +43,11 @@ def plugin_zip() -> Path:
                    (ROOT / "metadata.txt").read_text().splitlines()
                    if line.startswith("version="))
     return ROOT / "dist" / f"qgis_rsbatch-{version}.zip"
+
+
+@pytest.fixture(scope="module")
+def plugin_zip() -> Path:
+    return build_plugin_zip()
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +66,8 @@ def install(plugin_zip: Path, home: Path) -> Path:
     return home / PROFILE
 
 
-def qgis_session(home: Path, steps: list[dict], find_links: Path) -> list[dict]:
+def qgis_session(home: Path, steps: list[dict], find_links: Path,
+                 extra_env: dict[str, str] | None = None) -> list[dict]:
     """Run the steps in a headless QGIS of QGIS's own Python; what each step did."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV", "RSBATCH", "XDG_DATA",
@@ -71,6 +77,7 @@ def qgis_session(home: Path, steps: list[dict], find_links: Path) -> list[dict]:
                                   if p != venv_bin)
     env.update(HOME=str(home), QT_QPA_PLATFORM="offscreen", PIP_CONFIG_FILE=os.devnull,
                PIP_NO_INDEX="1", PIP_FIND_LINKS=str(find_links), PYTHONNOUSERSITE="1")
+    env.update(extra_env or {})
     steps_path, result_path = home / "steps.json", home / "result.json"
     steps_path.write_text(json.dumps(steps))
     result_path.unlink(missing_ok=True)
