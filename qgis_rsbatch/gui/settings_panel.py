@@ -71,7 +71,7 @@ class SettingsPanel(QWidget):
         self.setup_button.setToolTip(self.tr(
             "Makes a private Python environment for the worker in the QGIS profile folder "
             "(rsbatch/worker-env) with the Python QGIS runs, and downloads rasterio, numpy "
-            "and boto3 into it (about 90 MB; pip follows PIP_INDEX_URL, PIP_FIND_LINKS, "
+            "and boto3 into it (about 70 MB; pip follows PIP_INDEX_URL, PIP_FIND_LINKS, "
             "PIP_NO_INDEX and QGIS's proxy)."))
         self.aws_check = QCheckBox(self.tr("also boto3 for AWS jobs"), self)
         self.remove_button = QPushButton(self.tr("Remove"), self)

@@ -20,7 +20,7 @@ from .proxy import proxies_for
 
 PYPI = "https://pypi.org/simple/"
 #: what the set-up downloads (the wheels of worker_requirements.txt, Linux x86-64, 2026)
-DOWNLOAD_MB = 90
+DOWNLOAD_MB = 70
 
 
 class WorkerSetup(QObject):

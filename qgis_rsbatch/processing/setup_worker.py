@@ -44,8 +44,8 @@ class SetupWorkerAlgorithm(RsbatchAlgorithm):
     def shortHelpString(self) -> str:
         return self.tr(
             "Makes the private Python environment that local jobs run their workers in "
-            "(rasterio with its own GDAL, numpy, boto3: about 200 MB of wheels, 90 MB to "
-            "download) under the QGIS profile folder (rsbatch/worker-env), with the Python "
+            "(rasterio with its own GDAL, numpy, boto3: about 70 MB to download, 250 MB "
+            "installed) under the QGIS profile folder (rsbatch/worker-env), with the Python "
             "QGIS runs. pip follows PIP_INDEX_URL, PIP_FIND_LINKS, PIP_NO_INDEX and QGIS's "
             "proxy. Optionally also installs boto3 for AWS jobs (rsbatch/aws-libs), adding only "
             "what QGIS lacks. Does nothing when the environment already works, unless "
