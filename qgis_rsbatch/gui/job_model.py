@@ -20,6 +20,7 @@ from qgis.PyQt.QtWidgets import (
     QStyleOptionViewItem,
 )
 
+from ..core import products
 from ..core.contract import Status
 from .compat import user_role
 
@@ -110,7 +111,8 @@ def describe_job(params: Any) -> str:
     if params.get("start"):
         parts.append(f"{params['start']} → {params.get('end', '')}")
     if params.get("products"):
-        parts.append(" + ".join(str(p).upper() for p in params["products"]))
+        parts.append(" + ".join(products.PRODUCTS[p].title if p in products.PRODUCTS
+                                else str(p) for p in params["products"]))
     return ", ".join(parts)
 
 
