@@ -85,9 +85,7 @@ def _candidates() -> list[str]:
     """Where the Python that QGIS runs may be. sys.executable is the QGIS program itself on
     Windows and macOS builds, and a venv's python when QGIS runs from one."""
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    found = [getattr(sys, "_base_executable", "") or ""]
-    if _is_python(sys.executable):
-        found.append(sys.executable)
+    found = [getattr(sys, "_base_executable", "") or "", sys.executable]
     for prefix in (sys.base_exec_prefix, sys.exec_prefix, os.path.dirname(sys.executable)):
         if os.name == "nt":  # OSGeo4W: apps/Python3x/python.exe; the installers: bin/
             found += [os.path.join(prefix, name) for name in ("python.exe", "python3.exe")]
@@ -97,7 +95,8 @@ def _candidates() -> list[str]:
     found += [shutil.which(f"python{version}") or "", shutil.which("python3") or ""]
     unique: list[str] = []
     for path in found:
-        if path and path not in unique:
+        # never start a program that is not a Python (the QGIS binary would open a window)
+        if path and _is_python(path) and path not in unique:
             unique.append(path)
     return unique
 
