@@ -57,3 +57,7 @@ uninstall-plugin:  ## remove the development links from the QGIS profile
 .PHONY: screenshots
 screenshots: setup  ## real QGIS under xvfb runs the demo flow through the dock; PNGs to docs/
 	$(PY) tools/screenshots.py --out $(SHOTS_DIR)
+
+.PHONY: screenshots-zip
+screenshots-zip: package wheelhouse  ## real QGIS under xvfb, plugin from the ZIP: set-up, sample data, a job; PNGs to docs/
+	$(PY) tools/screenshots_zip.py --zip $(PLUGIN_ZIP) --wheelhouse $(WHEELHOUSE) --out $(SHOTS_DIR)

@@ -102,23 +102,33 @@ def _candidates() -> list[str]:
 
 
 def base_python() -> str:
-    """The Python QGIS runs (or, failing that, one of the same version) that can make a venv.
+    """The Python QGIS runs (the installation of QGIS's own standard library; failing that,
+    one of the same version) that can make a venv. DependencyMissing, saying what to
+    install, when none is found.
 
-    DependencyMissing, saying what to install, when none is found."""
+    sys.executable alone is not enough: an embedded interpreter may name whatever `python3`
+    comes first on PATH (a pyenv shim), not the installation it runs from."""
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    tried = []
+    tried, same_version = [], []
     for path in _candidates():
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
             continue
         tried.append(path)
         try:
             answer = subprocess.run(  # noqa: S603 - a Python we found, our own one-liner
-                [path, "-c", "import sys, venv, ensurepip; print('%d.%d' % sys.version_info[:2])"],
+                [path, "-c", "import sys, venv, ensurepip; "
+                             "print('%d.%d' % sys.version_info[:2]); print(sys.base_prefix)"],
                 capture_output=True, text=True, timeout=60, check=False)
         except (OSError, subprocess.TimeoutExpired):
             continue
-        if answer.returncode == 0 and answer.stdout.strip() == version:
+        lines = answer.stdout.split("\n")
+        if answer.returncode != 0 or lines[0].strip() != version:
+            continue
+        if os.path.realpath(lines[1].strip()) == os.path.realpath(sys.base_prefix):
             return path
+        same_version.append(path)
+    if same_version:
+        return same_version[0]
     raise DependencyMissing(
         f"no Python {version} able to make a virtual environment was found beside QGIS "
         f"(tried: {', '.join(tried) or 'none'}): install Python's venv module (Debian/Ubuntu: "

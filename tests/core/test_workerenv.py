@@ -53,3 +53,19 @@ def test_no_python_says_what_to_install(tmp_path, monkeypatch):
 def test_worker_processes_get_our_code_first_and_keep_the_rest():
     env = workerenv.worker_process_env({"PYTHONPATH": os.pathsep.join(["/x", str(ROOT)])})
     assert env["PYTHONPATH"].split(os.pathsep) == [str(ROOT), "/x"]  # a checkout: one root
+
+
+def test_the_installation_qgis_runs_wins_over_another_of_the_same_version(tmp_path,
+                                                                          monkeypatch):
+    """An embedded interpreter's sys.executable may be the first python3 on PATH (a pyenv
+    shim); the Python whose base prefix is QGIS's own comes first."""
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    other = tmp_path / "shims" / f"python{version}"
+    other.parent.mkdir()
+    other.write_text(f"#!/bin/sh\necho {version}; echo /somewhere/else\n")
+    other.chmod(0o755)
+    own = os.path.realpath(sys.base_prefix + f"/bin/python{version}")
+    monkeypatch.setattr(workerenv, "_candidates", lambda: [str(other), own])
+    assert workerenv.base_python() == own
+    monkeypatch.setattr(workerenv, "_candidates", lambda: [str(other)])
+    assert workerenv.base_python() == str(other)  # same version: still better than nothing
