@@ -432,7 +432,8 @@ def _decode_get(query: Mapping[str, str]) -> dict[str, Any]:
 # --- items shaped like Earth Search v1's ------------------------------------------------------
 
 _BANDS = {"blue": ("B02", 10, 0.49), "green": ("B03", 10, 0.56), "red": ("B04", 10, 0.665),
-          "nir": ("B08", 10, 0.842), "scl": ("SCL", 20, None)}
+          "nir": ("B08", 10, 0.842), "swir16": ("B11", 20, 1.61), "swir22": ("B12", 20, 2.19),
+          "scl": ("SCL", 20, None)}
 _LAT_BANDS = "CDEFGHJKLMNPQRSTUVWX"
 
 
@@ -525,7 +526,7 @@ def make_item(tile: str = "32TMT", when: str = "2020-03-05T10:37:41.587000Z", *,
                             "title": f"{band_id}", "roles": ["data", "reflectance"],
                             "gsd": res, **common, **raster}
         if jp2 and old:
-            folder = ("R20m/" if key == "scl" else "R10m/") if jp2_folders else ""
+            folder = f"R{res}m/" if jp2_folders else ""
             assets[f"{name}-jp2"] = {"href": f"{jp2_root}{folder}{band_id}.jp2",
                                      "type": "image/jp2", "roles": ["data", "reflectance"],
                                      "gsd": res, **common, **raster}

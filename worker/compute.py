@@ -90,6 +90,42 @@ def ndvi(red: np.ndarray, nir: np.ndarray, scale: float, offset: float,
     return normalized_difference(nir, red, scale, offset, masked, inside)
 
 
+#: rows of EVI computed at once in float64 (bounds its temporaries to a few MB per row block)
+_EVI_ROWS = 128
+
+
+def evi(nir: np.ndarray, red: np.ndarray, blue: np.ndarray, scale: float, offset: float,
+        masked: np.ndarray | None = None, inside: np.ndarray | None = None) -> np.ndarray:
+    """2.5 (N − R)/(N + 6R − 7.5B + 1) of reflectances (B08, B04, B02); NaN where the
+    denominator is 0, besides NDVI's rules.
+
+    EVI is unbounded: a bright blue (haze, snow) brings the denominator near 0, where
+    float32 arithmetic would lose the digits, so it is computed in float64 a block of rows
+    at a time and rounded once to float32.
+    """
+    out = np.empty(nir.shape, np.float32)
+    for row in range(0, nir.shape[0], _EVI_ROWS):
+        rows = slice(row, row + _EVI_ROWS)
+        n, r, b = (np.maximum(dn[rows] * scale + offset, 0.0) for dn in (nir, red, blue))
+        denominator = n + 6.0 * r - 7.5 * b + 1.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = 2.5 * (n - r) / denominator
+        value[denominator == 0] = np.nan
+        out[rows] = value
+    return _masked(out, (nir, red, blue), masked, inside)
+
+
+def savi(nir: np.ndarray, red: np.ndarray, scale: float, offset: float,
+         masked: np.ndarray | None = None, inside: np.ndarray | None = None) -> np.ndarray:
+    """1.5 (N − R)/(N + R + 0.5) of reflectances (B08, B04), soil factor L = 0.5."""
+    n, r = reflectance(nir, scale, offset), reflectance(red, scale, offset)
+    denominator = n + r + np.float32(0.5)  # ≥ 0.5: reflectances are clamped at 0
+    n -= r
+    n *= np.float32(1.5)
+    n /= denominator
+    return _masked(n, (nir, red), masked, inside)
+
+
 def rgb(red: np.ndarray, green: np.ndarray, blue: np.ndarray, scale: float, offset: float,
         inside: np.ndarray | None = None) -> np.ndarray:
     """(3, rows, cols) uint16 reflectance × 10000 in R, G, B order; 0 where any band has no data.
@@ -124,6 +160,11 @@ Bands = Mapping[str, np.ndarray]
 COMPUTE: dict[str, Callable[..., np.ndarray]] = {
     "rgb": lambda d, s, o, m, i: rgb(d["red"], d["green"], d["blue"], s, o, i),
     "ndvi": lambda d, s, o, m, i: ndvi(d["red"], d["nir"], s, o, m, i)[None],
+    "ndwi": lambda d, s, o, m, i: normalized_difference(d["green"], d["nir"], s, o, m, i)[None],
+    "ndmi": lambda d, s, o, m, i: normalized_difference(d["nir"], d["swir16"], s, o, m, i)[None],
+    "nbr": lambda d, s, o, m, i: normalized_difference(d["nir"], d["swir22"], s, o, m, i)[None],
+    "evi": lambda d, s, o, m, i: evi(d["nir"], d["red"], d["blue"], s, o, m, i)[None],
+    "savi": lambda d, s, o, m, i: savi(d["nir"], d["red"], s, o, m, i)[None],
 }
 
 

@@ -1,7 +1,8 @@
 """Sentinel-2-like sample scenes, generated: the fixtures of the tests, the demo and the benchmark.
 
 A scene is written the way Earth Search serves one: B02/B03/B04/B08 as 10 m uint16 COGs,
-SCL as a 20 m uint8 COG, in the UTM CRS of a real tile and on that tile's real 10 m grid.
+B11/B12 as 20 m uint16 COGs and SCL as a 20 m uint8 COG, in the UTM CRS of a real tile and
+on that tile's real 10 m grid.
 Content is a deterministic function of the pixel position and a seed, generated strip by
 strip, so a full 10980 × 10980 tile costs little memory and any window of it is the same
 whether or not the rest was generated. Land is vegetation, bare soil and water; clouds,
@@ -21,8 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from qgis_rsbatch.core.products import BAND_NAMES, BANDS
+
 #: bump when the generated content changes, so cached scenes (bench/.cache) are remade
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 #: Scene classification (SCL) classes used by the generator
 SCL_NODATA, SCL_SATURATED, SCL_SHADOW, SCL_VEGETATION, SCL_BARE, SCL_WATER = 0, 1, 3, 4, 5, 6
 SCL_CLOUD_MEDIUM, SCL_CLOUD_HIGH, SCL_CIRRUS = 8, 9, 10
@@ -42,9 +45,23 @@ _REFLECTANCE = {
 _INPUT_COG_OPTIONS = {"compress": "DEFLATE", "predictor": 2, "level": 6}
 #: reflectance change per unit of field vigour, per band (blue, green, red, nir)
 _FIELD_EFFECT = (-0.008, -0.012, -0.025, 0.14)
+#: shortwave infrared (B11, B12) per class, and the spread around it: wet vegetation is dark
+#: at 1.6 and 2.2 µm, bare soil bright, water black
+_SWIR = {
+    SCL_VEGETATION: ((0.190, 0.095), (0.040, 0.030)),
+    SCL_BARE: ((0.300, 0.250), (0.040, 0.040)),
+    SCL_WATER: ((0.010, 0.006), (0.004, 0.003)),
+    SCL_CLOUD_MEDIUM: ((0.350, 0.250), (0.050, 0.040)),
+    SCL_CLOUD_HIGH: ((0.500, 0.380), (0.060, 0.050)),
+    SCL_CIRRUS: ((0.200, 0.140), (0.030, 0.030)),
+    SCL_SHADOW: ((0.040, 0.025), (0.010, 0.008)),
+    SCL_SATURATED: ((1.600, 1.600), (0.0, 0.0)),
+}
+#: SWIR change per unit of field vigour: vigorous (wetter) crops are darker
+_FIELD_SWIR = (-0.05, -0.04)
 #: agricultural parcels: roughly 420 × 280 m, their edges wavering
 _FIELD_SIZE = (420.0, 280.0)
-BAND_FILES = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "scl": "SCL"}
+BAND_FILES = dict(BAND_NAMES)
 
 
 @dataclass(frozen=True)
@@ -199,6 +216,31 @@ class SceneModel:
         return out
 
 
+    def swir(self, row0: int, nrows: int) -> dict[str, np.ndarray]:
+        """DNs of swir16 (B11) and swir22 (B12) for 20 m rows [row0, row0 + nrows)."""
+        spec = self.spec
+        classes = self.classes(row0, nrows)
+        xs, ys = self._coords(row0, nrows, spec.scl_size, 20)
+        texture = self.texture.at(xs, ys) * 2 - 1
+        vigor = self.fields(xs, ys) * 2 - 1
+        rng = np.random.default_rng([self.seed, row0, 20])
+        out: dict[str, np.ndarray] = {}
+        for index, key in enumerate(("swir16", "swir22")):
+            refl = np.zeros(classes.shape, np.float32)
+            for cls, (mean, spread) in _SWIR.items():
+                hit = classes == cls
+                if hit.any():
+                    refl[hit] = mean[index] + spread[index] * texture[hit]
+            crop = classes == SCL_VEGETATION
+            refl[crop] += _FIELD_SWIR[index] * vigor[crop]
+            refl += rng.normal(0, 0.003, classes.shape).astype(np.float32)
+            dn = np.round(np.clip(refl, 0, None) * 10000) + spec.boa_offset
+            dn = np.clip(dn, 1, 65535).astype(np.uint16)
+            dn[classes == SCL_NODATA] = 0
+            out[key] = dn
+        return out
+
+
 def _strips(total: int, step: int) -> Iterator[tuple[int, int]]:
     for start in range(0, total, step):
         yield start, min(step, total - start)
@@ -237,7 +279,7 @@ class _PlainWriter:
 
 
 def write_scene(folder: str, spec: SampleScene, strip: int = 1024) -> dict[str, str]:
-    """Write the scene's five band files into `folder`; returns band key → path."""
+    """Write the scene's band files (B02-B12, SCL) into `folder`; returns band key → path."""
     import rasterio
     from rasterio.transform import Affine
 
@@ -255,7 +297,7 @@ def write_scene(folder: str, spec: SampleScene, strip: int = 1024) -> dict[str, 
     }
     writers: dict[str, Any] = {}
     for key, path in paths.items():
-        res = 20 if key == "scl" else 10
+        res = BANDS[key].resolution
         transform, size = grids[res]
         profile = {
             "dtype": "uint8" if key == "scl" else "uint16", "count": 1, "nodata": 0,
@@ -273,8 +315,10 @@ def write_scene(folder: str, spec: SampleScene, strip: int = 1024) -> dict[str, 
             dns = model.bands(row0, nrows)
             for key in ("blue", "green", "red", "nir"):
                 writers[key].write(dns[key][None], row0, 0)
-            r20 = row0 // 2
-            writers["scl"].write(model.classes(r20, (nrows + 1) // 2)[None], r20, 0)
+            r20, n20 = row0 // 2, (nrows + 1) // 2
+            writers["scl"].write(model.classes(r20, n20)[None], r20, 0)
+            for key, dn in model.swir(r20, n20).items():
+                writers[key].write(dn[None], r20, 0)
         for writer in writers.values():
             writer.close()
     except BaseException:
@@ -330,12 +374,10 @@ def _sample_item(tile: str, date: str, folder: str, spec: SampleScene, cloud_cov
     x0, y0 = spec.origin
     zone, band, square = tile[:2], tile[2], tile[3:]
     item_id = f"S2B_{tile}_{date.replace('-', '')}_0_L2A"
-    names = {"blue": ("B02", "blue"), "green": ("B03", "green"), "red": ("B04", "red"),
-             "nir": ("B08", "nir")}
     assets: dict[str, Any] = {}
     for key, path in files.items():
-        res = 20 if key == "scl" else 10
-        shape = [spec.scl_size if key == "scl" else spec.size] * 2
+        res = BANDS[key].resolution
+        shape = [spec.scl_size if res == 20 else spec.size] * 2
         asset: dict[str, Any] = {
             "href": "./" + os.path.relpath(path, folder).replace(os.sep, "/"),
             "type": "image/tiff; application=geotiff; profile=cloud-optimized",
@@ -345,8 +387,7 @@ def _sample_item(tile: str, date: str, folder: str, spec: SampleScene, cloud_cov
         if key == "scl":
             asset["raster:bands"] = [{"nodata": 0, "data_type": "uint8"}]
         else:
-            name, common = names[key]
-            asset["eo:bands"] = [{"name": name, "common_name": common}]
+            asset["eo:bands"] = [{"name": BAND_NAMES[key], "common_name": key}]
             asset["raster:bands"] = [{"nodata": 0, "data_type": "uint16", "scale": 0.0001,
                                       "offset": -0.1}]
         assets[key] = asset

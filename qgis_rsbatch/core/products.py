@@ -35,6 +35,8 @@ _BANDS = (
     Band("green", "B03", 10, "green"),
     Band("red", "B04", 10, "red"),
     Band("nir", "B08", 10, "near infrared"),
+    Band("swir16", "B11", 20, "shortwave infrared 1.6 µm"),
+    Band("swir22", "B12", 20, "shortwave infrared 2.2 µm"),
     Band("scl", "SCL", 20, "scene classification"),
 )
 BANDS: Mapping[str, Band] = MappingProxyType({band.key: band for band in _BANDS})
@@ -130,8 +132,17 @@ _PRODUCTS = (
         style=Style("rgb-stretch", 0.0, 0.3), bytes_per_pixel=4.26, seconds_per_tile=5.7,
         count=3, scale=0.0001, cloud_masked=False, measured=True,
     ),
-    # the bench (bench/results/worker.md, 2026-11-29) measured RGB and NDVI
+    # the bench (bench/results/worker.md, 2026-11-29) measured RGB and NDVI; the other
+    # indices are estimated from NDVI's, plus reading a 20 m band or a third band
     _index("ndvi", "NDVI", ("nir", "red"), "(N − R) / (N + R)", measured=True),
+    _index("ndwi", "NDWI", ("green", "nir"), "(G − N) / (G + N)", ramp="RdBu"),
+    _index("ndmi", "NDMI", ("nir", "swir16"), "(N − S1) / (N + S1)", ramp="BrBG",
+           seconds=4.8),
+    _index("nbr", "NBR", ("nir", "swir22"), "(N − S2) / (N + S2)", seconds=4.8),
+    _index("evi", "EVI", ("nir", "red", "blue"), "2.5 (N − R) / (N + 6 R − 7.5 B + 1)",
+           valid_range=None, seconds=5.6),
+    _index("savi", "SAVI", ("nir", "red"), "1.5 (N − R) / (N + R + 0.5)",
+           valid_range=(-1.5, 1.5)),
 )
 PRODUCTS: Mapping[str, Product] = MappingProxyType({p.name: p for p in _PRODUCTS})
 #: product names in the registry's order (the order of outputs, choices and checkboxes)

@@ -52,7 +52,7 @@ def test_scene_reads_the_item() -> None:
     assert (scene.item_id, scene.collection) == ("S2A_39QTA_20230628_1_L2A", L2A)
     assert (scene.cloud_cover, scene.sequence, scene.processing_baseline) == (4.5, 1, "05.09")
     assert (scene.platform, scene.epsg, scene.requester_pays) == ("sentinel-2a", 32639, False)
-    assert set(scene.bands) == {"blue", "green", "red", "nir", "scl"}
+    assert set(scene.bands) == {"blue", "green", "red", "nir", "swir16", "swir22", "scl"}
     assert scene.bands["red"].endswith("/S2A_39QTA_20230628_1_L2A/B04.tif")
     assert scene.bands["scl"].endswith("/SCL.tif")
 
@@ -135,8 +135,9 @@ def test_bands_are_found_by_band_id_when_keys_differ() -> None:
 
 def test_bands_are_found_by_eo_common_name() -> None:
     item = make_item(collection=C1)
+    scl = list(item["assets"]).index("scl")
     item["assets"] = {f"band{n}": asset for n, asset in enumerate(item["assets"].values())}
-    item["assets"]["band4"]["eo:bands"] = [{"name": "SCL"}]  # scl by its band name
+    item["assets"][f"band{scl}"]["eo:bands"] = [{"name": "SCL"}]  # scl by its band name
     scene = scene_from_item(item)
     assert scene.bands["blue"].endswith("/B02.tif")
     assert scene.bands["nir"].endswith("/B08.tif")
@@ -156,6 +157,7 @@ def test_jp2_only_items_get_the_real_requester_pays_paths() -> None:
     root = "s3://sentinel-s2-l2a/tiles/48/R/XT/2020/8/1/0/"
     assert scene.bands == {"blue": root + "R10m/B02.jp2", "green": root + "R10m/B03.jp2",
                            "red": root + "R10m/B04.jp2", "nir": root + "R10m/B08.jp2",
+                           "swir16": root + "R20m/B11.jp2", "swir22": root + "R20m/B12.jp2",
                            "scl": root + "R20m/SCL.jp2"}
     assert scene.requester_pays
     assert any("#57" in note for note in scene.corrections)

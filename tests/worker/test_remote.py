@@ -11,6 +11,7 @@ import pytest
 import rasterio
 
 from qgis_rsbatch.core.contract import Status
+from qgis_rsbatch.core.products import BANDS
 from qgis_rsbatch.core.tasklog.dynamodb import DynamoTaskLog
 from qgis_rsbatch.core.tasklog.schema import HASH_KEY, JOB_INDEX, JOB_INDEX_KEY, TABLE_NAME
 from qgis_rsbatch.core.tasklog.sqlite import SqliteTaskLog
@@ -115,7 +116,7 @@ def _seed_bucket(scene_factory, prefix, baseline, boa_offset):
                           tile="32TMT")
     s3 = boto3.client("s3")
     for key, path in bands.items():
-        folder = "R20m" if key == "scl" else "R10m"
+        folder = f"R{BANDS[key].resolution}m"
         s3.upload_file(path, "sentinel-s2-l2a", f"{prefix}{folder}/{os.path.basename(path)}")
     name = f"S2A_MSIL2A_20240601T103021_N{baseline}_R108_T32TMT_20240601T140000"
     s3.put_object(Bucket="sentinel-s2-l2a", Key=prefix + "tileInfo.json",
