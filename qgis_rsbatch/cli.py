@@ -4,13 +4,14 @@
     rsbatch search --aoi AOI --start D --end D [--max-cloud N] [--catalog URL_OR_PATH]
     rsbatch run    --aoi AOI --start D --end D [--max-cloud N] [--products ndvi,ndmi,evi]
                    [--catalog …] [--backend local|aws] [--out DIR_OR_S3] [--workers N]
-                   [--no-cloud-mask] [--dry-run]
+                   [--no-cloud-mask] [--max-aoi-cloud PCT] [--dry-run]
     rsbatch status JOB_ID [--json]     rsbatch cancel JOB_ID
     rsbatch resume JOB_ID | OUT/JOB_ID   (a local job's folder: also after its task log was lost)
     rsbatch jobs
 
-Exit codes: 0 every cell succeeded, 1 some failed, 2 bad input (an AOI or a date range with
-no scene is bad input). Errors are one line, not a traceback.
+Exit codes: 0 every cell succeeded (or was SKIPPED by --max-aoi-cloud), 1 some failed, 2 bad
+input (an AOI or a date range with no scene is bad input). Errors are one line, not a
+traceback.
 """
 
 from __future__ import annotations
@@ -116,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"output folder or s3:// prefix (default: ./{DEFAULT_OUTPUT}, or the "
                           "stack's bucket on aws)")
     run.add_argument("--no-cloud-mask", action="store_true", help="keep clouds in the indices")
+    run.add_argument("--max-aoi-cloud", type=float, default=None, metavar="PCT",
+                     help="skip a cell (SKIPPED, no output) when more than PCT %% of the AOI "
+                          "is cloud, shadow or no data in its scene classification")
     run.add_argument("--no-clip", action="store_true", help="whole tiles, not clipped to the AOI")
     run.add_argument("--dry-run", action="store_true", help="print the plan and estimate only")
     run.add_argument("--spot-price", type=float, default=None,
@@ -201,12 +205,14 @@ class _ProgressBar:
             if record.status is Status.FAILED and record.cell_id not in self.failed_seen:
                 self.failed_seen.add(record.cell_id)
                 self._line(f"  {record.cell_id} FAILED: {record.error}\n")
-        done = counts[Status.SUCCEEDED] + counts[Status.FAILED] + counts[Status.CANCELLED]
+        done = sum(n for status, n in counts.items() if status.finished)
         width = 30
         filled = int(width * done / max(self.total, 1))
         text = (f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} cells  "
                 f"{counts[Status.RUNNING]} running  {counts[Status.SUCCEEDED]} succeeded  "
                 f"{counts[Status.FAILED]} failed")
+        if counts[Status.SKIPPED]:
+            text += f"  {counts[Status.SKIPPED]} skipped"
         now = time.monotonic()
         if text == self.shown:
             return
@@ -229,16 +235,18 @@ class _ProgressBar:
 
 def status_table(status: Any) -> str:
     """The job's cells as an aligned text table."""
-    rows = [("CELL", "STATUS", "TRIES", "UPDATED", "OUTPUTS / REASON")]
+    rows = [("CELL", "STATUS", "TRIES", "UPDATED", "AOI MASKED", "OUTPUTS / REASON")]
     for record in status.records:
         detail = record.error if record.error else ", ".join(
             f"{product}: {uri}" for product, uri in sorted(record.outputs.items()))
         if record.warnings:
             detail += f"  (warning: {'; '.join(record.warnings)})"
+        masked = record.aoi_masked_pct
         rows.append((record.cell_id, record.status.value, str(record.attempts),
-                     record.updated_at[:19].replace("T", " "), detail))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4]
+                     record.updated_at[:19].replace("T", " "),
+                     f"{masked:.1f} %" if masked is not None else "", detail))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths)) + "  " + row[5]
              for row in rows]
     counts = ", ".join(f"{n} {s.lower()}" for s, n in status.counts.items() if n)
     lines.append(f"job {status.job_id} ({status.backend}): {counts}")
@@ -263,7 +271,8 @@ def _request(args: argparse.Namespace, output: str):
     return JobRequest(aoi=_aoi(args), start=args.start, end=args.end, output=output,
                       products=chosen, max_cloud=args.max_cloud, catalog=args.catalog,
                       cloud_mask=not getattr(args, "no_cloud_mask", False),
-                      clip=not getattr(args, "no_clip", False))
+                      clip=not getattr(args, "no_clip", False),
+                      max_aoi_cloud=getattr(args, "max_aoi_cloud", None))
 
 
 def cmd_search(args: argparse.Namespace) -> int:

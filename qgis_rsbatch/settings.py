@@ -66,6 +66,7 @@ class Settings:
     catalog = _Setting("search/catalog", "", str)          # "" = Earth Search v1
     recent_catalogs = _Setting("search/recent_catalogs", list, _list)
     max_cloud = _Setting("search/max_cloud", 30.0, float)
+    max_aoi_cloud = _Setting("search/max_aoi_cloud", -1.0, float)  # < 0: no limit
     products = _Setting("search/products", lambda: list(registry.DEFAULT_PRODUCTS), _list)
     cloud_mask = _Setting("search/cloud_mask", True, _bool)
     clip = _Setting("search/clip", True, _bool)

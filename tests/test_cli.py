@@ -220,3 +220,36 @@ def test_a_catalog_that_is_not_stac_exits_2(tmp_path, name, content, message):
         assert proc.returncode == 2, (command, proc.stderr)
         assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
         assert str(path) in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_max_aoi_cloud_skips_cloudy_cells_and_still_exits_0(sample_catalog, tmp_path):
+    aoi = tmp_path / "aoi.geojson"
+    aoi.write_text(json.dumps(sample_catalog["aoi"]))
+    common = ("--aoi", str(aoi), "--start", sample_catalog["start"], "--end",
+              sample_catalog["end"], "--catalog", sample_catalog["catalog"], "--products",
+              "ndvi", "--max-cloud", "100")
+    first = rsbatch("run", *common, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    cells = json.loads(rsbatch("status", first.stdout.splitlines()[0], "--json").stdout)["cells"]
+    shares = {c["CellId"]: c["AoiMaskedPct"] for c in cells}  # every record carries it
+    assert len(shares) == 4 and all(0 <= v <= 100 for v in shares.values())
+    limit = (min(shares.values()) + max(shares.values())) / 2
+    cloudy = sorted(cell for cell, share in shares.items() if share > limit)
+    assert cloudy and len(cloudy) < 4
+
+    proc = rsbatch("run", *common, "--max-aoi-cloud", f"{limit:.3f}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr  # skipped cells are done, not failures
+    job_id = proc.stdout.splitlines()[0]
+    assert f"{len(cloudy)} skipped" in proc.stderr and "4/4 cells" in proc.stderr
+    for cell in cloudy:
+        line = next(row for row in proc.stdout.splitlines() if row.startswith(cell))
+        assert "SKIPPED" in line and f"masked > {limit:.3f} %" in line
+        assert f"{shares[cell]:.1f} %" in line
+    outputs = sorted(p.name.removesuffix("_ndvi.tif")
+                     for p in (tmp_path / "rsbatch-output" / job_id).glob("*.tif"))
+    assert outputs == sorted(set(shares) - set(cloudy))
+    resumed = rsbatch("resume", job_id)
+    assert resumed.returncode == 0, resumed.stderr
+    status = json.loads(rsbatch("status", job_id, "--json").stdout)
+    assert status["counts"]["SKIPPED"] == len(cloudy) and status["finished"]
+    assert all(c["Attempts"] == 1 for c in status["cells"])  # resume re-ran nothing

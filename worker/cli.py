@@ -242,9 +242,12 @@ def _run(args: argparse.Namespace) -> int:
     for warning in result.warnings:
         log.warning("%s: %s", cell.cell_id, warning)
     done = "already complete" if result.skipped else f"done in {result.seconds:.1f} s"
+    if result.status is Status.SKIPPED:
+        done = f"skipped: {result.error}"
     print(json.dumps({"cell_id": cell.cell_id, "status": result.status.value,
                       "outputs": result.outputs, "warnings": result.warnings,
-                      "skipped": result.skipped}))
+                      "skipped": result.skipped, "reason": result.error,
+                      "aoi_masked_pct": result.aoi_masked_pct}))
     log.info("%s %s", cell.cell_id, done)
     return 0
 

@@ -1,4 +1,5 @@
-"""One cell, start to finish: task log RUNNING → bands → products → COGs → STAC item → SUCCEEDED.
+"""One cell, start to finish: task log RUNNING → bands → AOI cloud pre-check → products →
+COGs → STAC item → SUCCEEDED (or SKIPPED, with no output, when the AOI is too cloudy).
 
 Everything the worker does for a cell is in `process_cell`; the command line only parses
 arguments and maps errors to exit codes. Any failure is recorded as FAILED with a reason a
@@ -27,16 +28,21 @@ from qgis_rsbatch.core.errors import (
     TransitionRejected,
 )
 from qgis_rsbatch.core.processes import SUPERVISOR_ENV, ProcessId
-from qgis_rsbatch.core.tasklog.schema import WORKER_PID, WORKER_START
+from qgis_rsbatch.core.tasklog.schema import (
+    AOI_MASKED_ATTRIBUTE,
+    STATS_ATTRIBUTE,
+    WORKER_PID,
+    WORKER_START,
+)
 
-from . import compute, offset
+from . import aoicloud, compute, offset
 from .cog import CogWriter
 from .cogcheck import validate_cog
 from .outputs import destination_for, no_space, space_needed_if_full
 from .profiles import product_profile
 from .reader import AoiClip, BandSet, Grid, check_on_tile, strips
 from .sources import band_env
-from .stac import cell_item, complete_products
+from .stac import cell_item, complete_products, recorded_aoi_facts
 
 log = logging.getLogger("rsbatch.worker")
 
@@ -52,9 +58,32 @@ class CellResult:
     status: Status
     outputs: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    skipped: bool = False
+    skipped: bool = False            # the outputs were already complete: nothing was done
     seconds: float = 0.0
-    error: str | None = None
+    error: str | None = None         # why it failed, was cancelled or was SKIPPED
+    aoi_masked_pct: float | None = None
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class _Outcome:
+    """What `_run` found and made."""
+
+    outputs: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    already_complete: bool = False
+    aoi_masked_pct: float | None = None
+    skip_reason: str | None = None
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def record_fields(self) -> dict[str, Any]:
+        """The task-log attributes of the outcome (schema.AOI_MASKED_ATTRIBUTE, STATS_…)."""
+        fields: dict[str, Any] = {}
+        if self.aoi_masked_pct is not None:
+            fields[AOI_MASKED_ATTRIBUTE] = round(self.aoi_masked_pct, 3)
+        if self.stats:
+            fields[STATS_ATTRIBUTE] = self.stats
+        return fields
 
 
 def worker_identity() -> dict[str, Any] | None:
@@ -84,18 +113,22 @@ def _with(extra: dict | None, more: dict | None) -> dict | None:
     return {**(extra or {}), **more} if more else extra
 
 
-def _start(task_log: Any, cell: Cell | ReduceUnit, extra: dict | None) -> None:
-    """Register the cell (if the planner did not) and mark it RUNNING."""
+def _start(task_log: Any, cell: Cell | ReduceUnit, extra: dict | None) -> Any:
+    """Register the cell (if the planner did not) and mark it RUNNING; returns the record
+    when the cell was SKIPPED earlier (done: nothing to do again)."""
     if task_log is None:
-        return
+        return None
     task_log.register([cell])
     current = task_log.get(cell.task_id)
     if current is not None and current.status is Status.CANCELLED:
         what = f"cell {cell.cell_id}" if isinstance(cell, Cell) else f"unit {cell.unit_id}"
         raise Cancelled(f"{what} of job {cell.job_id} was cancelled")
+    if current is not None and current.status is Status.SKIPPED:
+        return current
     if current is not None and current.status is Status.SUCCEEDED:
-        return  # finished earlier; process_cell will find the outputs and skip
+        return None  # finished earlier; process_cell will find the outputs and skip
     task_log.transition(cell.task_id, Status.RUNNING, extra=_with(extra, worker_identity()))
+    return None
 
 
 def _seed_fields(seed: dict | None, result: str | None = None) -> dict | None:
@@ -119,9 +152,12 @@ def process_cell(cell: Cell, *, task_log: Any = None, progress: Progress | None 
     started = time.monotonic()
     report = progress or (lambda fraction, message: None)
     try:
-        _start(task_log, cell, _seed_fields(seed))
+        earlier = _start(task_log, cell, _seed_fields(seed))
+        if earlier is not None:
+            return CellResult(cell.cell_id, Status.SKIPPED, error=earlier.error,
+                              aoi_masked_pct=earlier.aoi_masked_pct)
         pause_point("running", cell)
-        outputs, warnings, skipped = _run(cell, report, region)
+        outcome = _run(cell, report, region)
     except Cancelled as exc:
         return CellResult(cell.cell_id, Status.CANCELLED, error=str(exc),
                           seconds=time.monotonic() - started)
@@ -135,10 +171,19 @@ def process_cell(cell: Cell, *, task_log: Any = None, progress: Progress | None 
         _record(task_log, cell, Status.FAILED, error=message,
                 extra=_seed_fields(seed, "failed"))
         raise
-    _record(task_log, cell, Status.SUCCEEDED, outputs=outputs, warnings=warnings,
-            extra=_with(_seed_fields(seed, "success"), worker_identity()))
-    return CellResult(cell.cell_id, Status.SUCCEEDED, outputs, warnings, skipped,
-                      time.monotonic() - started)
+    fields = {**outcome.record_fields(),
+              **(_with(_seed_fields(seed, "success"), worker_identity()) or {})}
+    if outcome.skip_reason is not None:
+        _record(task_log, cell, Status.SKIPPED, error=outcome.skip_reason,
+                warnings=outcome.warnings, extra=fields)
+        return CellResult(cell.cell_id, Status.SKIPPED, warnings=outcome.warnings,
+                          seconds=time.monotonic() - started, error=outcome.skip_reason,
+                          aoi_masked_pct=outcome.aoi_masked_pct)
+    _record(task_log, cell, Status.SUCCEEDED, outputs=outcome.outputs,
+            warnings=outcome.warnings, extra=fields)
+    return CellResult(cell.cell_id, Status.SUCCEEDED, outcome.outputs, outcome.warnings,
+                      outcome.already_complete, time.monotonic() - started,
+                      aoi_masked_pct=outcome.aoi_masked_pct, stats=outcome.stats)
 
 
 def _record(task_log: Any, cell: Cell | ReduceUnit, status: Status, **kwargs: Any) -> None:
@@ -153,21 +198,37 @@ def _record(task_log: Any, cell: Cell | ReduceUnit, status: Status, **kwargs: An
         log.warning("task log not updated: %s", exc)
 
 
-def _run(cell: Cell, report: Progress, region: str | None) -> tuple[dict, list, bool]:
+def _run(cell: Cell, report: Progress, region: str | None) -> _Outcome:
     destination = destination_for(cell.output, region)
     try:
         done = _existing_outputs(cell, destination)
         if done is not None:
             report(1.0, "outputs already complete; nothing to do")
-            return done, [], True
+            item = destination.read_json(cell.item_uri)
+            return _Outcome(done, already_complete=True, **recorded_aoi_facts(item))
         hrefs = {key: str(cell.bands[key]) for key in cell.needed_bands()}
-        if cell.offset_check and cell.bands.get("scl"):  # the check reads red and SCL
-            hrefs.update({key: str(cell.bands[key]) for key in ("red", "scl")
-                          if cell.bands.get(key)})
+        if cell.bands.get("scl"):  # SCL for the AOI cloud share; the offset check reads red
+            keys = ("red", "scl") if cell.offset_check else ("scl",)
+            hrefs.update({key: str(cell.bands[key]) for key in keys if cell.bands.get(key)})
         with band_env(list(hrefs.values()), requester_pays=cell.requester_pays, region=region), \
                 BandSet(hrefs, requester_pays=cell.requester_pays) as bands:
-            outputs, warnings = _make_products(cell, bands, destination, report)
-        return outputs, warnings, False
+            check_on_tile(bands.grid, cell.tile)
+            clip, window, out_grid = _output_window(cell, bands.grid)
+            outcome = _Outcome(aoi_masked_pct=aoicloud.masked_percent(bands, clip, window,
+                                                                      STRIP_ROWS))
+            outcome.skip_reason = aoicloud.skip_reason(outcome.aoi_masked_pct,
+                                                       cell.max_aoi_cloud)
+            if outcome.skip_reason is not None:
+                report(1.0, f"skipped: {outcome.skip_reason}")
+                return outcome
+            if outcome.aoi_masked_pct is None and cell.max_aoi_cloud is not None:
+                outcome.warnings.append("the AOI cloud limit was not applied: the cell has no "
+                                        "SCL band")
+            elif outcome.aoi_masked_pct is not None:
+                report(0.01, f"AOI {outcome.aoi_masked_pct:.1f} % masked")
+            _make_products(cell, bands, destination, report, (clip, window, out_grid),
+                           outcome)
+        return outcome
     finally:
         destination.close()
 
@@ -197,16 +258,16 @@ def _decide_offset(cell: Cell, bands: BandSet) -> offset.OffsetDecision:
     return offset.decide(red, scl, cell.offset, cell.scale)
 
 
-def _make_products(cell: Cell, bands: BandSet, destination: Any,
-                   report: Progress) -> tuple[dict[str, str], list[str]]:
-    warnings: list[str] = []
-    check_on_tile(bands.grid, cell.tile)
+def _make_products(cell: Cell, bands: BandSet, destination: Any, report: Progress,
+                   where: tuple[AoiClip | None, Any, Grid], outcome: _Outcome) -> None:
+    """The products, their COGs and the STAC item; fills `outcome`."""
+    warnings = outcome.warnings
     decision = _decide_offset(cell, bands)
     if decision.verdict in ("corrected", "unverified"):
         warnings.append(decision.detail)
         log.warning("%s: %s", cell.cell_id, decision.detail)
     report(0.02, decision.detail)
-    clip, window, out_grid = _output_window(cell, bands.grid)
+    clip, window, out_grid = where
     writers: dict[str, CogWriter] = {}
     folder = None
     try:
@@ -228,9 +289,10 @@ def _make_products(cell: Cell, bands: BandSet, destination: Any,
         if needed is not None and folder is not None:
             raise no_space(folder, needed) from exc
         raise
-    destination.write_json(cell.item_uri, cell_item(cell, out_grid, assets, decision, warnings))
+    destination.write_json(cell.item_uri, cell_item(cell, out_grid, assets, decision, warnings,
+                                                    aoi_masked_pct=outcome.aoi_masked_pct))
     report(1.0, "done")
-    return {product: info["uri"] for product, info in assets.items()}, warnings
+    outcome.outputs = {product: info["uri"] for product, info in assets.items()}
 
 
 def _pixel_bytes(product: str) -> int:

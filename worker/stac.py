@@ -69,8 +69,11 @@ def _raster_bands(product: str, stats: dict[int, dict[str, str]]) -> list[dict]:
 
 
 def cell_item(cell: Cell, grid: Grid, assets: dict[str, dict[str, Any]],
-              decision: OffsetDecision, warnings: list[str]) -> dict[str, Any]:
-    """The item; `assets` maps product → {"uri", "size", "stats"}."""
+              decision: OffsetDecision, warnings: list[str], *,
+              aoi_masked_pct: float | None = None,
+              aoi_stats: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The item; `assets` maps product → {"uri", "size", "stats"}; `aoi_stats` product →
+    the index's statistics over the AOI (aoistats.py)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -105,6 +108,10 @@ def cell_item(cell: Cell, grid: Grid, assets: dict[str, dict[str, Any]],
             "rsbatch:clipped_to_aoi": cell.aoi is not None,
             "rsbatch:reflectance": {"scale": cell.scale, **decision.to_dict()},
             "rsbatch:warnings": list(warnings),
+            "rsbatch:aoi_masked_pct": round(aoi_masked_pct, 3)
+            if aoi_masked_pct is not None else None,
+            "rsbatch:max_aoi_cloud": cell.max_aoi_cloud,
+            "rsbatch:aoi_stats": dict(aoi_stats or {}),
         },
         "links": [],
         "assets": {
@@ -119,6 +126,13 @@ def cell_item(cell: Cell, grid: Grid, assets: dict[str, dict[str, Any]],
             for product, info in assets.items()
         },
     }
+
+
+def recorded_aoi_facts(item: Any) -> dict[str, Any]:
+    """The AOI cloud share and statistics an earlier run wrote into its item."""
+    properties = item.get("properties", {}) if isinstance(item, dict) else {}
+    return {"aoi_masked_pct": properties.get("rsbatch:aoi_masked_pct"),
+            "stats": dict(properties.get("rsbatch:aoi_stats") or {})}
 
 
 def complete_products(item: Any, cell: Cell) -> dict[str, int]:

@@ -26,7 +26,7 @@ _TILE_RE = re.compile(r"^(0?[1-9]|[1-5][0-9]|60)([C-HJ-NP-X])([A-HJ-NP-Z])([A-HJ
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}$")
 _FIELDS = {
     "job_id", "cell_id", "tile", "date", "bands", "products", "aoi", "cloud_mask",
-    "scale", "offset", "offset_check", "output", "requester_pays", "scene_id",
+    "scale", "offset", "offset_check", "output", "requester_pays", "scene_id", "max_aoi_cloud",
 }
 
 
@@ -38,10 +38,17 @@ class Status(str, enum.Enum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    #: left out on purpose, no output: the AOI was more masked than the job's limit
+    SKIPPED = "SKIPPED"
 
     @property
     def finished(self) -> bool:
-        return self in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+        return self in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.SKIPPED)
+
+    @property
+    def done(self) -> bool:
+        """Ended as asked: succeeded, or skipped by the job's own rule (not a failure)."""
+        return self in (Status.SUCCEEDED, Status.SKIPPED)
 
     def __str__(self) -> str:  # so f-strings print "RUNNING", not "Status.RUNNING"
         return self.value
@@ -150,6 +157,16 @@ def _number(data: Mapping[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
+def percent_limit(value: Any, what: str) -> float | None:
+    """A percentage limit 0–100 as a float, or None when not given."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+            value) or not 0 <= value <= 100:
+        raise InvalidInput(f"{what} must be a percentage 0–100, got {value!r}")
+    return float(value)
+
+
 def _flag(data: Mapping[str, Any], key: str, default: bool) -> bool:
     value = data.get(key, default)
     if not isinstance(value, bool):
@@ -175,6 +192,8 @@ class Cell:
     offset_check: bool = False
     requester_pays: bool = False
     scene_id: str | None = None
+    #: skip the cell (SKIPPED, no output) when more of the AOI than this % is masked by SCL
+    max_aoi_cloud: float | None = None
 
     @property
     def task_id(self) -> str:
@@ -203,6 +222,8 @@ class Cell:
         }
         if self.scene_id:
             data["scene_id"] = self.scene_id
+        if self.max_aoi_cloud is not None:
+            data["max_aoi_cloud"] = self.max_aoi_cloud
         return data
 
     @classmethod
@@ -253,6 +274,7 @@ class Cell:
             offset_check=_flag(data, "offset_check", False),
             requester_pays=_flag(data, "requester_pays", False),
             scene_id=str(data["scene_id"]) if data.get("scene_id") else None,
+            max_aoi_cloud=percent_limit(data.get("max_aoi_cloud"), "cell field 'max_aoi_cloud'"),
         )
         if cell.scale <= 0:
             raise InvalidInput(f"cell field 'scale' must be positive, got {cell.scale}")

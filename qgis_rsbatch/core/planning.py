@@ -15,7 +15,15 @@ from . import aoi as aoi_mod
 from . import catalog, grid
 from . import geometry as planar
 from . import products as products_mod
-from .contract import Cell, Job, cell_id_for, new_job_id, normalize_output, parse_date
+from .contract import (
+    Cell,
+    Job,
+    cell_id_for,
+    new_job_id,
+    normalize_output,
+    parse_date,
+    percent_limit,
+)
 from .errors import InvalidInput
 
 
@@ -32,6 +40,7 @@ class JobRequest:
     catalog: str | None = None        # None: Earth Search v1
     cloud_mask: bool = True
     clip: bool = True                 # clip products to the AOI (else whole tiles)
+    max_aoi_cloud: float | None = None  # skip cells whose AOI is more masked than this %
 
     def __post_init__(self) -> None:
         start, end = parse_date(self.start, "start date"), parse_date(self.end, "end date")
@@ -43,12 +52,15 @@ class JobRequest:
         object.__setattr__(self, "output", normalize_output(self.output))
         if self.max_cloud is not None and not 0 <= float(self.max_cloud) <= 100:
             raise InvalidInput(f"the cloud limit must be 0–100 %, got {self.max_cloud}")
+        object.__setattr__(self, "max_aoi_cloud",
+                           percent_limit(self.max_aoi_cloud, "the AOI cloud limit"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"aoi": dict(self.aoi), "start": self.start, "end": self.end,
                 "output": self.output, "products": list(self.products),
                 "max_cloud": self.max_cloud, "catalog": self.catalog,
-                "cloud_mask": self.cloud_mask, "clip": self.clip}
+                "cloud_mask": self.cloud_mask, "clip": self.clip,
+                "max_aoi_cloud": self.max_aoi_cloud}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobRequest:
@@ -57,7 +69,8 @@ class JobRequest:
                    products=tuple(data.get("products") or products_mod.DEFAULT_PRODUCTS),
                    max_cloud=data.get("max_cloud"), catalog=data.get("catalog"),
                    cloud_mask=bool(data.get("cloud_mask", True)),
-                   clip=bool(data.get("clip", True)))
+                   clip=bool(data.get("clip", True)),
+                   max_aoi_cloud=data.get("max_aoi_cloud"))
 
 
 @dataclass
@@ -121,7 +134,7 @@ def make_job(request: JobRequest, scenes: Iterable[catalog.Scene], *,
             "cloud_mask": request.cloud_mask and bool(scene.bands.get("scl")),
             "scale": scene.scale, "offset": scene.offset, "offset_check": scene.offset_check,
             "output": request.output, "requester_pays": scene.requester_pays,
-            "scene_id": scene.item_id,
+            "scene_id": scene.item_id, "max_aoi_cloud": request.max_aoi_cloud,
         }))
     if not cells:
         raise InvalidInput("no scene selected: the job would have no cell")

@@ -30,11 +30,11 @@ PROGRESS_ROLE = user_role(3)
 STATUS_ICONS = {
     Status.PENDING: "/mTaskQueued.svg", Status.RUNNING: "/mTaskRunning.svg",
     Status.SUCCEEDED: "/mTaskComplete.svg", Status.FAILED: "/mTaskTerminated.svg",
-    Status.CANCELLED: "/mTaskCancel.svg",
+    Status.CANCELLED: "/mTaskCancel.svg", Status.SKIPPED: "/mActionFilter2.svg",
 }
 STATUS_COLORS = {
     Status.PENDING: "#7f7f7f", Status.RUNNING: "#1f78b4", Status.SUCCEEDED: "#238b45",
-    Status.FAILED: "#d7301f", Status.CANCELLED: "#a6611a",
+    Status.FAILED: "#d7301f", Status.CANCELLED: "#a6611a", Status.SKIPPED: "#756bb1",
 }
 
 
@@ -49,7 +49,7 @@ def columns() -> list[str]:
 def status_text(status: Status) -> str:
     return {Status.PENDING: tr("pending"), Status.RUNNING: tr("running"),
             Status.SUCCEEDED: tr("succeeded"), Status.FAILED: tr("failed"),
-            Status.CANCELLED: tr("cancelled")}[status]
+            Status.CANCELLED: tr("cancelled"), Status.SKIPPED: tr("skipped")}[status]
 
 
 def job_summary(status: Any) -> str:
@@ -59,14 +59,17 @@ def job_summary(status: Any) -> str:
     counts = status.counts
     if not status.finished:
         return tr("running") if counts["RUNNING"] else tr("pending")
-    failed, cancelled = counts["FAILED"], counts["CANCELLED"]
+    failed, cancelled, skipped = counts["FAILED"], counts["CANCELLED"], counts["SKIPPED"]
     if not failed and not cancelled:
-        return tr("succeeded")
+        # skipped cells are done (the AOI cloud limit), shown apart from failures
+        return tr("succeeded, {} skipped").format(skipped) if skipped else tr("succeeded")
     parts = []
     if failed:
         parts.append(tr("{} failed").format(failed))
     if cancelled:
         parts.append(tr("{} cancelled").format(cancelled))
+    if skipped:
+        parts.append(tr("{} skipped").format(skipped))
     return ", ".join(parts)
 
 

@@ -261,13 +261,17 @@ class JobsPanel(QWidget):
         self._done_loading(job_id)
         counts = status.counts
         done, total = counts["SUCCEEDED"], len(status.records)
-        if done == total:
-            self.context.notifier.success(self.tr("Job {} finished: {} cell(s) succeeded")
-                                          .format(job_id, done), self.tr("rsbatch job"))
+        skipped = counts["SKIPPED"]
+        if done + skipped == total:
+            text = self.tr("Job {} finished: {} cell(s) succeeded").format(job_id, done)
+            if skipped:
+                text += self.tr(", {} skipped (AOI too cloudy)").format(skipped)
+            self.context.notifier.success(text, self.tr("rsbatch job"))
         else:
             self.context.notifier.warning(
-                self.tr("Job {} finished: {} of {} cell(s) succeeded, {} failed, {} cancelled")
-                .format(job_id, done, total, counts["FAILED"], counts["CANCELLED"]),
+                self.tr("Job {} finished: {} of {} cell(s) succeeded, {} failed, {} cancelled, "
+                        "{} skipped")
+                .format(job_id, done, total, counts["FAILED"], counts["CANCELLED"], skipped),
                 self.tr("rsbatch job"))
 
     def _load_failed(self, job_id: str, reasons: list) -> None:

@@ -75,6 +75,7 @@ class SearchPanel(QWidget):
             box.toggled.connect(lambda _on: self.scenesChanged.emit())
         for box in (self.mask_check, self.clip_check):
             box.toggled.connect(lambda _on: self.scenesChanged.emit())
+        self.aoi_cloud_spin.valueChanged.connect(lambda _value: self.scenesChanged.emit())
         # scenes found with other dates, cloud limit or catalog no longer apply
         self.start_edit.dateChanged.connect(self._stale)
         self.end_edit.dateChanged.connect(self._stale)
@@ -107,6 +108,17 @@ class SearchPanel(QWidget):
         self.cloud_spin.setSuffix(" %")
         self.cloud_spin.setToolTip(self.tr("Leave out scenes whose eo:cloud_cover is above this"))
         form.addRow(self.tr("Cloud cover at most"), self.cloud_spin)
+
+        # the AOI's own cloud share, measured by the worker from SCL (the cell is SKIPPED
+        # above it); -1 shows as "no limit"
+        self.aoi_cloud_spin = QSpinBox(self)
+        self.aoi_cloud_spin.setRange(-1, 100)
+        self.aoi_cloud_spin.setSuffix(" %")
+        self.aoi_cloud_spin.setSpecialValueText(self.tr("no limit"))
+        self.aoi_cloud_spin.setToolTip(self.tr(
+            "Skip a tile-date (no output, shown as skipped) when more of the area of interest "
+            "than this is cloud, shadow or no data in its scene classification"))
+        form.addRow(self.tr("Area cloud at most"), self.aoi_cloud_spin)
 
         # one checkbox per product of the registry, four to a row
         products = QGridLayout()
@@ -186,6 +198,8 @@ class SearchPanel(QWidget):
         self.end_edit.setDate(today)
         self.start_edit.setDate(today.addDays(-max(1, settings.days_back)))
         self.cloud_spin.setValue(round(settings.max_cloud))
+        limit = settings.max_aoi_cloud
+        self.aoi_cloud_spin.setValue(-1 if limit < 0 else round(limit))
         chosen = settings.products
         for name, box in self.product_checks.items():
             box.setChecked(name in chosen)
@@ -227,7 +241,13 @@ class SearchPanel(QWidget):
         start, end = self.dates()
         return {"aoi": self.aoi, "start": start, "end": end, "products": self.products(),
                 "max_cloud": float(self.cloud_spin.value()), "catalog": self.catalog_location(),
-                "cloud_mask": self.mask_check.isChecked(), "clip": self.clip_check.isChecked()}
+                "cloud_mask": self.mask_check.isChecked(), "clip": self.clip_check.isChecked(),
+                "max_aoi_cloud": self.max_aoi_cloud()}
+
+    def max_aoi_cloud(self) -> float | None:
+        """The AOI cloud limit in %, None for no limit."""
+        value = self.aoi_cloud_spin.value()
+        return None if value < 0 else float(value)
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -239,6 +259,7 @@ class SearchPanel(QWidget):
     def _save(self) -> None:
         settings = self.context.settings()
         settings.max_cloud = float(self.cloud_spin.value())
+        settings.max_aoi_cloud = float(self.aoi_cloud_spin.value())
         settings.products = list(self.products())
         settings.cloud_mask = self.mask_check.isChecked()
         settings.clip = self.clip_check.isChecked()

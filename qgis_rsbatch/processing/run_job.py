@@ -67,6 +67,7 @@ class StyleAndGroup(QgsProcessingLayerPostProcessorInterface):
 class RunJobAlgorithm(RsbatchAlgorithm):
     PRODUCTS = "PRODUCTS"
     CLOUD_MASK = "CLOUD_MASK"
+    MAX_AOI_CLOUD = "MAX_AOI_CLOUD"
     CLIP = "CLIP"
     BACKEND = "BACKEND"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
@@ -109,6 +110,11 @@ class RunJobAlgorithm(RsbatchAlgorithm):
             self.CLOUD_MASK, self.tr("Mask clouds in NDVI"), defaultValue=True))
         self.addParameter(QgsProcessingParameterBoolean(
             self.CLIP, self.tr("Clip to the area of interest"), defaultValue=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.MAX_AOI_CLOUD, self.tr("Skip a cell when more of the area than this is cloud "
+                                        "(%, scene classification; empty: never)"),
+            QgsProcessingParameterNumber.Type.Double, optional=True, minValue=0.0,
+            maxValue=100.0))
         self.addParameter(QgsProcessingParameterEnum(
             self.BACKEND, self.tr("Run on"), options=[self.tr("This computer"),
                                                       self.tr("AWS (deployed stack)")],
@@ -196,7 +202,8 @@ class RunJobAlgorithm(RsbatchAlgorithm):
             request = JobRequest(
                 aoi=aoi, output=output, products=products,
                 cloud_mask=self.parameterAsBoolean(parameters, self.CLOUD_MASK, context),
-                clip=self.parameterAsBoolean(parameters, self.CLIP, context), **options)
+                clip=self.parameterAsBoolean(parameters, self.CLIP, context),
+                max_aoi_cloud=self._max_aoi_cloud(parameters, context), **options)
             feedback.pushInfo(self.tr("Searching scenes…"))
             plan = find_scenes(request, proxies=getattr(self, "_proxies", None))
             scenes = [s for s in plan.scenes if cell_id_for(s.tile, s.date) not in exclude
@@ -210,6 +217,12 @@ class RunJobAlgorithm(RsbatchAlgorithm):
             raise fail(exc) from exc
         status = self._follow(backend, job.job_id, status, feedback)
         return self._results(job.job_id, status, output, access, parameters, context, feedback)
+
+    def _max_aoi_cloud(self, parameters: dict, context: Any) -> float | None:
+        value = parameters.get(self.MAX_AOI_CLOUD)
+        if value is None or value == "":
+            return None
+        return self.parameterAsDouble(parameters, self.MAX_AOI_CLOUD, context)
 
     def _follow(self, backend: Any, job_id: str, status: Any, feedback: Any) -> Any:
         reported: set[str] = set()
@@ -257,8 +270,14 @@ class RunJobAlgorithm(RsbatchAlgorithm):
                 _POSTPROCESSORS.append(processor)
                 details.setPostProcessor(processor)
                 context.addLayerToLoadOnCompletion(item.source, details)
-        feedback.pushInfo(self.tr("Job {}: {} cell(s) succeeded, {} failed, {} cancelled")
-                          .format(job_id, counts["SUCCEEDED"], counts["FAILED"],
+        for record in status.records:
+            if record.status is Status.SKIPPED:
+                feedback.pushInfo(self.tr("Cell {} skipped: {}").format(record.cell_id,
+                                                                         record.error))
+        feedback.pushInfo(self.tr("Job {}: {} cell(s) succeeded, {} skipped, {} failed, "
+                                  "{} cancelled")
+                          .format(job_id, counts["SUCCEEDED"], counts["SKIPPED"],
+                                  counts["FAILED"],
                                   counts["CANCELLED"]))
         return {self.JOB_ID: job_id, self.OUTPUT_FOLDER: output, self.OUTPUT_LAYERS: sources,
                 self.SUCCEEDED: counts["SUCCEEDED"], self.FAILED: counts["FAILED"]}

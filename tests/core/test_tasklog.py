@@ -156,3 +156,28 @@ def test_open_task_log_uris(tmp_path):
 def test_record_json_round_trip():
     record = Record.for_cell(cell(), expires_at=123).moved(Status.RUNNING)
     assert Record.from_item(record.to_item()) == record
+
+
+def test_skipped_is_done_and_carries_its_reason_and_numbers(store):
+    """RUNNING → SKIPPED with the reason and the AOI's numbers (floats, None, nested); a
+    skipped record, like a succeeded one, never moves again (resume leaves it)."""
+    from qgis_rsbatch.core.tasklog.schema import AOI_MASKED_ATTRIBUTE, STATS_ATTRIBUTE
+
+    c = cell()
+    store.register([c])
+    store.transition(c.task_id, Status.RUNNING)
+    stats = {"ndvi": {"valid_pixels": 0, "valid_fraction": 0.0, "mean": None}}
+    store.transition(c.task_id, Status.SKIPPED, error="AOI 87 % masked > 60 %",
+                     extra={AOI_MASKED_ATTRIBUTE: 87.125, STATS_ATTRIBUTE: stats})
+    record = store.get(c.task_id)
+    assert record.status is Status.SKIPPED and record.status.finished and record.status.done
+    assert record.error == "AOI 87 % masked > 60 %" and record.outputs == {}
+    assert record.aoi_masked_pct == 87.125 and record.stats == stats
+    for target in (Status.PENDING, Status.RUNNING, Status.FAILED, Status.SUCCEEDED):
+        with pytest.raises(TransitionRejected, match="SKIPPED; it cannot become"):
+            store.transition(c.task_id, target)
+    assert store.get(c.task_id).status is Status.SKIPPED
+    other = cell("2024-06-02")
+    store.register([other])
+    with pytest.raises(TransitionRejected, match="PENDING; it cannot become SKIPPED"):
+        store.transition(other.task_id, Status.SKIPPED, error="never ran")

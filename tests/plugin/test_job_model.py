@@ -48,3 +48,24 @@ def test_job_summaries():
             records[1].moved(Status.RUNNING).moved(Status.FAILED, error="x"),
             records[2].moved(Status.CANCELLED, error="by you")]
     assert job_summary(JobStatus("job", tuple(done))) == "1 failed, 1 cancelled"
+
+
+def test_skipped_cells_are_done_and_shown_apart_from_failures():
+    from qgis.core import QgsApplication
+
+    from qgis_rsbatch.gui.job_model import STATUS_COLORS, STATUS_ICONS, status_text
+
+    records = _records(3)
+    done = [records[0].moved(Status.RUNNING).moved(Status.SUCCEEDED),
+            records[1].moved(Status.RUNNING).moved(Status.SKIPPED, error="AOI 87 % masked > 60 %"),
+            records[2].moved(Status.RUNNING).moved(Status.SKIPPED, error="AOI 91 % masked > 60 %")]
+    status = JobStatus("job", tuple(done))
+    assert status.finished and status.succeeded  # the CLI exits 0, the dock says so
+    assert job_summary(status) == "succeeded, 2 skipped"
+    failed = JobStatus("job", (*done[1:], records[0].moved(Status.RUNNING).moved(
+        Status.FAILED, error="x")))
+    assert not failed.succeeded and job_summary(failed) == "1 failed, 2 skipped"
+    assert status_text(Status.SKIPPED) == "skipped"
+    assert STATUS_COLORS[Status.SKIPPED] not in (STATUS_COLORS[Status.FAILED],
+                                                 STATUS_COLORS[Status.SUCCEEDED])
+    assert all(not QgsApplication.getThemeIcon(icon).isNull() for icon in STATUS_ICONS.values())

@@ -162,3 +162,17 @@ def test_changing_the_search_clears_stale_scenes(dock, sample):
     assert dock.search_panel.model.scenes() == []
     assert "Search again" in dock.search_panel.status_label.text()
     assert not dock.run_panel.submit_button.isEnabled()
+
+
+def test_the_area_cloud_limit_goes_from_the_dock_into_the_request(dock):
+    from qgis.core import QgsApplication
+
+    panel = dock.search_panel
+    assert panel.aoi_cloud_spin.text() == "no limit" and panel.max_aoi_cloud() is None
+    panel.aoi_cloud_spin.setValue(60)
+    assert panel.request_options()["max_aoi_cloud"] == 60.0
+    panel._save()  # what a search does first
+    assert Settings().max_aoi_cloud == 60.0
+    algorithm = QgsApplication.processingRegistry().algorithmById("rsbatch:runjob")
+    parameter = algorithm.parameterDefinition("MAX_AOI_CLOUD")
+    assert parameter.flags() & parameter.Flag.FlagOptional and parameter.maximum() == 100

@@ -42,7 +42,8 @@ class JobStatus:
 
     @property
     def succeeded(self) -> bool:
-        return self.finished and all(r.status is Status.SUCCEEDED for r in self.records)
+        """Every cell done: succeeded, or skipped by the job's AOI cloud limit."""
+        return self.finished and all(r.status.done for r in self.records)
 
     @property
     def progress(self) -> float:

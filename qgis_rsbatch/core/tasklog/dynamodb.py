@@ -7,6 +7,7 @@ module level, so the Lambda, the worker and tests pick up their own credentials.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -30,6 +31,17 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
+    return value
+
+
+def _numbers(value: Any) -> Any:
+    """Floats as Decimal (DynamoDB takes no float); a non-finite float as None (no NaN)."""
+    if isinstance(value, float):
+        return Decimal(repr(value)) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
     return value
 
 
@@ -98,7 +110,7 @@ class DynamoTaskLog(CompareAndSetLog):
 
     def _insert(self, record: Record) -> bool:
         response = self._call(
-            "put", self._table.put_item, Item=record.to_item(),
+            "put", self._table.put_item, Item=_numbers(record.to_item()),
             ConditionExpression="attribute_not_exists(#k)",
             ExpressionAttributeNames={"#k": HASH_KEY},
         )
@@ -106,7 +118,7 @@ class DynamoTaskLog(CompareAndSetLog):
 
     def _replace(self, old: Record, new: Record) -> bool:
         response = self._call(
-            "put", self._table.put_item, Item=new.to_item(),
+            "put", self._table.put_item, Item=_numbers(new.to_item()),
             ConditionExpression="#s = :s AND #u = :u AND #a = :a",
             ExpressionAttributeNames={"#s": "Status", "#u": "UpdatedAt", "#a": "Attempts"},
             ExpressionAttributeValues={":s": old.status.value, ":u": old.updated_at,

@@ -23,18 +23,25 @@ JOB_INDEX_KEY = "JobId"
 KEY_ATTRIBUTES = {HASH_KEY: "S", JOB_INDEX_KEY: "S"}
 #: attribute holding an epoch time after which DynamoDB may expire the record
 TTL_ATTRIBUTE = "ExpiresAt"
+#: attribute holding the share (%) of the cell's AOI pixels that SCL masks (every record
+#: the worker finishes; None without SCL)
+AOI_MASKED_ATTRIBUTE = "AoiMaskedPct"
+#: attribute holding the AOI statistics: product → {valid_pixels, valid_fraction, mean, …}
+STATS_ATTRIBUTE = "Stats"
 
 #: status → the statuses a record may move to from it. A record never moves backwards
-#: from SUCCEEDED; FAILED/CANCELLED may go back to PENDING (resume) and FAILED/RUNNING
-#: to RUNNING (a retry of the same cell after a crash or a Spot interruption).
+#: from SUCCEEDED or SKIPPED (both done: resume leaves them); FAILED/CANCELLED may go back
+#: to PENDING (resume) and FAILED/RUNNING to RUNNING (a retry of the same cell after a crash
+#: or a Spot interruption).
 TRANSITIONS: Mapping[Status | None, frozenset[Status]] = {
     None: frozenset({Status.PENDING, Status.RUNNING}),
     Status.PENDING: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED}),
     Status.RUNNING: frozenset({Status.RUNNING, Status.SUCCEEDED, Status.FAILED,
-                               Status.CANCELLED}),
+                               Status.CANCELLED, Status.SKIPPED}),
     Status.FAILED: frozenset({Status.PENDING, Status.RUNNING}),
     Status.CANCELLED: frozenset({Status.PENDING}),
     Status.SUCCEEDED: frozenset(),
+    Status.SKIPPED: frozenset(),
 }
 
 
@@ -129,10 +136,22 @@ class Record:
             updated_at=utc_now(),
             outputs=dict(outputs) if outputs is not None else
             ({} if status in (Status.PENDING, Status.RUNNING) else dict(self.outputs)),
-            error=error if status in (Status.FAILED, Status.CANCELLED) else None,
+            # the reason a person reads: why it failed, was cancelled or was skipped
+            error=error if status in (Status.FAILED, Status.CANCELLED, Status.SKIPPED)
+            else None,
             warnings=tuple(warnings),
             extra={**self.extra, **(extra or {})},
         )
+
+    @property
+    def aoi_masked_pct(self) -> float | None:
+        value = self.extra.get(AOI_MASKED_ATTRIBUTE)
+        return float(value) if value is not None else None
+
+    @property
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """product → AOI statistics of an index (worker/aoistats.py), when the cell has them."""
+        return dict(self.extra.get(STATS_ATTRIBUTE) or {})
 
     def to_item(self) -> dict[str, Any]:
         """The record as DynamoDB-style attributes (also the JSON the CLI prints)."""
