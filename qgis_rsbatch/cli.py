@@ -7,7 +7,7 @@
                    [--no-cloud-mask] [--max-aoi-cloud PCT] [--dry-run]
     rsbatch status JOB_ID [--json]     rsbatch cancel JOB_ID
     rsbatch resume JOB_ID | OUT/JOB_ID   (a local job's folder: also after its task log was lost)
-    rsbatch jobs
+    rsbatch jobs       rsbatch stats JOB_ID [--csv FILE] [--json]
 
 Exit codes: 0 every cell succeeded (or was SKIPPED by --max-aoi-cloud), 1 some failed, 2 bad
 input (an AOI or a date range with no scene is bad input). Errors are one line, not a
@@ -139,6 +139,11 @@ def _parser() -> argparse.ArgumentParser:
                              "rebuilds its records when the task log was lost")
     resume.add_argument("--detach", action="store_true")
     sub.add_parser("jobs", help="jobs recorded on this machine, newest first")
+    stats = sub.add_parser("stats", help="each index's statistics over the AOI, per cell and "
+                                         "date (valid fraction, mean, median, std, p10, p90)")
+    stats.add_argument("job_id")
+    stats.add_argument("--csv", metavar="FILE", help="also write the rows as CSV to FILE")
+    stats.add_argument("--json", action="store_true", help="print JSON rows, not a table")
     return parser
 
 
@@ -397,8 +402,28 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    """One row per cell and index product, by date: what the dock's time series draws."""
+    from .core import timeseries
+
+    records = _backend_for_job(args.job_id).status(args.job_id).records
+    found = _local().log.load_job(args.job_id)
+    products_of = {c.cell_id: c.products for c in found[0].cells} if found else {}
+    rows = timeseries.stats_rows(records, products_of)
+    if args.csv:
+        timeseries.write_csv(rows, args.csv)
+        print(f"rsbatch: {len(rows)} row(s) written to {args.csv}", file=sys.stderr)
+    if args.json:
+        _print_json(rows)
+    elif rows:
+        print(timeseries.table(rows))
+    else:
+        print(f"job {args.job_id} has no statistics yet (no cell has finished with an index)")
+    return 0
+
+
 COMMANDS = {"tiles": cmd_tiles, "search": cmd_search, "run": cmd_run, "status": cmd_status,
-            "cancel": cmd_cancel, "resume": cmd_resume, "jobs": cmd_jobs}
+            "cancel": cmd_cancel, "resume": cmd_resume, "jobs": cmd_jobs, "stats": cmd_stats}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -253,3 +253,42 @@ def test_max_aoi_cloud_skips_cloudy_cells_and_still_exits_0(sample_catalog, tmp_
     status = json.loads(rsbatch("status", job_id, "--json").stdout)
     assert status["counts"]["SKIPPED"] == len(cloudy) and status["finished"]
     assert all(c["Attempts"] == 1 for c in status["cells"])  # resume re-ran nothing
+
+
+def test_stats_rows_by_date_match_numpy_on_the_outputs(sample_catalog, tmp_path):
+    import numpy as np
+    import rasterio
+
+    aoi = tmp_path / "aoi.geojson"
+    aoi.write_text(json.dumps(sample_catalog["aoi"]))
+    run = rsbatch("run", "--aoi", str(aoi), "--start", sample_catalog["start"], "--end",
+                  sample_catalog["end"], "--catalog", sample_catalog["catalog"], "--products",
+                  "ndvi,ndmi", "--max-cloud", "100", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    job_id = run.stdout.splitlines()[0]
+    proc = rsbatch("stats", job_id, "--json", "--csv", str(tmp_path / "stats.csv"))
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [(r["date"], r["tile"], r["product"]) for r in rows] == [
+        (d, t, p) for d in ("2024-06-01", "2024-06-11") for t in ("32TMT", "32TNT")
+        for p in ("ndvi", "ndmi")]
+    assert "8 row(s) written to" in proc.stderr
+    csv_lines = (tmp_path / "stats.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("tile,date,product,status,valid_pixels") and len(
+        csv_lines) == 9
+    for row in rows:
+        path = tmp_path / "rsbatch-output" / job_id / f"{row['tile']}_{row['date']}_" \
+                                                        f"{row['product']}.tif"
+        with rasterio.open(path) as ds:
+            values = ds.read(1)
+        valid = values[~np.isnan(values)].astype(np.float64)
+        assert row["valid_pixels"] == valid.size and row["status"] == "SUCCEEDED"
+        assert row["mean"] == pytest.approx(valid.mean(), rel=1e-9)
+        assert row["std"] == pytest.approx(valid.std(), rel=1e-9)
+        for name, q in (("p10", 10), ("median", 50), ("p90", 90)):
+            assert abs(row[name] - np.percentile(valid, q)) <= 1e-5 + 1e-12
+        assert row["valid_fraction"] == pytest.approx(valid.size / row["aoi_pixels"])
+    table = rsbatch("stats", job_id).stdout.splitlines()
+    assert table[0].split()[:4] == ["DATE", "TILE", "PRODUCT", "STATUS"] and len(table) == 9
+    unknown = rsbatch("stats", "rsb-nope")
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1

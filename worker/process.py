@@ -36,6 +36,7 @@ from qgis_rsbatch.core.tasklog.schema import (
 )
 
 from . import aoicloud, compute, offset
+from .aoistats import IndexStats
 from .cog import CogWriter
 from .cogcheck import validate_cog
 from .outputs import destination_for, no_space, space_needed_if_full
@@ -275,7 +276,9 @@ def _make_products(cell: Cell, bands: BandSet, destination: Any, report: Progres
             path = destination.prepare(cell.output_uri(product))
             folder = os.path.dirname(path)
             writers[product] = _writer(product, path, cell, out_grid, decision)
-        _fill(writers, bands, cell, decision.offset, clip, window, report)
+        stats = {p: IndexStats(p) for p in cell.products if products.get(p).is_index}
+        aoi_pixels = _fill(writers, bands, cell, decision.offset, clip, window, report, stats)
+        outcome.stats = {p: s.result(aoi_pixels) for p, s in stats.items()}
         pause_point("written", cell)
         report(0.9, "writing Cloud-Optimized GeoTIFFs")
         assets = _finish(writers, cell, destination, warnings)
@@ -290,7 +293,8 @@ def _make_products(cell: Cell, bands: BandSet, destination: Any, report: Progres
             raise no_space(folder, needed) from exc
         raise
     destination.write_json(cell.item_uri, cell_item(cell, out_grid, assets, decision, warnings,
-                                                    aoi_masked_pct=outcome.aoi_masked_pct))
+                                                    aoi_masked_pct=outcome.aoi_masked_pct,
+                                                    aoi_stats=outcome.stats))
     report(1.0, "done")
     outcome.outputs = {product: info["uri"] for product, info in assets.items()}
 
@@ -316,8 +320,10 @@ def _output_window(cell: Cell, grid: Grid) -> tuple[AoiClip | None, Any, Grid]:
 
 
 def _fill(writers: dict[str, CogWriter], bands: BandSet, cell: Cell, offset_value: float,
-          clip: AoiClip | None, window: Any, report: Progress) -> None:
-    """Read, compute and write the window strip by strip."""
+          clip: AoiClip | None, window: Any, report: Progress,
+          stats: dict[str, IndexStats]) -> int:
+    """Read, compute and write the window strip by strip, feeding each index's AOI
+    statistics on the way; returns the AOI's pixel count."""
     row, col = int(window.row_off), int(window.col_off)
     rows, cols = int(window.height), int(window.width)
     read_keys = cell.needed_bands()
@@ -336,12 +342,16 @@ def _fill(writers: dict[str, CogWriter], bands: BandSet, cell: Cell, offset_valu
         inside_total += int(inside.sum()) if inside is not None else strip_rows * cols
         at = strip_row - row
         for product, writer in writers.items():
-            writer.write(compute.compute(product, data, cell.scale, offset_value,
-                                         data.get("scl"), inside), at)
+            block = compute.compute(product, data, cell.scale, offset_value, data.get("scl"),
+                                    inside)
+            if product in stats:
+                stats[product].add(block[0])
+            writer.write(block, at)
         del data
         report(0.05 + 0.8 * (at + strip_rows) / rows, f"rows {at + strip_rows}/{rows}")
     if inside_total == 0:
         raise InvalidInput(f"the AOI covers no pixel centre of tile {cell.tile}")
+    return inside_total
 
 
 def _finish(writers: dict[str, CogWriter], cell: Cell, destination: Any,
