@@ -106,7 +106,9 @@ class JobsPanel(QWidget):
                 ("load", "/mActionAddRasterLayer.svg", self.tr("Add results"),
                  self.tr("Add the job's finished results to the map")),
                 ("folder", "/mIconFolderOpen.svg", self.tr("Open folder"),
-                 self.tr("Open the job's output folder"))):
+                 self.tr("Open the job's output folder")),
+                ("series", "/mIconTemporal.svg", self.tr("Time series"),
+                 self.tr("Each index over the area, date by date (mean, p10–p90)"))):
             button = QPushButton(QgsApplication.getThemeIcon(icon), text, self)
             button.setToolTip(tip)
             row.addWidget(button)
@@ -118,6 +120,7 @@ class JobsPanel(QWidget):
             lambda: self.retry_elsewhere(self.selected_job()))
         self._actions["load"].clicked.connect(lambda: self.load_results(self.selected_job()))
         self._actions["folder"].clicked.connect(lambda: self.open_folder(self.selected_job()))
+        self._actions["series"].clicked.connect(lambda: self.time_series(self.selected_job()))
         self.tree.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
         self.tree.selectionModel().currentChanged.connect(lambda *_: self._show_details())
         self.tree.customContextMenuRequested.connect(self._context_menu)
@@ -148,11 +151,13 @@ class JobsPanel(QWidget):
             retryable and job is not None and job.key[0] == "local")
         self._actions["load"].setEnabled(bool(counts.get("SUCCEEDED")))
         self._actions["folder"].setEnabled(self._folder(job) is not None)
+        self._actions["series"].setEnabled(status is not None and any(
+            r.stats for r in status.records))
         self.empty_label.setVisible(self.model.rowCount() == 0)
 
     def _context_menu(self, point: Any) -> None:
         menu = QMenu(self)
-        for name in ("cancel", "retry", "elsewhere", "load", "folder"):
+        for name in ("cancel", "retry", "elsewhere", "load", "folder", "series"):
             button = self._actions[name]
             action = menu.addAction(button.icon(), button.text())
             action.setEnabled(button.isEnabled())
@@ -240,6 +245,17 @@ class JobsPanel(QWidget):
         self._update_buttons()
         if self.model.job_of(self.tree.currentIndex()) == job_id:
             self._show_details()
+
+    def time_series(self, job_id: str | None) -> Any:
+        """Open the job's Time series view (from the records the monitor already has)."""
+        from .timeseries_view import TimeSeriesDialog
+
+        job = self.monitor.jobs.get(job_id or "")
+        if job is None or job.status is None:
+            return None
+        dialog = TimeSeriesDialog(job_id or "", job.status.records, self)
+        dialog.show()
+        return dialog
 
     # --- notices and results -----------------------------------------------------------------
     def _cells_succeeded(self, job_id: str, records: list) -> None:

@@ -102,7 +102,7 @@ def test_cancel_and_resume_reruns_only_what_did_not_succeed(stack, sample_job, t
     aws.task_log.transition(done.task_id, Status.SUCCEEDED, outputs={"ndvi": "s3://x"})
     status = aws.cancel(job.job_id)
     assert status.counts == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 0,
-                             "CANCELLED": 3}
+                             "CANCELLED": 3, "SKIPPED": 0}
     aws.resume(job.job_id)
     executions = aws.registry.load_job(job.job_id)[2]["executions"]
     assert len(executions) == 2
