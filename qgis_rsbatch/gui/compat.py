@@ -6,7 +6,7 @@ QGIS 4 keeps only the new ones (`Qgis.GeometryType`, `Qgis.ShaderInterpolationMe
 
 from __future__ import annotations
 
-from qgis.core import Qgis, QgsColorRampShader, QgsWkbTypes
+from qgis.core import Qgis, QgsColorRampShader, QgsRasterLayerTemporalProperties, QgsWkbTypes
 
 
 def _pick(new_owner: object, new: str, old_owner: object, old: str) -> object:
@@ -28,6 +28,9 @@ POLYGON_GEOMETRY = _pick(Qgis, "GeometryType.Polygon", QgsWkbTypes,
 LINE_GEOMETRY = _pick(Qgis, "GeometryType.Line", QgsWkbTypes, "GeometryType.LineGeometry")
 SHADER_INTERPOLATED = _pick(Qgis, "ShaderInterpolationMethod.Linear", QgsColorRampShader,
                             "Type.Interpolated")
+#: a raster layer's fixed temporal range mode
+FIXED_TEMPORAL_RANGE = _pick(Qgis, "RasterTemporalMode.FixedTemporalRange",
+                             QgsRasterLayerTemporalProperties, "ModeFixedTemporalRange")
 SHADER_CONTINUOUS = _pick(Qgis, "ShaderClassificationMethod.Continuous", QgsColorRampShader,
                           "ClassificationMode.Continuous")
 

@@ -8,10 +8,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from qgis.core import QgsLayerTreeGroup, QgsProject, QgsRasterLayer
+from qgis.core import (
+    QgsDateTimeRange,
+    QgsLayerTreeGroup,
+    QgsProject,
+    QgsRasterLayer,
+)
+from qgis.PyQt.QtCore import QDate, QDateTime, Qt, QTime
 
 from ..core import products
 from ..core.errors import MissingInput
+from .compat import FIXED_TEMPORAL_RANGE
 from .styles import style_product
 
 URI_PROPERTY = "rsbatch/uri"
@@ -70,9 +77,33 @@ def _reveal(node: Any) -> None:
     node.setExpanded(True)
 
 
+def acquisition_day(date: str) -> QgsDateTimeRange:
+    """The UTC day of an acquisition, [00:00, next day 00:00)."""
+    start = QDateTime(QDate.fromString(date, "yyyy-MM-dd"), QTime(0, 0), Qt.TimeSpec.UTC)
+    return QgsDateTimeRange(start, start.addDays(1), True, False)
+
+
+def make_temporal(project: QgsProject, layer: Any, date: str) -> None:
+    """Give the layer its acquisition day as a fixed temporal range, and widen the project's
+    time extent to cover it, so QGIS's temporal controller steps through a job's dates."""
+    day = acquisition_day(date)
+    properties = layer.temporalProperties()
+    properties.setMode(FIXED_TEMPORAL_RANGE)
+    properties.setFixedTemporalRange(day)
+    properties.setIsActive(True)
+    settings = project.timeSettings()
+    extent = settings.temporalRange()
+    if extent.isInfinite() or extent.isEmpty() or not extent.begin().isValid():
+        settings.setTemporalRange(day)
+    else:
+        settings.setTemporalRange(QgsDateTimeRange(min(extent.begin(), day.begin()),
+                                                   max(extent.end(), day.end()), True, False))
+
+
 def place_layer(project: QgsProject, layer: Any, output: Any) -> None:
     """Put `layer` (already in `project` or not) in its job's product group, newest date on
-    top, then tiles in order; tags it so the plugin knows it later."""
+    top, then tiles in order; tags it so the plugin knows it later and gives it its day."""
+    make_temporal(project, layer, output.date)
     layer.setCustomProperty(URI_PROPERTY, output.uri)
     layer.setCustomProperty(JOB_PROPERTY, output.job_id)
     layer.setCustomProperty(DATE_PROPERTY, output.date)

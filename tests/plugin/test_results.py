@@ -154,3 +154,33 @@ def test_loader_adds_each_file_once(tmp_path, qgis_new_project):
     wait_until(lambda: loaded_uris(QgsProject.instance()), 30, "the layer")
     assert loader.load(LoadRequest("job-2", [output])) is None  # already on the map
     assert len(QgsProject.instance().mapLayers()) == 1
+
+
+def test_result_layers_get_their_acquisition_day_and_the_project_the_job_s_span(
+        tmp_path, qgis_new_project):
+    from qgis.PyQt.QtCore import QDateTime, Qt
+
+    from qgis_rsbatch.gui.compat import FIXED_TEMPORAL_RANGE
+
+    project = QgsProject.instance()
+    path = _ndvi_file(tmp_path / "t.tif")
+    layers = {}
+    for date in ("2024-06-11", "2024-05-02", "2024-06-01"):
+        layers[date] = add_output_layer(project, Output("job-t", f"32TMT_{date}", "32TMT", date,
+                                                        "ndvi", f"file://{path}?{date}"), path)
+    props = layers["2024-06-01"].temporalProperties()
+    assert props.isActive()
+    assert props.mode() == FIXED_TEMPORAL_RANGE
+    day = props.fixedTemporalRange()
+    utc = Qt.TimeSpec.UTC
+    assert day.begin() == QDateTime.fromString("2024-06-01T00:00:00Z", Qt.DateFormat.ISODate)
+    assert day.begin().timeSpec() == utc and day.end() == day.begin().addDays(1)
+    assert day.includeBeginning() and not day.includeEnd()
+    # the temporal controller: a frame on 2024-06-01 12:00 UTC shows that date's layer only
+    noon = QDateTime.fromString("2024-06-01T12:00:00Z", Qt.DateFormat.ISODate)
+    shown = [d for d, la in layers.items()
+             if la.temporalProperties().fixedTemporalRange().contains(noon)]
+    assert shown == ["2024-06-01"]
+    span = project.timeSettings().temporalRange()
+    assert span.begin() == QDateTime.fromString("2024-05-02T00:00:00Z", Qt.DateFormat.ISODate)
+    assert span.end() == QDateTime.fromString("2024-06-12T00:00:00Z", Qt.DateFormat.ISODate)
