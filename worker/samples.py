@@ -423,6 +423,23 @@ def _sample_item(tile: str, date: str, folder: str, spec: SampleScene, cloud_cov
     }
 
 
+def write_thumbnail(files: dict[str, str], path: str, boa_offset: int, size: int = 128) -> None:
+    """A true-colour PNG preview of a scene (reflectance 0-0.3 stretched to 0-255), as
+    catalogs serve beside an item for a quick look."""
+    import rasterio
+    from rasterio.enums import Resampling
+
+    channels = []
+    for key in ("red", "green", "blue"):
+        with rasterio.open(files[key]) as ds:
+            dn = ds.read(1, out_shape=(size, size), resampling=Resampling.average)
+        refl = (dn.astype(np.float64) - boa_offset) / 10000.0
+        channels.append(np.clip(refl / 0.3 * 255, 0, 255).astype(np.uint8))
+    with rasterio.open(path, "w", driver="PNG", width=size, height=size, count=3,
+                       dtype="uint8") as out:
+        out.write(np.stack(channels))
+
+
 def write_sample_catalog(folder: str, crop: int = 1600) -> dict[str, Any]:
     """Generate the sample scenes and a static STAC catalog over them.
 
@@ -443,6 +460,9 @@ def write_sample_catalog(folder: str, crop: int = 1600) -> dict[str, Any]:
             scl = model.classes(0, spec.scl_size)
             cover = 100.0 * float(np.isin(scl, _CLOUD_CLASSES).mean())
             item = _sample_item(tile, date, item_dir, spec, cover, files)
+            item["assets"]["thumbnail"] = {"href": "./thumbnail.png", "type": "image/png",
+                                           "roles": ["thumbnail"], "title": "true colour"}
+            write_thumbnail(files, os.path.join(item_dir, "thumbnail.png"), spec.boa_offset)
             with open(os.path.join(item_dir, "item.json"), "w") as fh:
                 json.dump(item, fh, indent=1)
             links.append({"rel": "item", "href": f"./{tile}_{date}/item.json",

@@ -76,6 +76,9 @@ class Scene:
     epsg: int | None = None
     requester_pays: bool = False
     corrections: tuple[str, ...] = ()
+    #: the item's footprint (GeoJSON, EPSG:4326) and its thumbnail's href, for the scene list
+    geometry: Mapping[str, Any] | None = None
+    thumbnail: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +89,8 @@ class Scene:
             "processing_baseline": self.processing_baseline, "sequence": self.sequence,
             "platform": self.platform, "epsg": self.epsg,
             "requester_pays": self.requester_pays, "corrections": list(self.corrections),
+            "geometry": dict(self.geometry) if self.geometry else None,
+            "thumbnail": self.thumbnail,
         }
 
     @classmethod
@@ -106,6 +111,8 @@ class Scene:
                 epsg=None if data.get("epsg") is None else int(data["epsg"]),
                 requester_pays=bool(data.get("requester_pays", False)),
                 corrections=tuple(str(c) for c in data.get("corrections") or ()),
+                geometry=dict(data["geometry"]) if data.get("geometry") else None,
+                thumbnail=str(data["thumbnail"]) if data.get("thumbnail") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, InvalidInput):
@@ -327,8 +334,26 @@ def scene_from_item(item: Mapping[str, Any], collection: str | None = None) -> S
         processing_baseline=baseline, sequence=_sequence(item),
         platform=str(platform).lower() if platform else None,
         epsg=_epsg(props, red_asset), requester_pays=requester_pays,
-        corrections=tuple(corrections),
+        corrections=tuple(corrections), geometry=_footprint(item),
+        thumbnail=_thumbnail(assets, self_href(item)),
     )
+
+
+def _footprint(item: Mapping[str, Any]) -> dict | None:
+    geometry = item.get("geometry")
+    if isinstance(geometry, Mapping) and geometry.get("type") in ("Polygon", "MultiPolygon"):
+        return dict(geometry)
+    return None
+
+
+def _thumbnail(assets: Mapping[str, Any], base: str | None) -> str | None:
+    """The href of the item's thumbnail (role "thumbnail", else an asset named so), made
+    absolute; None when it has none."""
+    for name, asset in assets.items():
+        if isinstance(asset, Mapping) and asset.get("href") and (
+                "thumbnail" in (asset.get("roles") or ()) or name == "thumbnail"):
+            return absolute_href(str(asset["href"]), base)
+    return None
 
 
 def _bands(item_id: str, assets: Mapping[str, Any], base: str | None

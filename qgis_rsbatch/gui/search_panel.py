@@ -33,11 +33,13 @@ from qgis.PyQt.QtWidgets import (
 
 from ..core import catalog
 from ..core import products as registry
+from ..core.catalog import Scene
 from ..tasks import FunctionTask
 from .context import Context
 from .messages import log
 from .proxy import proxies_for
 from .scene_model import SORT_ROLE, SceneModel
+from .scene_preview import ScenePreview
 
 DATE_FORMAT = "yyyy-MM-dd"
 
@@ -182,6 +184,15 @@ class SearchPanel(QWidget):
         header.setStretchLastSection(True)
         self.table.setMinimumHeight(120)
         layout.addWidget(self.table, 1)
+        # the selected rows' footprints on the map, the first one's thumbnail here
+        self.preview = ScenePreview(self.context, self)
+        self.thumbnail_label = QLabel(self)
+        self.thumbnail_label.setVisible(False)
+        self.thumbnail_label.setToolTip(self.tr("The selected scene's thumbnail"))
+        layout.addWidget(self.thumbnail_label)
+        self.preview.thumbnailReady.connect(self._show_thumbnail)
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._preview())
+        self.model.modelReset.connect(self._preview)  # a new search: nothing selected
 
         ticks = QHBoxLayout()
         self.all_button = QPushButton(self.tr("Tick all"), self)
@@ -352,7 +363,29 @@ class SearchPanel(QWidget):
     def selected_scenes(self) -> list[Any]:
         return self.model.selected()
 
+    def selected_rows(self) -> list[Scene]:
+        """The scenes of the rows selected in the list (not the ticked ones)."""
+        scenes = self.model.scenes()
+        rows = sorted({self.proxy.mapToSource(index).row()
+                       for index in self.table.selectionModel().selectedRows()})
+        return [scenes[row] for row in rows if row < len(scenes)]
+
+    def _preview(self) -> None:
+        selected = self.selected_rows()
+        if selected:
+            self.preview.show(selected)
+        else:
+            self.preview.clear()
+            self.thumbnail_label.setVisible(False)
+
+    def _show_thumbnail(self, pixmap: Any) -> None:
+        self.thumbnail_label.setVisible(not pixmap.isNull())
+        if not pixmap.isNull():
+            self.thumbnail_label.setPixmap(pixmap.scaledToHeight(
+                min(pixmap.height(), 128), Qt.TransformationMode.SmoothTransformation))
+
     def cleanup(self) -> None:
+        self.preview.cleanup()
         if self._task is not None:
             self._task.detach()
             self._task = None
