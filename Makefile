@@ -69,8 +69,9 @@ demo: setup  ## run the main job on generated sample scenes, on the local backen
 	$(PY) tools/demo.py --out $(DEMO_DIR)
 
 .PHONY: bench
-bench: setup  ## benchmarks: worker vs alternatives, AOI over HTTP vs odc-stac, AOI → tiles, local backend, mosaics and composites, GUI stalls (bench/results)
+bench: setup  ## benchmarks: worker vs alternatives, each index and the AOI cloud pre-check, AOI over HTTP vs odc-stac, AOI → tiles, local backend, mosaics and composites, GUI stalls (bench/results)
 	$(PY) -m bench.worker_bench --size $(BENCH_SIZE)
+	$(PY) -m bench.indices_bench --size $(BENCH_SIZE)
 	$(PY) -m bench.reduce_bench --size $(BENCH_SIZE)
 	$(PY) -m bench.grid_bench
 	$(PY) -m bench.backend_bench

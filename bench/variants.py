@@ -17,8 +17,10 @@ import time
 
 import numpy as np
 
-BANDS = {"blue": "B02.tif", "green": "B03.tif", "red": "B04.tif", "nir": "B08.tif",
-         "scl": "SCL.tif"}
+from qgis_rsbatch.core.products import BAND_NAMES
+
+#: the generated scene's files (worker/samples.py): B02 … B12, SCL
+BANDS = {key: f"{name}.tif" for key, name in BAND_NAMES.items()}
 
 
 def ours(scene: str, out: str, products: str) -> None:
@@ -124,6 +126,21 @@ def rio_calc(scene: str, out: str, products: str) -> None:
                     "--co", "compress=zstd", "--co", "predictor=3"], check=True)
 
 
+def aoi_precheck(scene: str, out: str, products: str) -> None:
+    """The AOI cloud pre-check alone over the whole tile (the worst case: the AOI is the
+    tile): open the bands a cell opens, read SCL, count the masked pixels."""
+    from rasterio.windows import Window
+
+    from worker import aoicloud
+    from worker.process import STRIP_ROWS
+    from worker.reader import BandSet
+
+    hrefs = {k: os.path.join(scene, BANDS[k]) for k in ("red", "nir", "scl")}
+    with BandSet(hrefs) as bands:
+        window = Window(0, 0, bands.grid.width, bands.grid.height)
+        aoicloud.masked_percent(bands, None, window, STRIP_ROWS)
+
+
 def decode(scene: str, out: str, products: str) -> None:
     """(d) the floor: decode the four 10 m bands (GDAL, all cores), nothing else."""
     _decode(scene, "ALL_CPUS")
@@ -171,10 +188,19 @@ def main() -> None:
     products = sys.argv[4] if len(sys.argv) > 4 else "rgb,ndvi"
     os.makedirs(out, exist_ok=True)
     reset_peak_rss()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_seconds()
     globals()[name](scene, out, products)
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "rss_mb": peak_rss_mb()}))
+    print(json.dumps({"seconds": seconds, "rss_mb": peak_rss_mb(),
+                      "cpu_seconds": _cpu_seconds() - cpu}))
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process's threads and its children: unlike wall
+    time, it barely changes when other processes share the machine."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 if __name__ == "__main__":

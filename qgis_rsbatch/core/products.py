@@ -133,16 +133,17 @@ _PRODUCTS = (
         count=3, scale=0.0001, cloud_masked=False, measured=True,
     ),
     # the bench (bench/results/worker.md, 2026-11-29) measured RGB and NDVI; the other
-    # indices are estimated from NDVI's, plus reading a 20 m band or a third band
+    # indices' seconds are their CPU seconds alone (bench/results/indices.md, 2026-12-06)
+    # scaled by NDVI's CPU-to-wall ratio, their bytes NDVI's (not measured yet)
     _index("ndvi", "NDVI", ("nir", "red"), "(N − R) / (N + R)", measured=True),
-    _index("ndwi", "NDWI", ("green", "nir"), "(G − N) / (G + N)", ramp="RdBu"),
+    _index("ndwi", "NDWI", ("green", "nir"), "(G − N) / (G + N)", ramp="RdBu", seconds=3.9),
     _index("ndmi", "NDMI", ("nir", "swir16"), "(N − S1) / (N + S1)", ramp="BrBG",
-           seconds=4.8),
-    _index("nbr", "NBR", ("nir", "swir22"), "(N − S2) / (N + S2)", seconds=4.8),
+           seconds=4.2),
+    _index("nbr", "NBR", ("nir", "swir22"), "(N − S2) / (N + S2)", seconds=4.1),
     _index("evi", "EVI", ("nir", "red", "blue"), "2.5 (N − R) / (N + 6 R − 7.5 B + 1)",
-           valid_range=None, seconds=5.6),
+           valid_range=None, seconds=5.1),
     _index("savi", "SAVI", ("nir", "red"), "1.5 (N − R) / (N + R + 0.5)",
-           valid_range=(-1.5, 1.5)),
+           valid_range=(-1.5, 1.5), seconds=4.6),
 )
 PRODUCTS: Mapping[str, Product] = MappingProxyType({p.name: p for p in _PRODUCTS})
 #: product names in the registry's order (the order of outputs, choices and checkboxes)
