@@ -34,6 +34,8 @@ TEMPLATE = ROOT / "infra" / "template.yaml"
 LAMBDA_FILES = (
     "infra/__init__.py",
     "infra/handler.py",
+    "infra/summary.py",
+    "infra/watch.py",
     "qgis_rsbatch/__init__.py",
     "qgis_rsbatch/core/__init__.py",
     "qgis_rsbatch/core/contract.py",

@@ -19,7 +19,6 @@ import logging
 import os
 import re
 import time
-from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,13 +27,15 @@ from typing import Any
 from qgis_rsbatch.core.contract import Cell, Job, Status, new_job_id
 from qgis_rsbatch.core.errors import (
     InvalidInput,
-    RsbatchError,
     SourceUnavailable,
     TransitionRejected,
 )
 from qgis_rsbatch.core.seed import seed_cell
 from qgis_rsbatch.core.tasklog.dynamodb import DynamoTaskLog
-from qgis_rsbatch.core.tasklog.schema import TABLE_NAME, Record
+from qgis_rsbatch.core.tasklog.schema import TABLE_NAME
+
+from .summary import clip as _clip
+from .summary import summarize_job
 
 log = logging.getLogger("rsbatch.infra")
 log.setLevel(logging.INFO)
@@ -46,9 +47,10 @@ WORK_PREFIX = "_rsbatch/jobs"
 INLINE_CELL_BYTES = 8 * 1024
 #: an inline Map's items must fit in the 256 KiB state payload with room to spare
 INLINE_PAYLOAD_BYTES = 160 * 1024
-#: how many failed cells a completion message lists
-FAILED_LISTED = 50
-_MESSAGE_CHARS = 2000
+#: the template's defaults (CellTimeLimitSeconds, JobTimeLimitSeconds, PlanMaxCells)
+DEFAULT_CELL_TIME_LIMIT = 6 * 3600
+DEFAULT_JOB_TIME_LIMIT = 7 * 86400
+DEFAULT_MAX_CELLS = 30_000
 _JOB_NAME_BAD = re.compile(r"[^A-Za-z0-9_-]")
 _JOB_ID_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 #: what the worker's exit codes mean (worker/cli.py), for failure messages
@@ -71,6 +73,12 @@ class Settings:
     distributed_threshold: int
     #: days the task log keeps a job's records (DynamoDB TTL); 0 keeps them for ever
     retention_days: int = 0
+    #: seconds a cell may take from submission to its end, queue and run (a job may ask less)
+    cell_time_limit: int = DEFAULT_CELL_TIME_LIMIT
+    #: seconds a whole job may take: the state machine's TimeoutSeconds (a job may ask less)
+    job_time_limit: int = DEFAULT_JOB_TIME_LIMIT
+    #: the most cells one planning call takes on (its time and memory; bench/results/plan.md)
+    max_cells: int = DEFAULT_MAX_CELLS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -79,7 +87,10 @@ class Settings:
                    bucket=env.get("RESULTS_BUCKET", ""),
                    region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
                    distributed_threshold=int(env.get("DISTRIBUTED_THRESHOLD") or 40),
-                   retention_days=int(env.get("TASK_LOG_RETENTION_DAYS") or 0))
+                   retention_days=int(env.get("TASK_LOG_RETENTION_DAYS") or 0),
+                   cell_time_limit=int(env.get("CELL_TIME_LIMIT") or DEFAULT_CELL_TIME_LIMIT),
+                   job_time_limit=int(env.get("JOB_TIME_LIMIT") or DEFAULT_JOB_TIME_LIMIT),
+                   max_cells=int(env.get("PLAN_MAX_CELLS") or DEFAULT_MAX_CELLS))
 
     def expires_at(self) -> int | None:
         """The TTL of records written now, or None when they are kept."""
@@ -122,10 +133,16 @@ def plan(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         raise InvalidInput("the planner has no RESULTS_BUCKET: the stack is misconfigured")
     if not isinstance(event, Mapping) or "input" not in event:
         raise InvalidInput('the planner expects {"input": <execution input>, "execution_name"}')
+    limits = job_limits(event["input"], settings)
     job_id, cells, items = _read_input(event["input"], settings,
                                        str(event.get("execution_name") or ""))
     if not cells:
         raise InvalidInput(f"job {job_id} has no cells")
+    if len(cells) > settings.max_cells:
+        raise InvalidInput(
+            f"job {job_id} has {len(cells)} cells; this stack plans at most "
+            f"{settings.max_cells} per job (the plan function's time and memory): split it "
+            "into smaller jobs or raise the stack's PlanMaxCells with a larger function")
     for cell in cells:
         _check_output(cell, settings.bucket)
     created = _register(cells, settings)
@@ -142,6 +159,8 @@ def plan(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
                 text = f"s3://{settings.bucket}/{key}"
             items.append(_item(job_id, cell, ["--task-log", settings.task_log_uri, "run", text],
                                []))
+    for item in items:
+        item["cell_timeout"] = limits["cell_seconds"]
     payload = json.dumps(items, separators=(",", ":"))
     distributed = len(items) > settings.distributed_threshold or \
         len(payload) > INLINE_PAYLOAD_BYTES
@@ -150,7 +169,7 @@ def plan(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         "mode": "DISTRIBUTED" if distributed else "INLINE",
         "outputs": sorted({f"{cell.output}/{job_id}/" for cell in cells}),
         "work_bucket": settings.bucket, "work_prefix": f"{work}/",
-        "items_key": f"{work}/items.json", "items": [],
+        "items_key": f"{work}/items.json", "items": [], "limits": limits,
     }
     if distributed:
         s3.put_object(Bucket=settings.bucket, Key=result["items_key"], Body=payload.encode(),
@@ -160,6 +179,38 @@ def plan(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     log.info("job %s: %d cells, %d new PENDING records, %s map", job_id, len(items), created,
              result["mode"].lower())
     return result
+
+
+def job_limits(event: Any, settings: Settings) -> dict[str, int]:
+    """The job's time limits: the stack's, or shorter ones from the input's "limits".
+
+    {"limits": {"cell_seconds": …, "job_seconds": …}}: a cell's covers its time in the
+    Batch queue and its run (the Task's TimeoutSeconds); the job's is enforced by the
+    state machine's TimeoutSeconds (the stack's) and by the watchdog (a shorter one).
+    """
+    asked = event.get("limits") if isinstance(event, Mapping) else None
+    if asked is None:
+        asked = {}
+    if not isinstance(asked, Mapping):
+        raise InvalidInput('"limits" must be {"cell_seconds": …, "job_seconds": …}')
+    unknown = sorted(set(asked) - {"cell_seconds", "job_seconds"})
+    if unknown:
+        raise InvalidInput(f'"limits" has unknown key(s) {", ".join(unknown)}; '
+                           'use cell_seconds and job_seconds')
+    limits = {}
+    for key, stack_value, name in (("cell_seconds", settings.cell_time_limit,
+                                    "CellTimeLimitSeconds"),
+                                   ("job_seconds", settings.job_time_limit,
+                                    "JobTimeLimitSeconds")):
+        value = asked.get(key, stack_value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidInput(f"limits.{key} must be a positive whole number of seconds; "
+                               f"got {value!r}")
+        if value > stack_value:
+            raise InvalidInput(f"limits.{key} {value} exceeds the stack's {name} "
+                               f"({stack_value}); ask for less or deploy with a larger {name}")
+        limits[key] = value
+    return limits
 
 
 def _read_input(event: Mapping[str, Any], settings: Settings, execution_name: str = ""
@@ -291,7 +342,7 @@ def record_failure(event: Mapping[str, Any], context: Any = None) -> dict[str, A
     task_id = str(event.get("task_id") or "")
     if not task_id:
         raise InvalidInput('record_failure expects {"task_id": …, "error": {"Error", "Cause"}}')
-    reason = describe_failure(event.get("error") or {})
+    reason = describe_failure(event.get("error") or {}, limit=event.get("limit"))
     store = settings.task_log()
     try:
         record = store.transition(task_id, Status.FAILED, error=reason)
@@ -307,10 +358,14 @@ def record_failure(event: Mapping[str, Any], context: Any = None) -> dict[str, A
             "recorded_by": recorded_by, "task_id": task_id, "attempts": record.attempts}
 
 
-def describe_failure(error: Mapping[str, Any]) -> str:
+def describe_failure(error: Mapping[str, Any], limit: Any = None) -> str:
     """A one-paragraph reason from a Step Functions error (Batch job JSON or plain text)."""
     name = str(error.get("Error") or "States.TaskFailed")
     cause = str(error.get("Cause") or "")
+    if name == "States.Timeout":  # the Task's TimeoutSeconds: queue and run together
+        within = f" of {_duration(int(limit))}" if str(limit or "").isdigit() else ""
+        return _clip(f"the cell did not finish within its time limit{within} (waiting in the "
+                     "AWS Batch queue and running); Step Functions stopped its Batch job")
     try:
         job = json.loads(cause)
     except ValueError:
@@ -342,6 +397,15 @@ def describe_failure(error: Mapping[str, Any]) -> str:
     return _clip("; ".join(parts))
 
 
+def _duration(seconds: int) -> str:
+    """'2 h', '90 min', '45 s': a limit as a person says it."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
+
+
 def _either(data: Any) -> Any:
     """Read a key as Step Functions spells it (PascalCase) or as the Batch API does."""
     def get(key: str) -> Any:
@@ -354,57 +418,17 @@ def _either(data: Any) -> Any:
     return get
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= _MESSAGE_CHARS else text[:_MESSAGE_CHARS - 1] + "…"
-
-
 # --- summarize a finished job -------------------------------------------------------------
 
 def summarize(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """The completion message: counts per status, failed cells with reasons, output prefixes.
 
-    Counts come from the task log, the one authority on cell status. Its JobId index is
-    eventually consistent, so records it shows unfinished are read again consistently.
+    Counts come from the task log, the one authority on cell status, read by a projected
+    Query on the job index (infra/summary.py), so a 10,000-cell job takes seconds.
     """
     settings = Settings.from_env()
     job_id = str(event.get("job_id") or "")
     if not job_id:
         raise InvalidInput("summarize needs the job_id")
-    store = settings.task_log()
-    records = store.job_records(job_id)
-    final = [_fresh(store, record) for record in records]
-    counts = Counter(record.status.value for record in final)
-    failed = [record for record in final if record.status is Status.FAILED]
-    planned = int(event.get("count") or len(final))
-    succeeded, failures = counts.get("SUCCEEDED", 0), counts.get("FAILED", 0)
-    summary = {
-        "event": "job.completed", "job_id": job_id, "total": planned,
-        "succeeded": succeeded, "failed": failures,
-        "cancelled": counts.get("CANCELLED", 0),
-        "unfinished": counts.get("PENDING", 0) + counts.get("RUNNING", 0),
-        "missing": max(0, planned - len(final)),
-        "counts": dict(sorted(counts.items())),
-        "outputs": list(event.get("outputs") or []),
-        "failed_cells": [{"cell_id": record.cell_id, "error": _clip(record.error or "")[:500]}
-                         for record in failed[:FAILED_LISTED]],
-        "execution": event.get("execution"),
-    }
-    summary["subject"] = _subject(job_id, succeeded, failures, planned)
-    return summary
-
-
-def _fresh(store: DynamoTaskLog, record: Record) -> Record:
-    if record.status.finished:
-        return record
-    try:
-        return store.get(record.task_id) or record
-    except RsbatchError:
-        return record
-
-
-def _subject(job_id: str, succeeded: int, failed: int, total: int) -> str:
-    """An SNS subject: at most 100 printable ASCII characters."""
-    tail = f": {succeeded}/{total} succeeded, {failed} failed"
-    room = 100 - len("rsbatch ") - len(tail)
-    name = job_id if len(job_id) <= room else job_id[:room - 3] + "..."
-    return f"rsbatch {name}{tail}"
+    return summarize_job(settings.task_log(), job_id, planned=int(event.get("count") or 0),
+                         outputs=event.get("outputs") or [], execution=event.get("execution"))

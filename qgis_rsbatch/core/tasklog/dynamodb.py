@@ -8,19 +8,29 @@ module level, so the Lambda, the worker and tests pick up their own credentials.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
+from ..contract import Status
 from ..errors import (
     AWS_DENIED_CODES,
     AccessDenied,
     SourceUnavailable,
+    TransitionRejected,
     aws_error_code,
     require,
 )
 from .base import CompareAndSetLog
 from .schema import HASH_KEY, JOB_INDEX, JOB_INDEX_KEY, TABLE_NAME, Record
+
+#: what counting a job's cells needs from each record (a projected Query reads only these)
+STATUS_ATTRIBUTES = (HASH_KEY, "CellId", "Status", "Attempts", "UpdatedAt", "Error")
+#: BatchGetItem's limit per request
+_BATCH_GET = 100
+#: writers used to end many records at once (each a conditional PutItem)
+_WRITERS = 8
 
 
 def _plain(value: Any) -> Any:
@@ -51,9 +61,16 @@ class DynamoTaskLog(CompareAndSetLog):
     def __init__(self, table: str = TABLE_NAME, *, region: str | None = None,
                  endpoint_url: str | None = None, session: Any = None) -> None:
         boto3 = require("boto3", "the DynamoDB task log")
+        from botocore.config import Config
+
         session = session or boto3.session.Session(region_name=region)
         self.table_name = table
-        self._table = session.resource("dynamodb", endpoint_url=endpoint_url).Table(table)
+        # adaptive retry: throttling (a hot partition, a burst of 10,000 writes) slows the
+        # client down with jittered backoff instead of failing the call
+        config = Config(retries={"mode": "adaptive", "max_attempts": 10},
+                        max_pool_connections=2 * _WRITERS)
+        self._table = session.resource("dynamodb", endpoint_url=endpoint_url,
+                                       config=config).Table(table)
         self._errors = session.client("dynamodb", endpoint_url=endpoint_url).exceptions
 
     @property
@@ -90,13 +107,19 @@ class DynamoTaskLog(CompareAndSetLog):
         item = response.get("Item") if response else None
         return Record.from_item(_plain(item)) if item else None
 
-    def _query(self, job_id: str) -> Iterator[dict]:
+    def _query(self, job_id: str, attributes: Iterable[str] = ()) -> Iterator[dict]:
+        """The job's items from its index, page by page; only `attributes` when given."""
+        names = {"#j": JOB_INDEX_KEY}
         kwargs: dict[str, Any] = {
             "IndexName": JOB_INDEX,
             "KeyConditionExpression": "#j = :j",
-            "ExpressionAttributeNames": {"#j": JOB_INDEX_KEY},
+            "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": {":j": job_id},
         }
+        wanted = list(attributes)
+        if wanted:
+            names.update({f"#p{i}": name for i, name in enumerate(wanted)})
+            kwargs["ProjectionExpression"] = ", ".join(f"#p{i}" for i in range(len(wanted)))
         while True:
             page = self._call("query", self._table.query, **kwargs)
             yield from page.get("Items", [])
@@ -107,6 +130,52 @@ class DynamoTaskLog(CompareAndSetLog):
     def job_records(self, job_id: str) -> list[Record]:
         records = [Record.from_item(_plain(item)) for item in self._query(job_id)]
         return sorted(records, key=lambda record: record.cell_id)
+
+    def job_statuses(self, job_id: str) -> list[dict[str, Any]]:
+        """Every record of a job with only STATUS_ATTRIBUTES (a fraction of the bytes)."""
+        return [_plain(item) for item in self._query(job_id, STATUS_ATTRIBUTES)]
+
+    def get_many(self, task_ids: Iterable[str]) -> dict[str, Record]:
+        """Records by task id, read consistently in batches of 100 (BatchGetItem)."""
+        ids = list(dict.fromkeys(task_ids))
+        found: dict[str, Record] = {}
+        # the resource's client (de)serialises plain Python values, as the Table does
+        client = self._table.meta.client
+        for start in range(0, len(ids), _BATCH_GET):
+            request: dict[str, Any] = {self.table_name: {
+                "Keys": [{HASH_KEY: task_id} for task_id in ids[start:start + _BATCH_GET]],
+                "ConsistentRead": True}}
+            while request:
+                page = self._call("batch get", client.batch_get_item, RequestItems=request)
+                for item in page.get("Responses", {}).get(self.table_name, []):
+                    record = Record.from_item(_plain(item))
+                    found[record.task_id] = record
+                request = page.get("UnprocessedKeys") or {}
+        return found
+
+    def end_many(self, records: Iterable[Record], status: Status, error: str) -> list[Record]:
+        """Move every unfinished record to `status` (FAILED/CANCELLED) with `error`.
+
+        Each is a conditional PutItem against the record as given (one write, no read);
+        a record that changed meanwhile is read again and moved through `transition`,
+        and one that has finished meanwhile is left alone. Writes run on a few threads
+        (boto3 clients are thread-safe), so 10,000 cells take seconds, not minutes.
+        Returns the records this call moved.
+        """
+        def end(record: Record) -> Record | None:
+            if record.status.finished:
+                return None
+            new = record.moved(status, error=error)
+            if self._replace(record, new):
+                return new
+            try:
+                return self.transition(record.task_id, status, error=error)
+            except TransitionRejected:  # it finished (or vanished) in the meantime
+                return None
+
+        todo = [record for record in records if not record.status.finished]
+        with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+            return [moved for moved in pool.map(end, todo) if moved is not None]
 
     def _insert(self, record: Record) -> bool:
         response = self._call(
