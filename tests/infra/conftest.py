@@ -57,7 +57,7 @@ def definition_text() -> str:
 def state_machine_definition(values: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The definition with each ${Name} replaced: from `values`, else a plausible stand-in."""
     known = {
-        "AWS::Partition": "aws", "MaxConcurrency": "1000",
+        "AWS::Partition": "aws", "MaxConcurrency": "1000", "JobTimeLimitSeconds": "604800",
         "JobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/rsbatch-queue",
         "WorkerJobDefinition":
             "arn:aws:batch:us-east-1:123456789012:job-definition/rsbatch-worker:1",

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from infra import handler
+from infra import handler, summary
 from qgis_rsbatch.core.contract import Cell, Status
 from qgis_rsbatch.core.errors import InvalidInput
 from qgis_rsbatch.core.tasklog import schema
@@ -208,7 +208,7 @@ def test_summarize_counts_from_the_task_log(aws):
 
 
 def test_the_subject_stays_within_snss_100_characters():
-    subject = handler._subject("j" * 80, 10000, 10000, 20000)
+    subject = summary.subject("j" * 80, 10000, 10000, 20000)
     assert len(subject) <= 100 and subject.isascii()
 
 

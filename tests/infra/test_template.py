@@ -26,7 +26,8 @@ ASL_VALIDATOR = ROOT / "node_modules" / ".bin" / "asl-validator"
 CHECKOV = ROOT / ".checkov-venv" / "bin" / "checkov"
 #: actions AWS offers no resource-level permissions for: "*" is the only possible Resource
 UNSCOPABLE = {
-    "batch:DescribeJobs", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
+    "batch:DescribeJobs", "batch:ListJobs", "batch:DescribeJobQueues",
+    "batch:DescribeComputeEnvironments", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
     "xray:GetSamplingRules", "xray:GetSamplingTargets", "logs:CreateLogDelivery",
     "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
     "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
