@@ -25,10 +25,11 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -64,6 +65,9 @@ class Hooks:
     interrupt_first: set[str] = field(default_factory=set)
     #: Batch job names whose every attempt loses its Spot instance
     interrupt_always: set[str] = field(default_factory=set)
+    #: Batch job names that wait in RUNNABLE (no capacity) until cancelled, created this
+    #: many seconds ago
+    hold_runnable: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _lambda_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -154,9 +158,27 @@ def _run_job(hooks: Hooks, job: Any) -> None:
     job._mark_stopped(success=exit_code == 0)
 
 
+def _hold(job: Any, age: float) -> None:
+    """Keep `job` RUNNABLE, as Batch does without capacity, until it is cancelled."""
+    job.job_created_at = datetime.now() - timedelta(seconds=age)  # noqa: DTZ005 - moto's
+    job._transitions = [("RUNNABLE", "RUNNABLE")]  # moto's states would move it on
+    job.status = "RUNNABLE"
+
+    def wait_for_cancel() -> None:
+        while not job.stop:
+            time.sleep(0.05)
+        job.job_stopped_reason = job.job_stopped_reason or "cancelled"
+        job._mark_stopped(success=False)
+
+    threading.Thread(target=wait_for_cancel, daemon=True).start()
+
+
 def _mark_job_as_finished(hooks: Hooks) -> Any:
     def finish(self: Any, include_start_attempt: bool, job: Any) -> None:
         self.backend._jobs[job.job_id] = job
+        if job.job_name in hooks.hold_runnable:
+            _hold(job, hooks.hold_runnable[job.job_name])
+            return
         job.job_started_at = datetime.now()  # noqa: DTZ005 - moto keeps naive times
         job.log_stream_name = job._stream_name
         _run_job(hooks, job)

@@ -1,0 +1,224 @@
+"""Nothing waits forever, on moto: the watchdog, the reconciler and the cells' time limits.
+
+Each test deploys the real template (infra/deploy.py), starts an execution whose Batch job
+is held in RUNNABLE (tests/infra/motohooks.py: no capacity), and invokes the functions the
+way AWS would: the watchdog through Lambda as its schedule does, the reconciler with the
+event EventBridge sends for "Step Functions Execution Status Change".
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from .conftest import REGION, STACK
+
+pytestmark = pytest.mark.slow
+
+BANDS = {key: f"s3://rsbatch-test-bands/T/{key}.tif" for key in ("blue", "green", "red", "nir")}
+
+
+def _job(job_id: str, output: str, days: int) -> dict[str, Any]:
+    return {"job_id": job_id, "cells": [
+        {"tile": "32TMT", "date": f"2024-06-{day:02d}", "bands": BANDS, "output": output,
+         "products": ["ndvi"], "cloud_mask": False} for day in range(1, days + 1)]}
+
+
+def _start(stack: Any, execution_input: dict[str, Any]) -> str:
+    sfn = stack.client("stepfunctions")
+    return sfn.start_execution(stateMachineArn=stack.state_machine_arn,
+                               input=json.dumps(execution_input))["executionArn"]
+
+
+def _wait(what: str, check: Any, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not after {timeout} s")
+        time.sleep(0.2)
+
+
+def _runnable(stack: Any, count: int) -> list[dict[str, Any]]:
+    batch = stack.client("batch")
+    return _wait(f"{count} Batch job(s) RUNNABLE", lambda: (lambda jobs: jobs if len(jobs)
+                 >= count else None)(batch.list_jobs(jobQueue=stack.outputs["JobQueueArn"],
+                                                     jobStatus="RUNNABLE")["jobSummaryList"]))
+
+
+def _finished(stack: Any, arn: str) -> dict[str, Any]:
+    sfn = stack.client("stepfunctions")
+    return _wait("the execution ending", lambda: (lambda d: d if d["status"] != "RUNNING"
+                 else None)(sfn.describe_execution(executionArn=arn)), 240)
+
+
+def _invoke(stack: Any, function: str, event: dict[str, Any]) -> dict[str, Any]:
+    answer = stack.client("lambda").invoke(FunctionName=f"{STACK}-{function}",
+                                           Payload=json.dumps(event).encode())
+    body = json.loads(answer["Payload"].read())
+    assert "FunctionError" not in answer, body
+    return body
+
+
+#: moto 5.2.5 ends an execution stopped inside a Map as FAILED (States.Runtime: its
+#: interpreter trips over the aborted iteration); AWS reports ABORTED with the error and
+#: cause given to StopExecution, and EventBridge delivers that
+STOPPED = {"status": "ABORTED"}
+
+
+def _status_change(stack: Any, arn: str, **told: Any) -> dict[str, Any]:
+    """The event EventBridge delivers for an execution's status change (its documented shape).
+
+    `told` overrides what moto's describe_execution says (status, error, cause).
+    """
+    described = {**stack.client("stepfunctions").describe_execution(executionArn=arn), **told}
+    millis = (lambda value: int(value.timestamp() * 1000) if value else None)
+    return {
+        "version": "0", "id": "315c1398-40ff-a850-213b-158f73e60175",
+        "detail-type": "Step Functions Execution Status Change", "source": "aws.states",
+        "account": "123456789012", "time": datetime.now(timezone.utc).isoformat(),
+        "region": REGION, "resources": [arn],
+        "detail": {
+            "executionArn": arn, "stateMachineArn": described["stateMachineArn"],
+            "name": arn.rsplit(":", 1)[1], "status": described["status"],
+            "startDate": millis(described["startDate"]),
+            "stopDate": millis(described.get("stopDate")),
+            "input": described["input"], "output": None,
+            "inputDetails": {"included": True}, "outputDetails": None,
+            "error": described.get("error"), "cause": described.get("cause"),
+        },
+    }
+
+
+def test_the_watchdog_cancels_a_cell_stuck_in_runnable_and_the_job_completes(deploy_stack):
+    stack = deploy_stack()
+    results = f"s3://{stack.outputs['ResultsBucket']}/w"
+    # the first cell waited three hours for Spot capacity; the second is still young
+    stack.hooks.hold_runnable["job-stuck-32TMT_2024-06-01"] = 3 * 3600
+    stack.hooks.hold_runnable["job-stuck-32TMT_2024-06-02"] = 60
+    arn = _start(stack, {"job": _job("job-stuck", results, 2)})
+    _runnable(stack, 2)
+
+    report = _invoke(stack, "watchdog", {"source": "aws.events",
+                                         "detail-type": "Scheduled Event", "detail": {}})
+
+    [cancelled] = report["cancelled"]
+    assert cancelled["task_id"] == "job-stuck#32TMT_2024-06-01"
+    assert cancelled["status"] == "FAILED"
+    record = stack.records("job-stuck")["32TMT_2024-06-01"]
+    assert record.status.value == "FAILED"
+    assert record.error.startswith(f"no Spot capacity for 2 h in {REGION} (")
+    assert "RUNNABLE" in record.error and "vCPUs" in record.error
+    assert stack.records("job-stuck")["32TMT_2024-06-02"].status.value == "PENDING"
+    messages = stack.messages()
+    stuck = [m for m in messages if m["event"] == "cells.stuck"]
+    assert len(stuck) == 1
+    assert stuck[0]["body"]["cancelled"][0]["task_id"] == "job-stuck#32TMT_2024-06-01"
+    # the young cell gets capacity at last: cancelled by hand here, the job then ends
+    batch = stack.client("batch")
+    [young] = [j for j in _runnable(stack, 1) if j["jobName"].endswith("06-02")]
+    batch.cancel_job(jobId=young["jobId"], reason="test over")
+    execution = _finished(stack, arn)
+    assert execution["status"] == "SUCCEEDED", execution
+    summary = json.loads(execution["output"])
+    assert summary["failed"] == 2
+    cells = {c["cell_id"]: c["error"] for c in summary["failed_cells"]}
+    assert cells["32TMT_2024-06-01"] == record.error  # the watchdog's reason is kept
+
+
+def test_a_cell_that_waits_past_its_time_limit_fails_with_that_reason(deploy_stack):
+    stack = deploy_stack()
+    results = f"s3://{stack.outputs['ResultsBucket']}/t"
+    stack.hooks.hold_runnable["job-slow-32TMT_2024-06-01"] = 0
+    arn = _start(stack, {"job": _job("job-slow", results, 1), "limits": {"cell_seconds": 2}})
+
+    execution = _finished(stack, arn)
+
+    assert execution["status"] == "SUCCEEDED", execution
+    record = stack.records("job-slow")["32TMT_2024-06-01"]
+    assert record.status.value == "FAILED"
+    assert record.error.startswith("the cell did not finish within its time limit of 2 s")
+    assert [m["event"] for m in stack.messages()] == ["cell.failed", "job.completed"]
+
+
+def test_a_job_limit_larger_than_the_stacks_is_refused_before_anything_runs(deploy_stack):
+    stack = deploy_stack()
+    results = f"s3://{stack.outputs['ResultsBucket']}/t"
+    arn = _start(stack, {"job": _job("job-long", results, 1),
+                         "limits": {"job_seconds": 10**9}})
+    execution = _finished(stack, arn)
+    assert execution["status"] == "FAILED"
+    assert "exceeds the stack's JobTimeLimitSeconds" in execution["cause"]
+    assert stack.records("job-long") == {}
+    assert not stack.hooks.runs
+
+
+def test_a_stopped_execution_is_reconciled_and_reported(deploy_stack):
+    stack = deploy_stack()
+    results = f"s3://{stack.outputs['ResultsBucket']}/r"
+    for day in (1, 2, 3):
+        stack.hooks.hold_runnable[f"job-stop-32TMT_2024-06-0{day}"] = 0
+    arn = _start(stack, {"job": _job("job-stop", results, 3)})
+    _runnable(stack, 3)
+    store_records = stack.records("job-stop")
+    assert {r.status.value for r in store_records.values()} == {"PENDING"}
+    # one cell had already finished when a person stopped the execution in the console
+    from qgis_rsbatch.core.contract import Status
+    from qgis_rsbatch.core.tasklog.dynamodb import DynamoTaskLog
+
+    store = DynamoTaskLog(stack.outputs["TaskLogTable"], region=REGION, endpoint_url=stack.url)
+    store.transition("job-stop#32TMT_2024-06-01", Status.RUNNING)
+    store.transition("job-stop#32TMT_2024-06-01", Status.SUCCEEDED, outputs={"ndvi": "s3://x"})
+    store.transition("job-stop#32TMT_2024-06-02", Status.RUNNING)
+    sfn = stack.client("stepfunctions")
+    sfn.stop_execution(executionArn=arn, error="Stopped", cause="stopped in the console")
+    _finished(stack, arn)
+    stack.messages()  # drop anything sent before the stop
+    stopped = {**STOPPED, "error": "Stopped", "cause": "stopped in the console"}
+
+    summary = _invoke(stack, "reconcile", _status_change(stack, arn, **stopped))
+
+    records = stack.records("job-stop")
+    assert {cell: r.status.value for cell, r in records.items()} == {
+        "32TMT_2024-06-01": "SUCCEEDED", "32TMT_2024-06-02": "CANCELLED",
+        "32TMT_2024-06-03": "CANCELLED"}
+    assert records["32TMT_2024-06-03"].error == \
+        "the execution was stopped (Stopped: stopped in the console)"
+    assert (summary["succeeded"], summary["cancelled"], summary["unfinished"]) == (1, 2, 0)
+    [message] = stack.messages()
+    assert message["event"] == "job.ended"
+    assert message["body"]["execution_status"] == "ABORTED"
+    assert message["body"]["cancelled"] == 2 and message["body"]["job_id"] == "job-stop"
+    assert message["subject"] == "rsbatch job-stop: 1/3 succeeded, 0 failed (aborted)"
+    # EventBridge may deliver twice: the second changes nothing and reports the same counts
+    again = _invoke(stack, "reconcile", _status_change(stack, arn, **stopped))
+    assert (again["ended_now"], again["cancelled"]) == (0, 2)
+
+
+def test_a_job_past_its_own_time_limit_is_stopped_and_its_cells_fail(deploy_stack):
+    stack = deploy_stack()
+    results = f"s3://{stack.outputs['ResultsBucket']}/j"
+    stack.hooks.hold_runnable["job-late-32TMT_2024-06-01"] = 0
+    arn = _start(stack, {"job": _job("job-late", results, 1), "limits": {"job_seconds": 1}})
+    _runnable(stack, 1)
+    time.sleep(1.1)  # the job's own limit passes (the stack's is a week)
+
+    report = _invoke(stack, "watchdog", {"source": "aws.events", "detail": {}})
+
+    [stopped] = report["stopped"]
+    assert stopped["execution"] == arn
+    _finished(stack, arn)
+    summary = _invoke(stack, "reconcile", _status_change(
+        stack, arn, **STOPPED, error="rsbatch.JobTimeLimit", cause=stopped["cause"]))
+    record = stack.records("job-late")["32TMT_2024-06-01"]
+    assert record.status.value == "FAILED"
+    assert record.error == ("the job's time limit ran out before this cell finished "
+                            "(the job's time limit of 1 s ran out)")
+    assert summary["failed"] == 1
+    assert sorted(m["event"] for m in stack.messages()) == ["cells.stuck", "job.ended"]
