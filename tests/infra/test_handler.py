@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from infra import handler, summary
+from infra import handler
+from infra import summary as summary_module
 from qgis_rsbatch.core.contract import Cell, Status
 from qgis_rsbatch.core.errors import InvalidInput
 from qgis_rsbatch.core.tasklog import schema
@@ -208,7 +209,7 @@ def test_summarize_counts_from_the_task_log(aws):
 
 
 def test_the_subject_stays_within_snss_100_characters():
-    subject = summary.subject("j" * 80, 10000, 10000, 20000)
+    subject = summary_module.subject("j" * 80, 10000, 10000, 20000)
     assert len(subject) <= 100 and subject.isascii()
 
 
@@ -228,3 +229,44 @@ def test_the_lambda_package_imports_on_its_own(tmp_path):
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "plan"
+
+
+def test_summarize_reads_10000_records_by_query_not_one_get_per_cell(aws, monkeypatch):
+    table = aws.resource("dynamodb").Table(schema.TABLE_NAME)
+    statuses = ["SUCCEEDED"] * 9000 + ["FAILED"] * 700 + ["CANCELLED"] * 200 + \
+        ["RUNNING"] * 60 + ["PENDING"] * 40
+    with table.batch_writer() as batch:
+        for n, status in enumerate(statuses):
+            cell_id = f"T{n:05d}_2024-06-01"
+            item = {"TaskID": f"job-10k#{cell_id}", "JobId": "job-10k", "CellId": cell_id,
+                    "Tile": "32TMT", "Date": "2024-06-01", "Status": status, "Attempts": 1,
+                    "UpdatedAt": "2024-06-01T00:00:00.000Z", "Outputs": {},
+                    "Error": f"reason {n}" if status == "FAILED" else None}
+            batch.put_item(Item={k: v for k, v in item.items() if v is not None})
+
+    def no_single_reads(self, task_id):  # the old way: one GetItem per cell
+        raise AssertionError(f"GetItem {task_id}")
+
+    monkeypatch.setattr(DynamoTaskLog, "get", no_single_reads)
+    summary = handler.summarize({"job_id": "job-10k", "count": 10000, "outputs": []})
+    assert (summary["total"], summary["succeeded"], summary["failed"], summary["cancelled"],
+            summary["unfinished"], summary["missing"]) == (10000, 9000, 700, 200, 100, 0)
+    assert len(summary["failed_cells"]) == summary_module.FAILED_LISTED
+    assert summary["failed_cells"][0] == {"cell_id": "T09000_2024-06-01", "error": "reason 9000"}
+    assert summary["subject"] == "rsbatch job-10k: 9000/10000 succeeded, 700 failed"
+    assert len(json.dumps(summary)) < 20_000  # fits an SNS message with room to spare
+
+
+def test_the_projected_query_and_batched_reads_see_what_the_records_say(aws):
+    _plan({"job": {"job_id": "job-p", "cells": _cells(130)}})
+    log = _log()
+    log.transition("job-p#32TMT_2024-06-01", Status.RUNNING)
+    items = log.job_statuses("job-p")
+    assert len(items) == 130
+    assert set(items[0]) <= {"TaskID", "CellId", "Status", "Attempts", "UpdatedAt", "Error"}
+    fresh = log.get_many([item["TaskID"] for item in items])  # two BatchGetItem pages
+    assert len(fresh) == 130
+    assert fresh["job-p#32TMT_2024-06-01"].status is Status.RUNNING
+    ended = log.end_many(fresh.values(), Status.CANCELLED, "stopped")
+    assert len(ended) == 130
+    assert {r.status for r in log.job_records("job-p")} == {Status.CANCELLED}

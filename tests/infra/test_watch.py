@@ -47,15 +47,23 @@ def _wait(what: str, check: Any, timeout: float = 120) -> Any:
 
 def _runnable(stack: Any, count: int) -> list[dict[str, Any]]:
     batch = stack.client("batch")
-    return _wait(f"{count} Batch job(s) RUNNABLE", lambda: (lambda jobs: jobs if len(jobs)
-                 >= count else None)(batch.list_jobs(jobQueue=stack.outputs["JobQueueArn"],
-                                                     jobStatus="RUNNABLE")["jobSummaryList"]))
+
+    def listed() -> list[dict[str, Any]] | None:
+        jobs = batch.list_jobs(jobQueue=stack.outputs["JobQueueArn"],
+                               jobStatus="RUNNABLE")["jobSummaryList"]
+        return jobs if len(jobs) >= count else None
+
+    return _wait(f"{count} Batch job(s) RUNNABLE", listed)
 
 
 def _finished(stack: Any, arn: str) -> dict[str, Any]:
     sfn = stack.client("stepfunctions")
-    return _wait("the execution ending", lambda: (lambda d: d if d["status"] != "RUNNING"
-                 else None)(sfn.describe_execution(executionArn=arn)), 240)
+
+    def ended() -> dict[str, Any] | None:
+        described = sfn.describe_execution(executionArn=arn)
+        return described if described["status"] != "RUNNING" else None
+
+    return _wait("the execution ending", ended, 240)
 
 
 def _invoke(stack: Any, function: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +86,10 @@ def _status_change(stack: Any, arn: str, **told: Any) -> dict[str, Any]:
     `told` overrides what moto's describe_execution says (status, error, cause).
     """
     described = {**stack.client("stepfunctions").describe_execution(executionArn=arn), **told}
-    millis = (lambda value: int(value.timestamp() * 1000) if value else None)
+
+    def millis(value: Any) -> int | None:
+        return int(value.timestamp() * 1000) if value else None
+
     return {
         "version": "0", "id": "315c1398-40ff-a850-213b-158f73e60175",
         "detail-type": "Step Functions Execution Status Change", "source": "aws.states",
