@@ -233,3 +233,36 @@ def test_a_job_past_its_own_time_limit_is_stopped_and_its_cells_fail(deploy_stac
                             "(the job's time limit of 1 s ran out)")
     assert summary["failed"] == 1
     assert sorted(m["event"] for m in stack.messages()) == ["cells.stuck", "job.ended"]
+
+
+def test_cancel_from_the_client_stops_the_batch_jobs_and_ends_every_cell(deploy_stack,
+                                                                        tmp_path):
+    from qgis_rsbatch.core.backends.aws import AwsBackend
+    from qgis_rsbatch.core.contract import Job
+    from qgis_rsbatch.core.tasklog.sqlite import SqliteTaskLog
+
+    stack = deploy_stack()
+    results = f"s3://{stack.outputs['ResultsBucket']}/c"
+    job = Job.from_dict(_job("job-cancel", results, 3))
+    for cell in job.cells:
+        stack.hooks.hold_runnable[f"job-cancel-{cell.cell_id}"] = 0
+    # a job whose name shares the prefix: its Batch job must survive the cancel
+    other = Job.from_dict(_job("job-cancel-2", results, 1))
+    stack.hooks.hold_runnable["job-cancel-2-32TMT_2024-06-01"] = 0
+    outputs = {**stack.outputs, "StackName": STACK, "Region": REGION,
+               "EndpointUrl": stack.url, "StateMachineArn": stack.state_machine_arn}
+    aws = AwsBackend(outputs=outputs,
+                     registry=SqliteTaskLog(str(tmp_path / "registry.sqlite")))
+    aws.submit(job)
+    aws.submit(other)
+    _runnable(stack, 4)
+
+    status = aws.cancel(job.job_id)
+
+    assert status.counts["CANCELLED"] == 3 and status.finished
+    assert {r.error for r in status.records} == {"cancelled by the user"}
+    batch = stack.client("batch")
+    left = batch.list_jobs(jobQueue=stack.outputs["JobQueueArn"],
+                           jobStatus="RUNNABLE")["jobSummaryList"]
+    assert [j["jobName"] for j in left] == ["job-cancel-2-32TMT_2024-06-01"]
+    assert stack.records("job-cancel-2")["32TMT_2024-06-01"].status.value == "PENDING"

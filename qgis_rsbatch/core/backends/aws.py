@@ -187,12 +187,11 @@ class AwsBackend:
                           "finished")
                 if execution.get("cause") or execution.get("error"):
                     reason += f": {execution.get('error', '')} {execution.get('cause', '')}"
-                for record in left:
-                    self._move(record.task_id, Status.FAILED, error=reason.strip())
+                self.task_log.end_many(left, Status.FAILED, reason.strip())
                 if missing:  # the planner never recorded them (it failed first)
                     self.task_log.register(missing, Status.PENDING)
-                    for cell in missing:
-                        self._move(cell.task_id, Status.FAILED, error=reason.strip())
+                    fresh = self.task_log.get_many(cell.task_id for cell in missing)
+                    self.task_log.end_many(fresh.values(), Status.FAILED, reason.strip())
                 notes.append(reason.strip())
                 records = {r.cell_id: r for r in self.task_log.job_records(job_id)}
         elif execution is not None:
@@ -210,9 +209,49 @@ class AwsBackend:
             self._call("stopping the execution", self._client("stepfunctions").stop_execution,
                        executionArn=execution["executionArn"], error="Cancelled",
                        cause="cancelled by the user")
-        for record in unfinished(self.task_log.job_records(job_id)):
-            self._move(record.task_id, Status.CANCELLED, error="cancelled by the user")
+        self.stop_batch_jobs(job_id)
+        self.task_log.end_many(unfinished(self.task_log.job_records(job_id)),
+                               Status.CANCELLED, "cancelled by the user")
         return self.status(job_id)
+
+    def stop_batch_jobs(self, job_id: str, reason: str = "cancelled by the user") -> int:
+        """Terminate the job's Batch jobs that have not ended, a few at a time.
+
+        Step Functions also stops the Batch job of each running Task when its execution
+        stops, but only as its children wind down; this does it now. Throttling is retried
+        by botocore's adaptive mode (jittered backoff that slows the client down).
+        """
+        queue = self.outputs.get("JobQueueArn")
+        if not queue:
+            return 0
+        from concurrent.futures import ThreadPoolExecutor
+
+        from botocore.config import Config
+
+        batch = self.session.client("batch", endpoint_url=self.endpoint_url, config=Config(
+            retries={"mode": "adaptive", "max_attempts": 10}, max_pool_connections=16))
+        prefix = _NAME_BAD.sub("_", f"{job_id}-")
+        ids = [summary["jobId"]
+               for page in self._call("listing the Batch jobs", lambda: list(
+                   batch.get_paginator("list_jobs").paginate(
+                       jobQueue=queue, filters=[{"name": "JOB_NAME",
+                                                 "values": [prefix + "*"]}])))
+               for summary in page["jobSummaryList"]
+               if summary.get("status") not in ("SUCCEEDED", "FAILED")]
+        ours = []
+        for start in range(0, len(ids), 100):  # names may collide: the tag says whose it is
+            described = self._call("reading the Batch jobs", batch.describe_jobs,
+                                   jobs=ids[start:start + 100])["jobs"]
+            ours += [job["jobId"] for job in described
+                     if (job.get("tags") or {}).get("rsbatch:job") == job_id]
+
+        def terminate(batch_job_id: str) -> None:
+            self._call("stopping a Batch job", batch.terminate_job, jobId=batch_job_id,
+                       reason=reason)
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(terminate, ours))
+        return len(ours)
 
     def resume(self, job_id: str, *, wait: bool = False,
                progress: Progress | None = None) -> JobStatus:
