@@ -7,6 +7,8 @@ scaled by the share of the tile each cell really reads (its AOI window).
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -75,22 +77,68 @@ def _size(gigabytes: float) -> str:
 
 def window_pixels(cell: Cell) -> int:
     """10 m pixels of the cell's output: its AOI's bounding box on the tile, or the tile."""
-    tile = grid.tile_info(cell.tile)
-    x0, y0, x1, y1 = tile.bounds()
-    if cell.aoi is None:
-        return tile.shape()[0] * tile.shape()[1]
-    zone, south = utm.parse_epsg(tile.epsg) or (0, False)
-    dense = planar.densify_geometry(aoi_mod.geometry_of(dict(cell.aoi)), 0.01)
-    xs, ys = [], []
-    for lon, lat in aoi_mod.iter_positions(dense):
-        x, y = utm.forward(lon, lat, zone, south)
-        xs.append(x)
-        ys.append(y)
-    left, right = max(min(xs), x0), min(max(xs), x1)
-    bottom, top = max(min(ys), y0), min(max(ys), y1)
-    if right <= left or top <= bottom:
-        return 0
-    return math.ceil((right - left) / 10) * math.ceil((top - bottom) / 10)
+    return _Windows().pixels(cell)
+
+
+class _Windows:
+    """Window sizes for many cells, each piece of work done once.
+
+    A job's cells share one AOI and repeat their tiles over many dates, so the AOI is
+    densified once, projected once per UTM zone (to a bounding box), and each tile's window
+    is that box cut by the tile: a 10,000-cell job costs a few projections, not 10,000.
+    """
+
+    def __init__(self) -> None:
+        # id → (the object, kept alive so its id stays its own; its content key)
+        self._keys: dict[int, tuple[Any, str]] = {}
+        self._dense: dict[str, list[tuple[float, float]]] = {}
+        self._boxes: dict[tuple[str, int, bool], tuple[float, float, float, float]] = {}
+        self._windows: dict[tuple[str, str], int] = {}
+
+    def _aoi_key(self, aoi: Any) -> str:
+        # cells planned together share the coordinates object: identity first, content after
+        coordinates = aoi.get("coordinates")
+        known = self._keys.get(id(coordinates))
+        if known is None:
+            known = (coordinates, json.dumps(aoi, sort_keys=True, separators=(",", ":")))
+            self._keys[id(coordinates)] = known
+        return known[1]
+
+    def _box(self, key: str, aoi: Any, zone: int, south: bool
+             ) -> tuple[float, float, float, float]:
+        box = self._boxes.get((key, zone, south))
+        if box is None:
+            dense = self._dense.get(key)
+            if dense is None:
+                geometry = planar.densify_geometry(aoi_mod.geometry_of(dict(aoi)), 0.01)
+                dense = self._dense[key] = list(aoi_mod.iter_positions(geometry))
+            xs, ys = zip(*(utm.forward(lon, lat, zone, south) for lon, lat in dense))
+            box = self._boxes[(key, zone, south)] = (min(xs), min(ys), max(xs), max(ys))
+        return box
+
+    def pixels(self, cell: Cell) -> int:
+        tile = _tile(cell.tile)
+        if cell.aoi is None:
+            return tile.shape()[0] * tile.shape()[1]
+        key = self._aoi_key(cell.aoi)
+        found = self._windows.get((key, cell.tile))
+        if found is not None:
+            return found
+        zone, south = utm.parse_epsg(tile.epsg) or (0, False)
+        x0, y0, x1, y1 = tile.bounds()
+        min_x, min_y, max_x, max_y = self._box(key, cell.aoi, zone, south)
+        left, right = max(min_x, x0), min(max_x, x1)
+        bottom, top = max(min_y, y0), min(max_y, y1)
+        pixels = 0
+        if right > left and top > bottom:
+            pixels = math.ceil((right - left) / 10) * math.ceil((top - bottom) / 10)
+        self._windows[(key, cell.tile)] = pixels
+        return pixels
+
+
+@functools.lru_cache(maxsize=4096)
+def _tile(tile_id: str) -> grid.Tile:
+    return grid.tile_info(tile_id)
 
 
 def _seconds_per_full_tile(names: tuple[str, ...]) -> float:
@@ -113,8 +161,9 @@ def estimate(job: Job, *, backend: str = "local", workers: int | None = None,
 
     pixels = input_bytes = output_bytes = 0.0
     vcpu_seconds = 0.0
+    windows = _Windows()
     for cell in job.cells:
-        px = window_pixels(cell)
+        px = windows.pixels(cell)
         pixels += px
         input_bytes += px * INPUT_BYTES_PER_PIXEL * _input_bands(cell)
         output_bytes += px * sum(products.PRODUCTS[p].bytes_per_pixel for p in cell.products)

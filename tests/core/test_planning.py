@@ -96,3 +96,27 @@ def test_estimate_scales_with_the_aoi_and_prices_aws(sample_catalog):
     assert aws.dollars > 0 and aws.vcpu_hours > 4 * local.vcpu_hours  # whole tiles cost more
     assert aws.dollars == pytest.approx(aws.vcpu_hours * 0.05 + 4 * 6 * 0.025 / 1000)
     assert "$" in aws.summary() and "here" in local.summary()
+
+
+def test_the_estimate_sizes_each_cell_as_if_alone_across_aois_tiles_and_zones():
+    """The estimate reuses one AOI's projection per zone; it must never mix AOIs or tiles."""
+    from qgis_rsbatch.core.contract import Job
+
+    bands = {k: f"s3://b/{k}.tif" for k in ("blue", "green", "red", "nir")}
+    near = {"type": "Polygon", "coordinates": [[[8.9, 45.0], [9.3, 45.0], [9.3, 45.3],
+                                                 [8.9, 45.3], [8.9, 45.0]]]}
+    wide = {"type": "Polygon", "coordinates": [[[8.5, 44.8], [9.6, 44.8], [9.6, 45.6],
+                                                 [8.5, 45.6], [8.5, 44.8]]]}
+    cells = [{"tile": tile, "date": f"2024-06-0{day}", "bands": bands, "aoi": aoi,
+              "output": "file:///tmp/x", "cloud_mask": False, "job_id": f"j{n}"}
+             for n, aoi in enumerate((near, wide))
+             for tile in ("32TMR", "32TNR", "32TMQ")  # zone 32; 32TNR overlaps zone 33's edge
+             for day in (1, 2)]
+    jobs = [Job.from_dict({"job_id": "j0", "cells": [c for c in cells if c["job_id"] == "j0"]}),
+            Job.from_dict({"job_id": "j1", "cells": [c for c in cells if c["job_id"] == "j1"]})]
+    mixed = Job.from_dict({"job_id": "jm", "cells": [{**c, "job_id": "jm", "date":
+                                                      f"2024-06-{i + 10}"}
+                                                     for i, c in enumerate(cells)]})
+    alone = sum(window_pixels(cell) for job in jobs for cell in job.cells)
+    assert estimate(mixed).pixels == alone
+    assert {window_pixels(c) for c in jobs[0].cells} != {window_pixels(c) for c in jobs[1].cells}
