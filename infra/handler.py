@@ -20,7 +20,6 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -317,15 +316,7 @@ def _check_output(cell: Cell, bucket: str) -> None:
 
 def _register(cells: list[Cell], settings: Settings) -> int:
     """PENDING records for every cell (conditional: existing records are left alone)."""
-    expires = settings.expires_at()
-    if len(cells) <= 25:
-        return settings.task_log().register(cells, expires_at=expires)
-    # a few writers: every record of a job shares one JobId, so the index takes them all in
-    # one partition (about 1,000 writes a second); four threads stay below that
-    chunks = [cells[i::4] for i in range(4)]
-    with ThreadPoolExecutor(max_workers=4) as pool:  # one store (session) per thread
-        return sum(pool.map(lambda chunk: settings.task_log().register(chunk, expires_at=expires),
-                            chunks))
+    return settings.task_log().register(cells, expires_at=settings.expires_at())
 
 
 # --- record a failed cell -----------------------------------------------------------------

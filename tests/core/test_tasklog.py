@@ -181,3 +181,25 @@ def test_skipped_is_done_and_carries_its_reason_and_numbers(store):
     store.register([other])
     with pytest.raises(TransitionRejected, match="PENDING; it cannot become SKIPPED"):
         store.transition(other.task_id, Status.SKIPPED, error="never ran")
+
+
+def test_a_records_index_shard_is_fixed_by_its_cell_and_the_same_in_every_process():
+    """Workers, Lambdas and clients compute the shard apart: it must not depend on hash()."""
+    import subprocess
+    import sys
+
+    from qgis_rsbatch.core.tasklog import schema
+
+    assert schema.job_shard("job-1", "32TMT_2024-06-01") == "job-1#9"
+    assert schema.job_shard("job-1", "32TMT_2024-06-02") == "job-1#3"
+    code = ("from qgis_rsbatch.core.tasklog.schema import job_shard;"
+            "print(job_shard('job-1', '32TMT_2024-06-01'))")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={"PYTHONHASHSEED": "123"}, check=True)
+    assert other.stdout.strip() == "job-1#9"
+    shards = {schema.job_shard("j", f"T{n:05d}_2024-06-01") for n in range(1000)}
+    assert shards == set(schema.job_shards("j"))  # 1,000 cells reach all 16
+    item = schema.Record(task_id="j#c", job_id="j", cell_id="c", tile="32TMT",
+                         date="2024-06-01", status=schema.Status.PENDING).to_item()
+    assert (item["JobId"], item[schema.JOB_INDEX_KEY]) == ("j", schema.job_shard("j", "c"))
+    assert schema.Record.from_item(item).extra == {}

@@ -238,11 +238,11 @@ def test_summarize_reads_10000_records_by_query_not_one_get_per_cell(aws, monkey
     with table.batch_writer() as batch:
         for n, status in enumerate(statuses):
             cell_id = f"T{n:05d}_2024-06-01"
-            item = {"TaskID": f"job-10k#{cell_id}", "JobId": "job-10k", "CellId": cell_id,
-                    "Tile": "32TMT", "Date": "2024-06-01", "Status": status, "Attempts": 1,
-                    "UpdatedAt": "2024-06-01T00:00:00.000Z", "Outputs": {},
-                    "Error": f"reason {n}" if status == "FAILED" else None}
-            batch.put_item(Item={k: v for k, v in item.items() if v is not None})
+            record = schema.Record(
+                task_id=f"job-10k#{cell_id}", job_id="job-10k", cell_id=cell_id, tile="32TMT",
+                date="2024-06-01", status=Status(status), attempts=1,
+                error=f"reason {n}" if status == "FAILED" else None)
+            batch.put_item(Item=record.to_item())
 
     def no_single_reads(self, task_id):  # the old way: one GetItem per cell
         raise AssertionError(f"GetItem {task_id}")
@@ -263,6 +263,10 @@ def test_the_projected_query_and_batched_reads_see_what_the_records_say(aws):
     log.transition("job-p#32TMT_2024-06-01", Status.RUNNING)
     items = log.job_statuses("job-p")
     assert len(items) == 130
+    # the records are spread over the index's shards, and every shard was read
+    table = aws.resource("dynamodb").Table(schema.TABLE_NAME)
+    shards = {item[schema.JOB_INDEX_KEY] for item in table.scan()["Items"]}
+    assert shards == set(schema.job_shards("job-p"))
     assert set(items[0]) <= {"TaskID", "CellId", "Status", "Attempts", "UpdatedAt", "Error"}
     fresh = log.get_many([item["TaskID"] for item in items])  # two BatchGetItem pages
     assert len(fresh) == 130

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
-from ..contract import Status
+from ..contract import Cell, Status
 from ..errors import (
     AWS_DENIED_CODES,
     AccessDenied,
@@ -23,7 +23,7 @@ from ..errors import (
     require,
 )
 from .base import CompareAndSetLog
-from .schema import HASH_KEY, JOB_INDEX, JOB_INDEX_KEY, TABLE_NAME, Record
+from .schema import HASH_KEY, JOB_INDEX, JOB_INDEX_KEY, TABLE_NAME, Record, job_shards
 
 #: what counting a job's cells needs from each record (a projected Query reads only these)
 STATUS_ATTRIBUTES = (HASH_KEY, "CellId", "Status", "Attempts", "UpdatedAt", "Error")
@@ -108,15 +108,25 @@ class DynamoTaskLog(CompareAndSetLog):
         return Record.from_item(_plain(item)) if item else None
 
     def _query(self, job_id: str, attributes: Iterable[str] = ()) -> Iterator[dict]:
-        """The job's items from its index, page by page; only `attributes` when given."""
+        """The job's items from its index: every shard at once, each page by page.
+
+        `attributes`: only these (a ProjectionExpression), for readers that count.
+        """
+        wanted = list(attributes)
+        with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+            pages = pool.map(lambda shard: list(self._query_shard(shard, wanted)),
+                             job_shards(job_id))
+            for items in pages:
+                yield from items
+
+    def _query_shard(self, shard: str, wanted: list[str]) -> Iterator[dict]:
         names = {"#j": JOB_INDEX_KEY}
         kwargs: dict[str, Any] = {
             "IndexName": JOB_INDEX,
             "KeyConditionExpression": "#j = :j",
             "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": {":j": job_id},
+            "ExpressionAttributeValues": {":j": shard},
         }
-        wanted = list(attributes)
         if wanted:
             names.update({f"#p{i}": name for i, name in enumerate(wanted)})
             kwargs["ProjectionExpression"] = ", ".join(f"#p{i}" for i in range(len(wanted)))
@@ -152,6 +162,20 @@ class DynamoTaskLog(CompareAndSetLog):
                     found[record.task_id] = record
                 request = page.get("UnprocessedKeys") or {}
         return found
+
+    def register(self, cells: Iterable[Cell], status: Status = Status.PENDING,
+                 expires_at: int | None = None) -> int:
+        """Create a record per cell unless one exists: conditional puts on a few threads.
+
+        Conditional, so a retried plan never resets a record (BatchWriteItem cannot be);
+        the index key is spread over shards, so the threads do not meet on one partition;
+        throttling slows the client (adaptive retries with jitter) instead of failing.
+        """
+        records = [Record.for_cell(cell, status, expires_at) for cell in cells]
+        if len(records) <= _WRITERS:
+            return sum(self._insert(record) for record in records)
+        with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+            return sum(pool.map(self._insert, records))
 
     def end_many(self, records: Iterable[Record], status: Status, error: str) -> list[Record]:
         """Move every unfinished record to `status` (FAILED/CANCELLED) with `error`.

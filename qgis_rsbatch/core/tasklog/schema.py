@@ -7,6 +7,7 @@ DynamoDB store maps records through it.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -17,8 +18,14 @@ from ..errors import InvalidInput
 
 TABLE_NAME = "task-log"
 HASH_KEY = "TaskID"
-JOB_INDEX = "JobId-index"
-JOB_INDEX_KEY = "JobId"
+#: the job's id, on every record (not a key)
+JOB_ID = "JobId"
+#: "all cells of a job" is a GSI whose hash key spreads a job over JOB_SHARDS values
+#: (`<job_id>#<n>`): one value per job would put a 10,000-cell plan on one index partition,
+#: about 1,000 writes a second, and throttle it. Readers query every shard (in parallel).
+JOB_INDEX = "JobShard-index"
+JOB_INDEX_KEY = "JobShard"
+JOB_SHARDS = 16
 #: DynamoDB's view of the keys: (attribute, type) for the table and its GSI
 KEY_ATTRIBUTES = {HASH_KEY: "S", JOB_INDEX_KEY: "S"}
 #: attribute holding an epoch time after which DynamoDB may expire the record
@@ -73,6 +80,19 @@ def allowed(current: Record, status: Status, extra: Mapping[str, Any] | None = N
 def sources_of(status: Status) -> frozenset[Status | None]:
     """The statuses from which `status` may be reached (None: no record yet)."""
     return frozenset(src for src, targets in TRANSITIONS.items() if status in targets)
+
+
+def job_shard(job_id: str, cell_id: str) -> str:
+    """The index key of a cell's record: the job id and a shard chosen by the cell id.
+
+    crc32, not hash(): every process (worker, Lambda, client) must pick the same shard.
+    """
+    return f"{job_id}#{zlib.crc32(cell_id.encode()) % JOB_SHARDS}"
+
+
+def job_shards(job_id: str) -> list[str]:
+    """Every index key a job's records can have."""
+    return [f"{job_id}#{n}" for n in range(JOB_SHARDS)]
 
 
 def utc_now() -> str:
@@ -156,7 +176,8 @@ class Record:
     def to_item(self) -> dict[str, Any]:
         """The record as DynamoDB-style attributes (also the JSON the CLI prints)."""
         item: dict[str, Any] = {
-            HASH_KEY: self.task_id, JOB_INDEX_KEY: self.job_id, "CellId": self.cell_id,
+            HASH_KEY: self.task_id, JOB_ID: self.job_id,
+            JOB_INDEX_KEY: job_shard(self.job_id, self.cell_id), "CellId": self.cell_id,
             "Tile": self.tile, "Date": self.date, "Status": self.status.value,
             "Attempts": self.attempts, "UpdatedAt": self.updated_at,
             "Outputs": dict(self.outputs),
@@ -172,10 +193,10 @@ class Record:
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Record:
-        known = {HASH_KEY, JOB_INDEX_KEY, "CellId", "Tile", "Date", "Status", "Attempts",
+        known = {HASH_KEY, JOB_ID, JOB_INDEX_KEY, "CellId", "Tile", "Date", "Status", "Attempts",
                  "UpdatedAt", "Outputs", "Error", "Warnings", TTL_ATTRIBUTE}
         return cls(
-            task_id=str(item[HASH_KEY]), job_id=str(item.get(JOB_INDEX_KEY, "")),
+            task_id=str(item[HASH_KEY]), job_id=str(item.get(JOB_ID, "")),
             cell_id=str(item.get("CellId", "")), tile=str(item.get("Tile", "")),
             date=str(item.get("Date", "")), status=Status(item.get("Status", "PENDING")),
             attempts=int(item.get("Attempts", 0)), updated_at=str(item.get("UpdatedAt", "")),
