@@ -69,7 +69,7 @@ demo: setup  ## run the main job on generated sample scenes, on the local backen
 	$(PY) tools/demo.py --out $(DEMO_DIR)
 
 .PHONY: bench
-bench: setup  ## benchmarks: worker vs alternatives, each index and the AOI cloud pre-check, AOI over HTTP vs odc-stac, AOI → tiles, local backend, mosaics and composites, GUI stalls (bench/results)
+bench: setup  ## benchmarks: worker vs alternatives, each index, AOI over HTTP vs odc-stac, AOI → tiles, local backend, mosaics and composites, GUI stalls, the AWS stack at 10,000+ cells (bench/results)
 	$(PY) -m bench.worker_bench --size $(BENCH_SIZE)
 	$(PY) -m bench.indices_bench --size $(BENCH_SIZE)
 	$(PY) -m bench.reduce_bench --size $(BENCH_SIZE)
@@ -78,6 +78,11 @@ bench: setup  ## benchmarks: worker vs alternatives, each index and the AOI clou
 	$(PY) -m bench.aoi_bench
 	$(PY) -m bench.profile_worker --size $(BENCH_SIZE)
 	QT_QPA_PLATFORM=offscreen $(PY) -m bench.gui_bench
+	$(PY) -m bench.aws_bench
+
+.PHONY: bench-aws
+bench-aws: setup  ## the AWS stack on moto: estimate, plan time and memory, summary, cancel at 10,000 and 30,000 cells
+	$(PY) -m bench.aws_bench
 
 .PHONY: clean
 clean:  ## remove build products and demo output (keeps .venv)
