@@ -144,6 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("job_id")
     stats.add_argument("--csv", metavar="FILE", help="also write the rows as CSV to FILE")
     stats.add_argument("--json", action="store_true", help="print JSON rows, not a table")
+    logs = sub.add_parser("logs", help="a cell's worker log (a file, or its CloudWatch stream)")
+    logs.add_argument("job_id")
+    logs.add_argument("cell_id", help="TILE_DATE, e.g. 32TMT_2024-06-01")
     return parser
 
 
@@ -422,8 +425,24 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_logs(args: argparse.Namespace) -> int:
+    from .core.cell_logs import find_cell, read_local_log
+
+    backend = _backend_for_job(args.job_id)
+    if getattr(backend, "name", "") == "aws":
+        for line in backend.cell_log(args.job_id, args.cell_id):
+            print(line)
+        return 0
+    found = _local().log.load_job(args.job_id)
+    if found is None:  # _backend_for_job found it a moment ago
+        raise InvalidInput(f"no job {args.job_id} on this machine (see `rsbatch jobs`)")
+    sys.stdout.write(read_local_log(find_cell(found[0], args.cell_id)))
+    return 0
+
+
 COMMANDS = {"tiles": cmd_tiles, "search": cmd_search, "run": cmd_run, "status": cmd_status,
             "cancel": cmd_cancel, "resume": cmd_resume, "jobs": cmd_jobs, "stats": cmd_stats}
+            "cancel": cmd_cancel, "resume": cmd_resume, "jobs": cmd_jobs, "logs": cmd_logs}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,6 +30,7 @@ from qgis_rsbatch.core.errors import (
 from qgis_rsbatch.core.processes import SUPERVISOR_ENV, ProcessId
 from qgis_rsbatch.core.tasklog.schema import (
     AOI_MASKED_ATTRIBUTE,
+    BATCH_JOB_ID,
     STATS_ATTRIBUTE,
     WORKER_PID,
     WORKER_START,
@@ -128,7 +129,9 @@ def _start(task_log: Any, cell: Cell | ReduceUnit, extra: dict | None) -> Any:
         return current
     if current is not None and current.status is Status.SUCCEEDED:
         return None  # finished earlier; process_cell will find the outputs and skip
-    task_log.transition(cell.task_id, Status.RUNNING, extra=_with(extra, worker_identity()))
+    batch_job = os.environ.get("AWS_BATCH_JOB_ID")  # on AWS Batch: where its log is
+    task_log.transition(cell.task_id, Status.RUNNING, extra=_with(
+        _with(extra, worker_identity()), {BATCH_JOB_ID: batch_job} if batch_job else None))
     return None
 
 

@@ -208,6 +208,15 @@ class Cell:
         """The STAC item written beside the products, last, once they are all in place."""
         return join_uri(self.output, self.job_id, f"{self.cell_id}.json")
 
+    @property
+    def log_uri(self) -> str:
+        """The cell's worker log on the local backend: <output>/<job_id>/logs/<cell_id>.log.
+
+        The one place this path is made: the local backend writes it, `rsbatch logs` and
+        the dock read it. (On AWS the log is the Batch job's CloudWatch stream.)
+        """
+        return join_uri(self.output, self.job_id, "logs", f"{self.cell_id}.log")
+
     def needed_bands(self) -> tuple[str, ...]:
         """The bands this cell's products read (registry), SCL when they are cloud-masked."""
         return registry.bands_for(self.products, self.cloud_mask)

@@ -17,6 +17,7 @@ moto is pinned exactly (requirements.txt) because these reach into its internals
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import importlib
 import json
@@ -149,6 +150,7 @@ def _run_job(hooks: Hooks, job: Any) -> None:
         with hooks._lock:
             hooks.runs.append(WorkerRun(job.job_name, command, environment, exit_code,
                                         status_reason, stderr[-3000:]))
+        _awslogs(hooks, job, stderr)
         job.latest_attempt["container"]["exitCode"] = exit_code
         job.latest_attempt["statusReason"] = status_reason
         if exit_code == 0 or _retry_action(strategy, exit_code, status_reason, "") == "EXIT":
@@ -171,6 +173,23 @@ def _hold(job: Any, age: float) -> None:
         job._mark_stopped(success=False)
 
     threading.Thread(target=wait_for_cancel, daemon=True).start()
+
+
+def _awslogs(hooks: Hooks, job: Any, text: str) -> None:
+    """What the awslogs driver does: the container's output into the job's log stream."""
+    import boto3
+
+    props = job.job_definition.container_properties or {}
+    config = _key(props, "logConfiguration") or {}
+    group = (_key(config, "options") or {}).get("awslogs-group")
+    if not group or not text or not job.log_stream_name:
+        return
+    logs = boto3.client("logs", endpoint_url=hooks.endpoint_url)
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):  # attempt 2+
+        logs.create_log_stream(logGroupName=group, logStreamName=job.log_stream_name)
+    now = int(time.time() * 1000)
+    logs.put_log_events(logGroupName=group, logStreamName=job.log_stream_name, logEvents=[
+        {"timestamp": now, "message": line} for line in text.splitlines() if line.strip()])
 
 
 def _mark_job_as_finished(hooks: Hooks) -> Any:

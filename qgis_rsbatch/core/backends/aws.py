@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..cell_logs import batch_log_stream, cloudwatch_lines, find_cell
 from ..contract import Job, Status
 from ..errors import (
     AWS_DENIED_CODES,
@@ -31,7 +32,7 @@ from ..errors import (
 )
 from ..tasklog import default_sqlite_path, user_data_dir
 from ..tasklog.dynamodb import DynamoTaskLog
-from ..tasklog.schema import Record
+from ..tasklog.schema import BATCH_JOB_ID, Record
 from ..tasklog.sqlite import SqliteTaskLog
 from .base import JobStatus, Progress, move, poll, unfinished
 
@@ -213,6 +214,26 @@ class AwsBackend:
         self.task_log.end_many(unfinished(self.task_log.job_records(job_id)),
                                Status.CANCELLED, "cancelled by the user")
         return self.status(job_id)
+
+    def cell_log(self, job_id: str, cell_id: str) -> Iterator[str]:
+        """The cell's worker log: the CloudWatch stream of its latest Batch job attempt."""
+        cell = find_cell(self._job(job_id), cell_id)
+        record = self.task_log.get(cell.task_id)
+        batch_job_id = (record.extra.get(BATCH_JOB_ID) if record else None)
+        if not batch_job_id:
+            state = record.status.value if record else "not in the task log"
+            raise InvalidInput(f"cell {cell_id} has no AWS Batch job recorded ({state}): it "
+                               "has not started yet")
+        batch = self._client("batch")
+        group, stream = self._call("reading the Batch job", batch_log_stream, batch=batch,
+                                   batch_job_id=str(batch_job_id))
+        group = group or self.outputs.get("WorkerLogGroup")
+        if not group:
+            raise InvalidInput(f"the outputs of stack {self.stack} lack WorkerLogGroup; run "
+                               "`make deploy` again")
+        lines = self._call("reading the log", lambda: list(cloudwatch_lines(
+            self._client("logs"), str(group), stream)))
+        return iter(lines)
 
     def stop_batch_jobs(self, job_id: str, reason: str = "cancelled by the user") -> int:
         """Terminate the job's Batch jobs that have not ended, a few at a time.

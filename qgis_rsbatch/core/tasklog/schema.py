@@ -54,6 +54,8 @@ TRANSITIONS: Mapping[Status | None, frozenset[Status]] = {
 
 #: the worker's identity in a record's extra attributes (pid + start time, see core.processes)
 WORKER_PID, WORKER_START = "WorkerPid", "WorkerStart"
+#: the AWS Batch job of the cell's latest attempt: where its CloudWatch log is
+BATCH_JOB_ID = "BatchJobId"
 LATE_SUCCESS_NOTE = ("recorded SUCCEEDED after it had been marked FAILED on the worker's "
                      "behalf ({error}): the worker finished and its outputs are complete")
 
