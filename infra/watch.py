@@ -32,6 +32,13 @@ log = logging.getLogger("rsbatch.infra")
 JOB_LIMIT_ERROR = "rsbatch.JobTimeLimit"
 #: execution statuses after which no state runs again
 ENDED_BADLY = ("ABORTED", "TIMED_OUT", "FAILED")
+#: the metrics the watchdog publishes each run for the stack's dashboard (template.yaml)
+METRIC_NAMESPACE = "rsbatch"
+#: cells in flight per AWS Batch state (dimensions Stack, Status): the queue's depth
+JOBS_METRIC = "BatchJobs"
+#: cells the watchdog cancelled this run (dimension Stack)
+CANCELLED_METRIC = "CellsCancelledStuck"
+ACTIVE_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 _DESCRIBE_BATCH = 100
 
 
@@ -43,13 +50,15 @@ class WatchSettings:
     job_queue: str
     state_machine_arn: str
     runnable_limit: int
+    stack: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WatchSettings:
         env = os.environ if env is None else env
         return cls(topic_arn=env.get("TOPIC_ARN", ""), job_queue=env.get("JOB_QUEUE", ""),
                    state_machine_arn=env.get("STATE_MACHINE_ARN", ""),
-                   runnable_limit=int(env.get("RUNNABLE_LIMIT_SECONDS") or 7200))
+                   runnable_limit=int(env.get("RUNNABLE_LIMIT_SECONDS") or 7200),
+                   stack=env.get("STACK_NAME", ""))
 
 
 def _client(service: str, settings: Settings) -> Any:
@@ -140,9 +149,10 @@ def watchdog(event: Mapping[str, Any] | None = None, context: Any = None) -> dic
         raise InvalidInput("the watchdog has no JOB_QUEUE: the stack is misconfigured")
     batch = _client("batch", settings)
     now_ms = int(time.time() * 1000)
-    stuck = [job for page in batch.get_paginator("list_jobs").paginate(
-                 jobQueue=watch.job_queue, jobStatus="RUNNABLE")
-             for job in page["jobSummaryList"]
+    in_flight = {state: [job for page in batch.get_paginator("list_jobs").paginate(
+                     jobQueue=watch.job_queue, jobStatus=state)
+                         for job in page["jobSummaryList"]] for state in ACTIVE_STATES}
+    stuck = [job for job in in_flight["RUNNABLE"]
              if now_ms - int(job.get("createdAt") or now_ms) >= watch.runnable_limit * 1000]
     cancelled = []
     if stuck:
@@ -154,6 +164,9 @@ def watchdog(event: Mapping[str, Any] | None = None, context: Any = None) -> dic
                 batch.cancel_job(jobId=job["jobId"], reason=reason[:1000])
                 cancelled.append(_record_stuck(store, job, reason))
     stopped = _stop_overdue(settings, watch)
+    counts = {state: len(jobs) for state, jobs in in_flight.items()}
+    counts["RUNNABLE"] -= len(cancelled)
+    _publish_metrics(settings, watch, counts, len(cancelled))
     result = {"event": "cells.stuck", "cancelled": cancelled, "stopped": stopped,
               "runnable_limit_seconds": watch.runnable_limit}
     if cancelled or stopped:
@@ -162,6 +175,20 @@ def watchdog(event: Mapping[str, Any] | None = None, context: Any = None) -> dic
         result["reason"] = reason if cancelled else ""
         _publish(settings, watch.topic_arn, result, "cells.stuck")
     return result
+
+
+def _publish_metrics(settings: Settings, watch: WatchSettings, counts: Mapping[str, int],
+                     cancelled: int) -> None:
+    """The dashboard's queue depth and the watchdog's cancellations, once per run."""
+    if not watch.stack:
+        return
+    stack = {"Name": "Stack", "Value": watch.stack}
+    data = [{"MetricName": JOBS_METRIC, "Dimensions": [stack, {"Name": "Status", "Value": s}],
+             "Value": float(n), "Unit": "Count"} for s, n in counts.items()]
+    data.append({"MetricName": CANCELLED_METRIC, "Dimensions": [stack],
+                 "Value": float(cancelled), "Unit": "Count"})
+    _client("cloudwatch", settings).put_metric_data(Namespace=METRIC_NAMESPACE,
+                                                    MetricData=data)
 
 
 def capacity_reason(batch: Any, watch: WatchSettings, region: str | None) -> str:

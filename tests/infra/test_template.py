@@ -27,7 +27,8 @@ CHECKOV = ROOT / ".checkov-venv" / "bin" / "checkov"
 #: actions AWS offers no resource-level permissions for: "*" is the only possible Resource
 UNSCOPABLE = {
     "batch:DescribeJobs", "batch:ListJobs", "batch:DescribeJobQueues",
-    "batch:DescribeComputeEnvironments", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
+    "batch:DescribeComputeEnvironments", "cloudwatch:PutMetricData", "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
     "xray:GetSamplingRules", "xray:GetSamplingTargets", "logs:CreateLogDelivery",
     "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
     "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
@@ -280,6 +281,31 @@ def test_every_planning_failure_is_announced_and_fails_the_execution():
     assert states["Rejected"] == {"Type": "Fail", "ErrorPath": "$.error.Error",
                                   "CausePath": "$.error.Cause"}
     assert states["Notify completed"]["OutputPath"] == "$.result.summary"
+
+
+def test_the_dashboard_shows_the_metrics_the_watchdog_publishes(template):
+    import re
+
+    from infra import watch
+
+    body, variables = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    known = set(template["Resources"]) | set(variables)
+    names = set(re.findall(r"\$\{([A-Za-z0-9:.]+)\}", body))
+    assert all(n.startswith("AWS::") or n.split(".")[0] in known for n in names), names
+    dashboard = json.loads(re.sub(r"\$\{([A-Za-z0-9:.]+)\}", lambda m: str(
+        variables.get(m.group(1), "x")), body))
+    metrics = [m for w in dashboard["widgets"] for m in w["properties"].get("metrics", [])]
+    ours = [m for m in metrics if m[0] == watch.METRIC_NAMESPACE]
+    assert {m[1] for m in ours} == {watch.JOBS_METRIC, watch.CANCELLED_METRIC}
+    assert {m[5] for m in ours if m[1] == watch.JOBS_METRIC} == set(watch.ACTIVE_STATES)
+    assert any(m[:2] == ["AWS/States", "ExecutionsFailed"] for m in metrics)
+    logs = [w for w in dashboard["widgets"] if w["type"] == "log"]
+    assert logs and "SOURCE '${WorkerLogGroup}'" in body
+    role = template["Resources"]["WatchdogFunctionRole"]["Properties"]["Policies"][0]
+    [put] = [s for s in role["PolicyDocument"]["Statement"]
+             if s["Action"] == "cloudwatch:PutMetricData"]
+    assert put["Condition"] == {"StringEquals": {"cloudwatch:namespace":
+                                                 watch.METRIC_NAMESPACE}}
 
 
 def test_the_outputs_hold_what_a_client_needs(template):

@@ -107,6 +107,23 @@ def _status_change(stack: Any, arn: str, **told: Any) -> dict[str, Any]:
     }
 
 
+def _latest_metrics(stack: Any) -> dict[tuple[str, str | None], float]:
+    """The watchdog's published values: (metric, Status dimension) → the latest value."""
+    cloudwatch = stack.client("cloudwatch")
+    found = {}
+    for metric in cloudwatch.list_metrics(Namespace="rsbatch")["Metrics"]:
+        dims = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
+        assert dims["Stack"] == STACK
+        stats = cloudwatch.get_metric_statistics(
+            Namespace="rsbatch", MetricName=metric["MetricName"],
+            Dimensions=metric["Dimensions"], StartTime=datetime(2020, 1, 1, tzinfo=timezone.utc),
+            EndTime=datetime(2100, 1, 1, tzinfo=timezone.utc),
+            Period=60, Statistics=["Maximum"])
+        found[(metric["MetricName"], dims.get("Status"))] = max(
+            p["Maximum"] for p in stats["Datapoints"])
+    return found
+
+
 def test_the_watchdog_cancels_a_cell_stuck_in_runnable_and_the_job_completes(deploy_stack):
     stack = deploy_stack()
     results = f"s3://{stack.outputs['ResultsBucket']}/w"
@@ -127,6 +144,11 @@ def test_the_watchdog_cancels_a_cell_stuck_in_runnable_and_the_job_completes(dep
     assert record.error.startswith(f"no Spot capacity for 2 h in {REGION} (")
     assert "RUNNABLE" in record.error and "vCPUs" in record.error
     assert stack.records("job-stuck")["32TMT_2024-06-02"].status.value == "PENDING"
+    # the dashboard's queue depth: one cell still waits, one was cancelled
+    metrics = _latest_metrics(stack)
+    assert metrics[("BatchJobs", "RUNNABLE")] == 1
+    assert metrics[("BatchJobs", "RUNNING")] == 0
+    assert metrics[("CellsCancelledStuck", None)] == 1
     messages = stack.messages()
     stuck = [m for m in messages if m["event"] == "cells.stuck"]
     assert len(stuck) == 1
