@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,21 +18,18 @@ from . import geometry as planar
 from . import grid, products, utm
 from .contract import Cell, Job
 
-#: the worker on a full tile, from `make bench` (bench/results/worker.md, run 2026-11-29
-#: 01:36 UTC on 2 vCPUs, local files): wall seconds of measured product sets; it kept both
-#: vCPUs busy. Other sets add up the products' own seconds (products.py).
-WORKER_BENCH: dict[str, Any] = {
-    "seconds": {("rgb", "ndvi"): 11.7, ("ndvi",): 4.4, ("rgb",): 5.7},
-    "vcpus": 2,
-    "source": "bench/results/worker.md, 2026-11-29 01:36 UTC, 2 vCPUs",
-}
+# the measured and priced constants live in costs.py, with infra/README.md's cost table
+from .costs import (
+    DEFAULT_SPOT_PRICE,
+    WORKER_BENCH,
+    aws_dollars,
+    cell_vcpu_seconds,
+    full_tile_seconds,
+)
+
 #: compressed bytes per 10 m pixel of a band COG (the benchmark's B04: 164 MB per tile;
 #: Earth Search's are 150-230 MB); output bytes per pixel are each product's (products.py)
 INPUT_BYTES_PER_PIXEL = 1.36
-#: Step Functions standard workflow: $0.025 per 1,000 transitions, about 6 per cell
-ORCHESTRATION_DOLLARS_PER_CELL = 6 * 0.025 / 1000
-#: a typical Spot price per vCPU-hour of a compute-optimised instance (a parameter)
-DEFAULT_SPOT_PRICE = 0.02
 FULL_TILE_PIXELS = 10980 * 10980
 
 
@@ -142,10 +138,8 @@ def _tile(tile_id: str) -> grid.Tile:
 
 
 def _seconds_per_full_tile(names: tuple[str, ...]) -> float:
-    table: Mapping[tuple[str, ...], float] = WORKER_BENCH["seconds"]
-    measured = table.get(tuple(names))
-    return measured if measured is not None else sum(
-        products.PRODUCTS[name].seconds_per_tile for name in names)
+    return full_tile_seconds(names, {name: products.PRODUCTS[name].seconds_per_tile
+                                     for name in names})
 
 
 def _input_bands(cell: Cell) -> float:
@@ -160,7 +154,7 @@ def estimate(job: Job, *, backend: str = "local", workers: int | None = None,
     import os
 
     pixels = input_bytes = output_bytes = 0.0
-    vcpu_seconds = 0.0
+    vcpu_seconds = local_vcpu_seconds = 0.0
     windows = _Windows()
     for cell in job.cells:
         px = windows.pixels(cell)
@@ -169,15 +163,16 @@ def estimate(job: Job, *, backend: str = "local", workers: int | None = None,
         output_bytes += px * sum(products.PRODUCTS[p].bytes_per_pixel for p in cell.products)
         share = px / FULL_TILE_PIXELS
         # a small window still pays a fixed start-up (process, imports, metadata reads)
-        seconds = 2.0 + share * _seconds_per_full_tile(cell.products)
-        vcpu_seconds += seconds * WORKER_BENCH["vcpus"]
+        full = _seconds_per_full_tile(cell.products)
+        local_vcpu_seconds += cell_vcpu_seconds(share, full, aws=False)
+        vcpu_seconds += cell_vcpu_seconds(share, full, aws=backend == "aws")
     cores = os.cpu_count() or 1
     workers = max(1, workers or cores)
-    local_hours = vcpu_seconds / max(1, min(cores, workers * WORKER_BENCH["vcpus"])) / 3600
+    local_hours = local_vcpu_seconds / max(1, min(cores, workers * WORKER_BENCH["vcpus"])) / 3600
     vcpu_hours = vcpu_seconds / 3600
     dollars = None
     if backend == "aws":
-        dollars = vcpu_hours * spot_price + len(job.cells) * ORCHESTRATION_DOLLARS_PER_CELL
+        dollars = aws_dollars(vcpu_hours, len(job.cells), spot_price)["total"]
     return Estimate(
         cells=len(job.cells), scenes=len({c.scene_id or c.cell_id for c in job.cells}),
         tiles=len({c.tile for c in job.cells}), pixels=int(pixels),
