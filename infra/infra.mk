@@ -50,6 +50,10 @@ push-image: setup  ## build worker/Dockerfile and push it to the stack's ECR rep
 	  docker push "$$repo:$(IMAGE_TAG)" && \
 	  echo "pushed $$repo:$(IMAGE_TAG); the stack runs ImageTag $$($(PY) -m infra.deploy outputs $(STACK_ARGS) --key ImageTag) (make deploy IMAGE_TAG=$(IMAGE_TAG) to switch)"
 
+.PHONY: cost-table
+cost-table: setup  ## rewrite infra/README.md's cost table from qgis_rsbatch/core/costs.py
+	$(PY) -m infra.cost_table
+
 .PHONY: infra-lint
 infra-lint: setup $(INFRA_TOOLS)  ## check the stack: cfn-lint, asl-validator, checkov, IAM and schema tests
 	$(PY) -m pytest -q tests/infra/test_template.py
