@@ -274,3 +274,38 @@ def test_the_projected_query_and_batched_reads_see_what_the_records_say(aws):
     ended = log.end_many(fresh.values(), Status.CANCELLED, "stopped")
     assert len(ended) == 130
     assert {r.status for r in log.job_records("job-p")} == {Status.CANCELLED}
+
+
+def test_a_job_too_large_for_the_planner_is_refused_before_anything_is_written(aws,
+                                                                                monkeypatch):
+    monkeypatch.setenv("PLAN_MAX_CELLS", "50")
+    with pytest.raises(InvalidInput, match=r"job job-huge has 51 cells; this stack plans at "
+                                           r"most 50 per job .* PlanMaxCells"):
+        _plan({"job": {"job_id": "job-huge", "cells": _cells(51)}})
+    assert aws.resource("dynamodb").Table(schema.TABLE_NAME).scan()["Items"] == []
+    assert "Contents" not in aws.client("s3").list_objects_v2(Bucket=BUCKET)
+
+
+@pytest.mark.parametrize(("limits", "message"), [
+    ({"cell_seconds": 0}, "limits.cell_seconds must be a positive whole number"),
+    ({"cell_seconds": "1h"}, "limits.cell_seconds must be a positive whole number"),
+    ({"job_seconds": 10**9}, "limits.job_seconds 1000000000 exceeds the stack's "
+                             "JobTimeLimitSeconds"),
+    ({"queue_seconds": 60}, "unknown key"),
+])
+def test_a_jobs_time_limits_are_checked_against_the_stacks(aws, limits, message):
+    with pytest.raises(InvalidInput, match=message):
+        _plan({"job": {"job_id": "j", "cells": _cells(1)}, "limits": limits})
+
+
+def test_each_item_carries_its_time_limit_the_stacks_or_the_jobs(aws, monkeypatch):
+    monkeypatch.setenv("CELL_TIME_LIMIT", "7200")
+    plan = _plan({"job": {"job_id": "job-1", "cells": _cells(2)}})
+    assert {item["cell_timeout"] for item in plan["items"]} == {7200}
+    assert plan["limits"] == {"cell_seconds": 7200, "job_seconds": 7 * 86400}
+    plan = _plan({"job": {"job_id": "job-2", "cells": _cells(2)},
+                  "limits": {"cell_seconds": 600}})
+    assert {item["cell_timeout"] for item in plan["items"]} == {600}
+    text = handler.describe_failure({"Error": "States.Timeout", "Cause": ""}, limit=7200)
+    assert text.startswith("the cell did not finish within its time limit of 2 h (waiting in "
+                           "the AWS Batch queue and running)")

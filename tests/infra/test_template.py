@@ -274,6 +274,40 @@ def test_a_failed_cell_is_recorded_and_announced_and_the_job_goes_on():
         assert state["Type"] in ("Pass", "Choice") or state.get("Catch"), name
 
 
+def test_time_limits_bound_every_wait_and_a_failed_summary_is_still_announced(template):
+    definition = state_machine_definition()
+    states = definition["States"]
+    assert definition["TimeoutSeconds"] == 604800  # the stand-in for JobTimeLimitSeconds
+    assert "TimeoutSeconds\": ${JobTimeLimitSeconds}" in definition_text()
+    for name in ("Run cells", "Run cells (distributed)"):
+        cell = states[name]["ItemProcessor"]["States"]
+        run = next(s for s in cell.values() if s.get("Resource", "").endswith("submitJob.sync"))
+        assert run["TimeoutSecondsPath"] == "$.cell_timeout"  # queue + run, per cell
+        assert run["Parameters"]["Tags"]["rsbatch:cell.$"] == "$.cell_id"  # for the watchdog
+    summarize = states["Summarize"]
+    assert summarize["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error",
+                                   "Next": "Notify unsummarized"}]
+    notice = states["Notify unsummarized"]
+    assert notice["Resource"].endswith(":::sns:publish")
+    assert notice["Parameters"]["Message"]["event"] == "job.completed"
+    assert states[notice["Next"]]["Type"] == "Fail"
+    # both limits are stack parameters the plan function and the state machine read
+    env = template["Resources"]["PlanFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["CELL_TIME_LIMIT"] == {"Ref": "CellTimeLimitSeconds"}
+    assert env["JOB_TIME_LIMIT"] == {"Ref": "JobTimeLimitSeconds"}
+    rules = resources(template, "AWS::Events::Rule")
+    ended = rules["ExecutionEndedRule"]["Properties"]
+    assert ended["EventPattern"]["detail"]["status"] == ["ABORTED", "TIMED_OUT", "FAILED"]
+    assert ended["Targets"][0]["Arn"] == {"Fn::GetAtt": ["ReconcileFunction", "Arn"]}
+    schedule = rules["WatchdogSchedule"]["Properties"]
+    assert schedule["ScheduleExpression"] == {"Fn::Sub": "rate(${WatchdogIntervalMinutes} minutes)"}
+    for function in ("WatchdogFunction", "ReconcileFunction"):
+        permission = next(p["Properties"] for p in resources(
+            template, "AWS::Lambda::Permission").values()
+            if p["Properties"]["FunctionName"] == {"Ref": function})
+        assert permission["Principal"] == "events.amazonaws.com"
+
+
 def test_every_planning_failure_is_announced_and_fails_the_execution():
     states = state_machine_definition()["States"]
     assert states["Plan"]["Catch"][0]["Next"] == "Notify rejected"
