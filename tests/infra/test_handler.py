@@ -221,7 +221,8 @@ def test_the_lambda_package_imports_on_its_own(tmp_path):
     assert package == lambda_package()  # reproducible: same sources, same hash
     zipfile.ZipFile(io.BytesIO(package)).extractall(tmp_path)
     root = str(tmp_path)
-    code = ("import infra.handler as h, qgis_rsbatch.core.contract as c; "
+    code = ("import infra.handler as h, infra.watch as w, qgis_rsbatch.core.contract as c; "
+            "assert w.__file__.startswith(h.__file__.rsplit('/', 1)[0]); "
             f"assert h.__file__.startswith({root!r}) and c.__file__.startswith({root!r}); "
             "print(h.plan.__name__)")
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(tmp_path)}
