@@ -307,9 +307,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InvalidInput("the plan has no job")
     for warning in result.warnings:
         print(f"rsbatch: warning: {warning}", file=sys.stderr)
-    guess = estimate(job, backend=args.backend, workers=args.workers,
-                     spot_price=args.spot_price or DEFAULT_SPOT_PRICE)
-    if args.dry_run:
+    if args.dry_run:  # the estimate is for deciding; a run does not wait for it
+        guess = estimate(job, backend=args.backend, workers=args.workers,
+                         spot_price=args.spot_price or DEFAULT_SPOT_PRICE)
         _print_json({"job_id": job.job_id, "backend": args.backend,
                      "tiles": [t.tile for t in result.tiles],
                      "cells": [{"cell_id": c.cell_id, "scene": c.scene_id, "offset": c.offset,
@@ -317,7 +317,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                      "estimate": guess.to_dict(), "summary": guess.summary()})
         return 0
     print(job.job_id)
-    print(f"rsbatch: {guess.summary()}", file=sys.stderr)
+    print(f"rsbatch: {len(job.cells)} cell(s) on {len({c.tile for c in job.cells})} tile(s) "
+          "(`--dry-run` estimates time and cost)", file=sys.stderr)
     print(f"rsbatch: outputs under {job.cells[0].output}/{job.job_id}/", file=sys.stderr)
     if args.detach:
         backend.submit(job)

@@ -49,6 +49,9 @@ def test_run_then_status_from_anywhere(sample_catalog, tmp_path):
     job_id = proc.stdout.splitlines()[0]
     assert job_id.startswith("rsb-")
     assert "4 succeeded" in proc.stdout and "4/4 cells" in proc.stderr
+    # a run does not stop to estimate (that is what --dry-run is for)
+    assert "4 cell(s) on 2 tile(s) (`--dry-run` estimates" in proc.stderr
+    assert "vCPU-hours" not in proc.stderr
     outputs = sorted(p.name for p in (tmp_path / "rsbatch-output" / job_id).glob("*.tif"))
     assert outputs == ["32TMT_2024-06-01_ndvi.tif", "32TMT_2024-06-11_ndvi.tif",
                        "32TNT_2024-06-01_ndvi.tif", "32TNT_2024-06-11_ndvi.tif"]
