@@ -33,6 +33,7 @@ TEMPLATE = ROOT / "infra" / "template.yaml"
 #: what the functions import: the handler and the pure core modules it uses (no GUI, no worker)
 LAMBDA_FILES = (
     "infra/__init__.py",
+    "infra/failures.py",
     "infra/handler.py",
     "infra/summary.py",
     "infra/watch.py",

@@ -23,7 +23,8 @@ from typing import Any
 from qgis_rsbatch.core.contract import Job, Status
 from qgis_rsbatch.core.errors import InvalidInput, TransitionRejected
 
-from .handler import Settings, _duration, _read_job, _seed_job_id
+from .failures import duration as _duration
+from .handler import Settings, _read_job, _seed_job_id
 from .summary import clip, subject, summarize_job
 
 log = logging.getLogger("rsbatch.infra")
