@@ -427,17 +427,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from .core.cell_logs import find_cell, read_local_log
+    from .core.cell_logs import read_cell_log
 
     backend = _backend_for_job(args.job_id)
-    if getattr(backend, "name", "") == "aws":
-        for line in backend.cell_log(args.job_id, args.cell_id):
-            print(line)
-        return 0
     found = _local().log.load_job(args.job_id)
     if found is None:  # _backend_for_job found it a moment ago
         raise InvalidInput(f"no job {args.job_id} on this machine (see `rsbatch jobs`)")
-    sys.stdout.write(read_local_log(find_cell(found[0], args.cell_id)))
+    sys.stdout.write(read_cell_log(backend, found[0], args.cell_id))
     return 0
 
 

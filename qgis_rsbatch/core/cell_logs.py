@@ -44,6 +44,16 @@ def read_local_log(cell: Cell) -> str:
         return handle.read()
 
 
+def read_cell_log(backend: Any, job: Job, cell_id: str) -> str:
+    """The whole log of a cell of `job`, run by `backend` (the CLI and the dock call this).
+
+    Blocking (a file read, or CloudWatch requests): call it from a task, not the GUI thread.
+    """
+    if getattr(backend, "name", "") == "aws":
+        return "".join(f"{line}\n" for line in backend.cell_log(job.job_id, cell_id))
+    return read_local_log(find_cell(job, cell_id))
+
+
 def cloudwatch_lines(logs: Any, group: str, stream: str) -> Iterator[str]:
     """Every message of a CloudWatch log stream, oldest first, page by page."""
     kwargs: dict[str, Any] = {"logGroupName": group, "logStreamName": stream,
