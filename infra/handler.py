@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -290,8 +291,7 @@ def _seed_items(event: Mapping[str, Any], settings: Settings, execution_name: st
                        if entry.get(name)]
         cells.append(cell)
         items.append(_item(job_id, cell, ["--task-log", settings.task_log_uri], environment))
-    ids = [cell.cell_id for cell in cells]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    dupes = sorted(i for i, n in Counter(cell.cell_id for cell in cells).items() if n > 1)
     if dupes:
         raise InvalidInput(f"seed input has the same tile-date twice: {', '.join(dupes)}")
     return job_id, cells, items

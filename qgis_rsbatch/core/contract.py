@@ -13,6 +13,7 @@ import enum
 import math
 import re
 import secrets
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -327,8 +328,8 @@ class Job:
             if cell.job_id != job_id:
                 raise InvalidInput(f"cell {index}: job_id '{cell.job_id}' is not the job's")
             cells.append(cell)
-        ids = [cell.cell_id for cell in cells]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        # a Counter, not ids.count per id: that was quadratic (100 s at 30,000 cells)
+        dupes = sorted(i for i, n in Counter(cell.cell_id for cell in cells).items() if n > 1)
         if dupes:
             raise InvalidInput(f"job has duplicate cell ids: {', '.join(dupes)}")
         created = str(data.get("created") or datetime.now(timezone.utc).isoformat())

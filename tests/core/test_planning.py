@@ -121,3 +121,16 @@ def test_the_estimate_sizes_each_cell_as_if_alone_across_aois_tiles_and_zones():
     alone = sum(window_pixels(cell) for job in jobs for cell in job.cells)
     assert estimate(mixed).pixels == alone
     assert {window_pixels(c) for c in jobs[0].cells} != {window_pixels(c) for c in jobs[1].cells}
+
+
+def test_a_job_naming_a_tile_date_twice_is_refused_with_the_duplicates():
+    from qgis_rsbatch.core.contract import Job
+    from qgis_rsbatch.core.errors import InvalidInput
+
+    bands = {k: f"s3://b/{k}.tif" for k in ("blue", "green", "red", "nir")}
+    cells = [{"tile": "32TMT", "date": f"2024-06-{day:02d}", "bands": bands,
+              "cloud_mask": False, "output": "file:///tmp/x"} for day in (1, 2, 1, 3, 2)]
+    with pytest.raises(InvalidInput, match=r"^job has duplicate cell ids: "
+                                           r"32TMT_2024-06-01, 32TMT_2024-06-02$"):
+        Job.from_dict({"job_id": "j", "cells": cells})
+    assert len(Job.from_dict({"job_id": "j", "cells": cells[:2]}).cells) == 2
