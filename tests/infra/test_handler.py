@@ -310,3 +310,22 @@ def test_each_item_carries_its_time_limit_the_stacks_or_the_jobs(aws, monkeypatc
     text = handler.describe_failure({"Error": "States.Timeout", "Cause": ""}, limit=7200)
     assert text.startswith("the cell did not finish within its time limit of 2 h (waiting in "
                            "the AWS Batch queue and running)")
+
+
+def test_batched_reads_retry_the_keys_dynamodb_left_unprocessed(aws, monkeypatch):
+    _plan({"job": {"job_id": "job-u", "cells": _cells(3)}})
+    log = _log()
+    client = log._table.meta.client
+    real, calls = client.batch_get_item, []
+
+    def throttled(**kwargs):  # the first answer processes nothing, as under throttling
+        calls.append(kwargs)
+        if len(calls) == 1:
+            return {"Responses": {schema.TABLE_NAME: []},
+                    "UnprocessedKeys": kwargs["RequestItems"]}
+        return real(**kwargs)
+
+    monkeypatch.setattr(client, "batch_get_item", throttled)
+    ids = [f"job-u#32TMT_2024-06-0{day}" for day in (1, 2, 3)]
+    assert sorted(log.get_many(ids)) == ids
+    assert len(calls) == 2 and calls[1]["RequestItems"] == calls[0]["RequestItems"]

@@ -8,6 +8,8 @@ module level, so the Lambda, the worker and tests pick up their own credentials.
 from __future__ import annotations
 
 import math
+import random
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -29,6 +31,7 @@ from .schema import HASH_KEY, JOB_INDEX, JOB_INDEX_KEY, TABLE_NAME, Record, job_
 STATUS_ATTRIBUTES = (HASH_KEY, "CellId", "Status", "Attempts", "UpdatedAt", "Error")
 #: BatchGetItem's limit per request
 _BATCH_GET = 100
+_UNPROCESSED_RETRIES = 10
 #: writers used to end many records at once (each a conditional PutItem)
 _WRITERS = 8
 
@@ -155,12 +158,19 @@ class DynamoTaskLog(CompareAndSetLog):
             request: dict[str, Any] = {self.table_name: {
                 "Keys": [{HASH_KEY: task_id} for task_id in ids[start:start + _BATCH_GET]],
                 "ConsistentRead": True}}
-            while request:
+            for attempt in range(_UNPROCESSED_RETRIES):
+                if attempt:  # throttled keys come back unprocessed: back off with jitter
+                    time.sleep(random.uniform(0, min(2.0, 0.05 * 2 ** attempt)))  # noqa: S311
                 page = self._call("batch get", client.batch_get_item, RequestItems=request)
                 for item in page.get("Responses", {}).get(self.table_name, []):
                     record = Record.from_item(_plain(item))
                     found[record.task_id] = record
                 request = page.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                raise SourceUnavailable(f"DynamoDB kept throttling reads of table "
+                                        f"'{self.table_name}'; try again in a minute")
         return found
 
     def register(self, cells: Iterable[Cell], status: Status = Status.PENDING,
