@@ -288,3 +288,30 @@ def test_cancel_from_the_client_stops_the_batch_jobs_and_ends_every_cell(deploy_
                            jobStatus="RUNNABLE")["jobSummaryList"]
     assert [j["jobName"] for j in left] == ["job-cancel-2-32TMT_2024-06-01"]
     assert stack.records("job-cancel-2")["32TMT_2024-06-01"].status.value == "PENDING"
+
+
+def test_a_summary_that_fails_is_still_announced_and_the_execution_fails(deploy_stack,
+                                                                        monkeypatch):
+    from infra import handler
+    from qgis_rsbatch.core.errors import SourceUnavailable
+
+    def broken(event, context=None):
+        raise SourceUnavailable("DynamoDB query failed: the table is being restored")
+
+    monkeypatch.setattr(handler, "summarize", broken)  # the Lambda hook looks it up per call
+    stack = deploy_stack()
+    results = f"s3://{stack.outputs['ResultsBucket']}/s"
+    arn = _start(stack, {"job": _job("job-nosum", results, 1)})  # its band is missing
+
+    execution = _finished(stack, arn)
+
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "rsbatch.SummaryFailed"
+    messages = {m["event"]: m for m in stack.messages()}
+    notice = messages["job.completed"]
+    assert notice["subject"] == "rsbatch: a job ended but could not be summarized"
+    assert notice["body"]["job_id"] == "job-nosum" and notice["body"]["total"] == 1
+    assert "the table is being restored" in notice["body"]["summary_cause"]
+    # the cell itself was recorded and reported as usual
+    assert stack.records("job-nosum")["32TMT_2024-06-01"].status.value == "FAILED"
+    assert "cell.failed" in messages
