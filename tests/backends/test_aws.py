@@ -63,6 +63,20 @@ def test_submit_uploads_the_job_and_starts_an_execution(stack, sample_job, tmp_p
     assert Job.from_dict(json.loads(body.read())) == job
 
 
+def test_a_jobs_own_time_limits_travel_in_the_execution_input(stack, sample_job,  # noqa: F811
+                                                                tmp_path):
+    aws = backend(tmp_path)
+    data = s3_job(sample_job).to_dict()
+    data["params"] = {**data.get("params", {}), "limits": {"cell_seconds": 3600,
+                                                           "job_seconds": 86400}}
+    job = Job.from_dict(data)
+    aws.submit(job)
+    arn = aws.registry.load_job(job.job_id)[2]["executions"][0]
+    execution = boto3.client("stepfunctions").describe_execution(executionArn=arn)
+    assert json.loads(execution["input"])["limits"] == {"cell_seconds": 3600,
+                                                        "job_seconds": 86400}
+
+
 def test_local_outputs_are_refused(stack, sample_job, tmp_path):  # noqa: F811
     with pytest.raises(ValueError, match="on AWS the outputs must go to S3"):
         backend(tmp_path).submit(sample_job)

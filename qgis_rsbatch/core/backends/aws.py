@@ -145,10 +145,13 @@ class AwsBackend:
         bucket, _, key = uri[len("s3://"):].partition("/")
         self._call("uploading the job", self._client("s3").put_object, Bucket=bucket, Key=key,
                    Body=json.dumps(job.to_dict()).encode(), ContentType="application/json")
+        execution_input: dict[str, Any] = {"job_uri": uri}
+        if job.params.get("limits"):  # the job's own time limits (infra/README.md)
+            execution_input["limits"] = dict(job.params["limits"])
         response = self._call(
             "starting the state machine", self._client("stepfunctions").start_execution,
             stateMachineArn=self.outputs["StateMachineArn"],
-            name=execution_name(job.job_id, attempt), input=json.dumps({"job_uri": uri}))
+            name=execution_name(job.job_id, attempt), input=json.dumps(execution_input))
         arn = response["executionArn"]
         handle = self._handle(job.job_id)
         self.registry.update_handle(job.job_id,
