@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
-from ..contract import Cell, Status
+from ..contract import Cell, ReduceUnit, Status
 from ..errors import (
     AWS_DENIED_CODES,
     AccessDenied,
@@ -173,7 +173,7 @@ class DynamoTaskLog(CompareAndSetLog):
                                         f"'{self.table_name}'; try again in a minute")
         return found
 
-    def register(self, cells: Iterable[Cell], status: Status = Status.PENDING,
+    def register(self, cells: Iterable[Cell | ReduceUnit], status: Status = Status.PENDING,
                  expires_at: int | None = None) -> int:
         """Create a record per cell unless one exists: conditional puts on a few threads.
 
@@ -181,7 +181,7 @@ class DynamoTaskLog(CompareAndSetLog):
         the index key is spread over shards, so the threads do not meet on one partition;
         throttling slows the client (adaptive retries with jitter) instead of failing.
         """
-        records = [Record.for_cell(cell, status, expires_at) for cell in cells]
+        records = [Record.for_task(cell, status, expires_at) for cell in cells]
         if len(records) <= _WRITERS:
             return sum(self._insert(record) for record in records)
         with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
