@@ -438,8 +438,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"tiles": cmd_tiles, "search": cmd_search, "run": cmd_run, "status": cmd_status,
-            "cancel": cmd_cancel, "resume": cmd_resume, "jobs": cmd_jobs, "stats": cmd_stats}
-            "cancel": cmd_cancel, "resume": cmd_resume, "jobs": cmd_jobs, "logs": cmd_logs}
+            "cancel": cmd_cancel, "resume": cmd_resume, "jobs": cmd_jobs, "stats": cmd_stats,
+            "logs": cmd_logs}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

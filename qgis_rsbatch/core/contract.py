@@ -24,6 +24,8 @@ from .errors import InvalidInput
 from .products import BAND_KEYS
 
 _TILE_RE = re.compile(r"^(0?[1-9]|[1-5][0-9]|60)([C-HJ-NP-X])([A-HJ-NP-Z])([A-HJ-NP-V])$")
+#: the folder of a job holding its cells' worker logs (<output>/<job_id>/logs/<cell_id>.log)
+LOG_FOLDER = "logs"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}$")
 _FIELDS = {
     "job_id", "cell_id", "tile", "date", "bands", "products", "aoi", "cloud_mask",
@@ -216,7 +218,7 @@ class Cell:
         The one place this path is made: the local backend writes it, `rsbatch logs` and
         the dock read it. (On AWS the log is the Batch job's CloudWatch stream.)
         """
-        return join_uri(self.output, self.job_id, "logs", f"{self.cell_id}.log")
+        return join_uri(self.output, self.job_id, LOG_FOLDER, f"{self.cell_id}.log")
 
     def needed_bands(self) -> tuple[str, ...]:
         """The bands this cell's products read (registry), SCL when they are cloud-masked."""

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ..contract import Job
+from ..contract import LOG_FOLDER, Job
 from ..errors import InvalidInput, JobBusy, OutputFailed
 from ..scratch import scratch_path
 from ..tasklog import user_data_dir
 
 JOB_FILE = "job.json"
 LOCK_FILE = ".supervisor.lock"
-LOG_DIR = "logs"
+LOG_DIR = LOG_FOLDER  # the contract names it (Cell.log_uri)
 #: what a job folder holds besides outputs and STAC items (a sweep leaves these alone)
 BOOKKEEPING = frozenset({JOB_FILE, LOCK_FILE, LOG_DIR})
 
