@@ -156,13 +156,26 @@ class JobsPanel(QWidget):
         self.empty_label.setVisible(self.model.rowCount() == 0)
 
     def _context_menu(self, point: Any) -> None:
+        self.context_menu(self.tree.indexAt(point)).popup(
+            self.tree.viewport().mapToGlobal(point))
+
+    def context_menu(self, index: QModelIndex) -> QMenu:
+        """The right-click menu of a row: a cell's log first, then the job's buttons."""
         menu = QMenu(self)
+        cell_id = index.sibling(index.row(), 0).data(CELL_ID_ROLE) \
+            if index.isValid() and index.parent().isValid() else None
+        if cell_id:
+            job_id = self.model.job_of(index)
+            action = menu.addAction(QgsApplication.getThemeIcon("/mMessageLog.svg"),
+                                    self.tr("Show log"))
+            action.triggered.connect(lambda: self.show_log(job_id, cell_id))
+            menu.addSeparator()
         for name in ("cancel", "retry", "elsewhere", "load", "folder", "series"):
             button = self._actions[name]
             action = menu.addAction(button.icon(), button.text())
             action.setEnabled(button.isEnabled())
             action.triggered.connect(button.click)
-        menu.popup(self.tree.viewport().mapToGlobal(point))
+        return menu
 
     # --- history and new jobs ----------------------------------------------------------------
     def load_history(self) -> Any:
@@ -254,6 +267,18 @@ class JobsPanel(QWidget):
         if job is None or job.status is None:
             return None
         dialog = TimeSeriesDialog(job_id or "", job.status.records, self)
+        dialog.show()
+        return dialog
+
+    def show_log(self, job_id: str | None, cell_id: str | None) -> Any:
+        """Open a cell's worker log (read in a task): the file beside its outputs, or its
+        CloudWatch stream on AWS."""
+        from .cell_log_view import CellLogDialog
+
+        job = self.monitor.jobs.get(job_id or "")
+        if job is None or not cell_id:
+            return None
+        dialog = CellLogDialog(self.context, job.key, job.job_id, cell_id, self)
         dialog.show()
         return dialog
 

@@ -10,6 +10,7 @@ import shutil
 from qgis.core import Qgis
 
 from qgis_rsbatch.core.contract import Status
+from qgis_rsbatch.gui.cell_log_view import CellLogDialog
 from tests.plugin.conftest import messages, wait_until
 from tests.plugin.test_job_flow import plan_job, submit, wait_finished
 
@@ -68,3 +69,34 @@ def test_an_output_folder_that_cannot_take_the_results_is_refused(dock, sample, 
     assert any(f"the output folder {blocker}/results cannot be created (Not a directory)"
                in m for m in critical), critical
     assert dock.jobs_panel.model.rowCount() == 0
+
+
+def test_a_cells_worker_log_opens_from_its_context_menu(dock, sample, tmp_path):
+    """Right-click a cell ▸ Show log: its worker's own log, read in a task, as
+    `rsbatch logs` prints it; a job gone from the history says so instead."""
+    plan_job(dock, sample, sample["catalog"])
+    job_id = submit(dock)
+    status = wait_finished(dock, job_id)
+    cell = status.records[0]
+    panel = dock.jobs_panel
+    menu = panel.context_menu(panel.model.cell_item(job_id, cell.cell_id, 0).index())
+    assert menu.actions()[0].text() == "Show log"
+    job_menu = panel.context_menu(panel.model.index(panel.model.job_row(job_id), 0))
+    assert "Show log" not in [action.text() for action in job_menu.actions()]
+    menu.actions()[0].trigger()
+    dialog = panel.findChildren(CellLogDialog)[-1]
+    wait_until(lambda: dialog.task is None, 30, "the log")
+    text = dialog.text.toPlainText()
+    assert "attempt started by the rsbatch supervisor" in text
+    assert cell.cell_id in text                       # the worker's own progress lines
+    folder = os.path.dirname(next(iter(cell.outputs.values())).removeprefix("file://"))
+    with open(os.path.join(folder, "logs", f"{cell.cell_id}.log")) as fh:
+        assert text == fh.read()
+    assert dialog.refresh_button.isEnabled()
+    dialog.close()
+
+    ghost = panel.show_log(job_id, "32TMT_1999-01-01")
+    wait_until(lambda: ghost.task is None, 30, "the error")
+    assert ghost.state.text() == "The log could not be read"
+    assert "has no cell 32TMT_1999-01-01" in ghost.text.toPlainText()
+    ghost.close()
