@@ -21,7 +21,7 @@ import numpy as np
 
 from qgis_rsbatch.core import products
 from qgis_rsbatch.core.contract import ReduceUnit, Status, split_cell_id
-from qgis_rsbatch.core.errors import Cancelled, NothingToReduce, RsbatchError
+from qgis_rsbatch.core.errors import Cancelled, NothingToReduce, RsbatchError, Terminated
 
 from . import composite as comp
 from .cog import CogWriter
@@ -56,17 +56,26 @@ def process_unit(unit: ReduceUnit, *, task_log: Any = None, progress: Progress |
                  region: str | None = None) -> UnitResult:
     """Make the unit's mosaic or composite and record it in `task_log` (any store, or None).
 
-    Until the task log has a SKIPPED status, a unit with nothing to read is recorded FAILED
-    with the reason, and NothingToReduce is raised for the caller to tell it apart.
+    A unit with nothing to read (every input failed or was skipped) is recorded SKIPPED with
+    the reason, not FAILED: NothingToReduce is raised for the caller to tell it apart (the
+    command line's exit code 4). A unit SKIPPED earlier is not made again.
     """
     started = time.monotonic()
     report = progress or (lambda fraction, message: None)
     try:
-        _start(task_log, unit, None)
+        earlier = _start(task_log, unit, None)
+        if earlier is not None:
+            return UnitResult(unit.unit_id, Status.SKIPPED, error=earlier.error)
         uri, warnings, lacking, skipped = _run(unit, report, region)
     except Cancelled as exc:
         return UnitResult(unit.unit_id, Status.CANCELLED, error=str(exc),
                           seconds=time.monotonic() - started)
+    except NothingToReduce as exc:
+        _record(task_log, unit, Status.SKIPPED, error=str(exc),
+                extra={"LackingInputs": list(unit.inputs)})
+        raise
+    except Terminated:
+        raise  # told to stop: scratch files are gone; whoever stopped us records why
     except BaseException as exc:
         message = str(exc) if isinstance(exc, RsbatchError) else (
             f"internal error ({type(exc).__name__}: {exc}); please report it")

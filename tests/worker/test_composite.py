@@ -210,7 +210,7 @@ def test_reduce_command_exit_codes(job, tmp_path):
     errors = [x for x in proc.stderr.splitlines() if x.startswith("rsbatch-worker: error:")]
     assert len(errors) == 1 and "none of its 3 input(s) published" in errors[0]
     record = SqliteTaskLog(str(tmp_path / "log.sqlite")).get("comp#nothing")
-    assert record.status is Status.FAILED and "nothing to composite" in record.error
+    assert record.status is Status.SKIPPED and "nothing to composite" in record.error
     assert not (tmp_path / "empty").exists() or not any(
         p.is_file() for p in (tmp_path / "empty").rglob("*"))
 

@@ -276,7 +276,7 @@ def test_same_zone_overlap_is_copied_exactly_and_counted_once(tmp_path):
 
 def test_a_failed_input_is_lacking_and_none_left_is_nothing_to_reduce(cross_zone, tmp_path):
     """A mosaic whose one input published nothing runs on the other and says so; with no input
-    left it ends with NothingToReduce (exit code 4), recorded with the reason."""
+    left it ends with NothingToReduce (exit code 4), recorded SKIPPED with the reason."""
     import shutil
 
     from qgis_rsbatch.core.contract import ReduceUnit
@@ -311,8 +311,11 @@ def test_a_failed_input_is_lacking_and_none_left_is_nothing_to_reduce(cross_zone
     fresh = SqliteTaskLog(str(tmp_path / "fresh.sqlite"))
     with pytest.raises(NothingToReduce, match="none of its 2 input"):
         process_unit(moved, task_log=fresh)
-    assert fresh.get(moved.task_id).status is Status.FAILED
-    assert "nothing to mosaic" in fresh.get(moved.task_id).error
+    skipped = fresh.get(moved.task_id)
+    assert skipped.status is Status.SKIPPED and "nothing to mosaic" in skipped.error
+    assert skipped.extra["LackingInputs"] == list(moved.inputs)
+    # run again: still SKIPPED (done), nothing made, no exception
+    assert process_unit(moved, task_log=fresh).status is Status.SKIPPED
     assert not (out / "mos" / "mosaic").exists() or not any((out / "mos" / "mosaic").iterdir())
 
 
