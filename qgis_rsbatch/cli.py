@@ -5,11 +5,17 @@
     rsbatch run    --aoi AOI --start D --end D [--max-cloud N] [--products ndvi,ndmi,evi]
                    [--catalog …] [--backend local|aws] [--out DIR_OR_S3] [--workers N]
                    [--no-cloud-mask] [--max-aoi-cloud PCT] [--dry-run]
+                   [--no-mosaic] [--mosaic-crs EPSG:…] [--composite none|median]
+                   [--composite-period all|month|Nd]
     rsbatch status JOB_ID [--json]     rsbatch cancel JOB_ID
     rsbatch resume JOB_ID | OUT/JOB_ID   (a local job's folder: also after its task log was lost)
     rsbatch jobs       rsbatch stats JOB_ID [--csv FILE] [--json]
 
-Exit codes: 0 every cell succeeded (or was SKIPPED by --max-aoi-cloud), 1 some failed, 2 bad
+A job's cells are followed by its reduce units: per date and product a mosaic of the tiles
+(unless --no-mosaic), per period a median composite (--composite median). Status tables and
+counts list both.
+
+Exit codes: 0 every cell and unit succeeded (or was SKIPPED), 1 some failed, 2 bad
 input (an AOI or a date range with no scene is bad input). Errors are one line, not a
 traceback.
 """
@@ -29,6 +35,7 @@ from .core import aoi as aoi_mod
 from .core import products
 from .core.contract import Status
 from .core.errors import InvalidInput, RsbatchError, Terminated
+from .core.tasklog.schema import is_unit_record
 
 DEFAULT_OUTPUT = "rsbatch-output"
 #: options whose value may begin with a minus sign: a bbox west of Greenwich or south of
@@ -122,6 +129,15 @@ def _parser() -> argparse.ArgumentParser:
                           "is cloud, shadow or no data in its scene classification")
     run.add_argument("--no-clip", action="store_true", help="whole tiles, not clipped to the AOI")
     run.add_argument("--dry-run", action="store_true", help="print the plan and estimate only")
+    run.add_argument("--no-mosaic", action="store_true",
+                     help="no per-date mosaics: only the per-tile outputs")
+    run.add_argument("--mosaic-crs", default=None, metavar="EPSG:CODE",
+                     help="the mosaics' CRS (default: the UTM zone holding most of the AOI)")
+    run.add_argument("--composite", choices=("none", "median"), default="none",
+                     help="per period and product, the per-pixel median of the valid dates")
+    run.add_argument("--composite-period", default="all", metavar="all|month|Nd",
+                     help="the composites' periods: the whole range, calendar months, or "
+                          "windows of N days (e.g. 16d)")
     run.add_argument("--spot-price", type=float, default=None,
                      help="$/vCPU-hour for the aws estimate")
     run.add_argument("--exclude", default="",
@@ -199,8 +215,8 @@ def _exit_code(status: Any) -> int:
 class _ProgressBar:
     """One line on stderr, redrawn in place on a terminal, every few seconds otherwise."""
 
-    def __init__(self, total: int, out: TextIO = sys.stderr) -> None:
-        self.total, self.out = total, out
+    def __init__(self, total: int, out: TextIO = sys.stderr, what: str = "cells") -> None:
+        self.total, self.out, self.what = total, out, what
         self.tty = out.isatty()
         self.last = 0.0
         self.shown = ""
@@ -216,7 +232,7 @@ class _ProgressBar:
         done = sum(n for status, n in counts.items() if status.finished)
         width = 30
         filled = int(width * done / max(self.total, 1))
-        text = (f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} cells  "
+        text = (f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {self.what}  "
                 f"{counts[Status.RUNNING]} running  {counts[Status.SUCCEEDED]} succeeded  "
                 f"{counts[Status.FAILED]} failed")
         if counts[Status.SKIPPED]:
@@ -243,7 +259,7 @@ class _ProgressBar:
 
 def status_table(status: Any) -> str:
     """The job's cells as an aligned text table."""
-    rows = [("CELL", "STATUS", "TRIES", "UPDATED", "AOI MASKED", "OUTPUTS / REASON")]
+    rows = [("CELL OR UNIT", "STATUS", "TRIES", "UPDATED", "AOI MASKED", "OUTPUTS / REASON")]
     for record in status.records:
         detail = record.error if record.error else ", ".join(
             f"{product}: {uri}" for product, uri in sorted(record.outputs.items()))
@@ -257,6 +273,9 @@ def status_table(status: Any) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths)) + "  " + row[5]
              for row in rows]
     counts = ", ".join(f"{n} {s.lower()}" for s, n in status.counts.items() if n)
+    units = sum(1 for record in status.records if is_unit_record(record))
+    if units:
+        counts += f" ({len(status.records) - units} cell(s), {units} mosaic/composite unit(s))"
     lines.append(f"job {status.job_id} ({status.backend}): {counts}")
     lines.extend(f"note: {note}" for note in status.notes)
     return "\n".join(lines)
@@ -280,7 +299,11 @@ def _request(args: argparse.Namespace, output: str):
                       products=chosen, max_cloud=args.max_cloud, catalog=args.catalog,
                       cloud_mask=not getattr(args, "no_cloud_mask", False),
                       clip=not getattr(args, "no_clip", False),
-                      max_aoi_cloud=getattr(args, "max_aoi_cloud", None))
+                      max_aoi_cloud=getattr(args, "max_aoi_cloud", None),
+                      mosaic=not getattr(args, "no_mosaic", False),
+                      mosaic_crs=getattr(args, "mosaic_crs", None),
+                      composite=getattr(args, "composite", None),
+                      composite_period=getattr(args, "composite_period", None) or "all")
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -314,17 +337,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                      "tiles": [t.tile for t in result.tiles],
                      "cells": [{"cell_id": c.cell_id, "scene": c.scene_id, "offset": c.offset,
                                 "offset_check": c.offset_check} for c in job.cells],
+                     "units": [{"unit_id": u.unit_id, "kind": u.kind, "inputs": list(u.inputs)}
+                               for u in job.units],
                      "estimate": guess.to_dict(), "summary": guess.summary()})
         return 0
     print(job.job_id)
-    print(f"rsbatch: {len(job.cells)} cell(s) on {len({c.tile for c in job.cells})} tile(s) "
-          "(`--dry-run` estimates time and cost)", file=sys.stderr)
+    units = f" and {len(job.units)} mosaic/composite unit(s)" if job.units else ""
+    print(f"rsbatch: {len(job.cells)} cell(s) on {len({c.tile for c in job.cells})} tile(s)"
+          f"{units} (`--dry-run` estimates time and cost)", file=sys.stderr)
     print(f"rsbatch: outputs under {job.cells[0].output}/{job.job_id}/", file=sys.stderr)
     if args.detach:
         backend.submit(job)
         print(f"rsbatch: started; follow it with `rsbatch status {job.job_id}`", file=sys.stderr)
         return 0
-    status = backend.submit(job, wait=True, progress=_ProgressBar(len(job.cells)))
+    what = "cells and units" if job.units else "cells"
+    status = backend.submit(job, wait=True, progress=_ProgressBar(len(job.tasks), what=what))
     if args.backend == "aws":
         status = backend.wait(job.job_id, progress=_ProgressBar(len(job.cells)), interval=5)
     print(status_table(status))

@@ -44,7 +44,7 @@ def test_run_then_status_from_anywhere(sample_catalog, tmp_path):
     aoi.write_text(json.dumps(sample_catalog["aoi"]))
     proc = rsbatch("run", "--aoi", str(aoi), "--start", sample_catalog["start"],
                    "--end", sample_catalog["end"], "--catalog", sample_catalog["catalog"],
-                   "--products", "ndvi", "--max-cloud", "100", cwd=tmp_path)
+                   "--products", "ndvi", "--max-cloud", "100", "--no-mosaic", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     job_id = proc.stdout.splitlines()[0]
     assert job_id.startswith("rsb-")
@@ -67,6 +67,50 @@ def test_run_then_status_from_anywhere(sample_catalog, tmp_path):
     assert job_id in rsbatch("jobs").stdout
 
 
+def test_run_makes_mosaics_and_a_composite_and_status_lists_them(sample_catalog, tmp_path):
+    proc = rsbatch("run", "--aoi", json.dumps(sample_catalog["aoi"]), "--start",
+                   sample_catalog["start"], "--end", sample_catalog["end"], "--catalog",
+                   sample_catalog["catalog"], "--products", "ndvi", "--composite", "median",
+                   "--composite-period", "month", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    job_id = proc.stdout.splitlines()[0]
+    assert "4 cell(s) on 2 tile(s) and 3 mosaic/composite unit(s)" in proc.stderr
+    assert "7/7 cells and units" in proc.stderr
+    assert "7 succeeded (4 cell(s), 3 mosaic/composite unit(s))" in proc.stdout
+    folder = tmp_path / "rsbatch-output" / job_id
+    assert sorted(p.name for p in (folder / "mosaic").glob("*.tif")) == [
+        "2024-06-01_ndvi.tif", "2024-06-11_ndvi.tif"]
+    assert [p.name for p in (folder / "composite").glob("*.tif")] == [
+        "2024-06-01_2024-06-11_ndvi_median.tif"]
+    table = rsbatch("status", job_id).stdout
+    assert table.splitlines()[0].startswith("CELL OR UNIT")
+    rows = {line.split()[0]: line.split()[1] for line in table.splitlines()[1:-1]}
+    assert rows["mosaic_2024-06-11_ndvi"] == "SUCCEEDED"
+    assert rows["composite_2024-06-01_2024-06-11_ndvi_median"] == "SUCCEEDED"
+    data = json.loads(rsbatch("status", job_id, "--json").stdout)
+    kinds = sorted(c.get("Kind", "cell") for c in data["cells"])
+    assert kinds == ["cell"] * 4 + ["composite"] + ["mosaic"] * 2
+
+
+def test_dry_run_lists_units_in_the_crs_asked_and_bad_options_are_one_line(sample_catalog,
+                                                                            tmp_path):
+    base = ("run", "--aoi", json.dumps(sample_catalog["aoi"]), "--start", "2024-06-01",
+            "--end", "2024-06-30", "--catalog", sample_catalog["catalog"], "--dry-run")
+    proc = rsbatch(*base, "--mosaic-crs", "EPSG:32633", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert [u["unit_id"] for u in plan["units"]] == [
+        "mosaic_2024-06-01_ndvi", "mosaic_2024-06-01_rgb", "mosaic_2024-06-11_ndvi",
+        "mosaic_2024-06-11_rgb"]
+    assert plan["estimate"]["units"] == 4 and "4 mosaic/composite unit(s)" in plan["summary"]
+    assert json.loads(rsbatch(*base, "--no-mosaic", cwd=tmp_path).stdout)["units"] == []
+    for option, message in [(("--mosaic-crs", "UTM32"), "mosaic CRS 'UTM32' must be an EPSG"),
+                            (("--composite-period", "0d"), "composite period '0d' must be")]:
+        bad = rsbatch(*base, *option, "--composite", "median", cwd=tmp_path)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+        assert bad.stderr.startswith("rsbatch: error: ") and message in bad.stderr
+
+
 def test_dry_run_prints_plan_and_estimate(sample_catalog, tmp_path):
     proc = rsbatch("run", "--aoi", json.dumps(sample_catalog["aoi"]), "--start", "2024-06-01",
                    "--end", "2024-06-30", "--catalog", sample_catalog["catalog"], "--dry-run",
@@ -86,7 +130,9 @@ def test_some_cells_failing_exits_1(sample_catalog, tmp_path):
                    "--end", "2024-06-30", "--catalog", str(copy / "catalog.json"), cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "32TNT_2024-06-11 FAILED: band nir" in proc.stderr
-    assert "3 succeeded" in proc.stdout and "1 failed" in proc.stdout
+    # that date's mosaics still run, on the tile that succeeded
+    assert "7 succeeded, 1 failed (4 cell(s), 4 mosaic/composite unit(s))" in proc.stdout
+    assert "lacking (failed or skipped): 32TNT_2024-06-11" in proc.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -131,7 +177,7 @@ def test_detached_run_cancel_and_resume(sample_catalog, tmp_path):
     env = {"RSBATCH_WORKER_PYTHON": str(slow)}
     proc = rsbatch("run", "--aoi", json.dumps(sample_catalog["aoi"]), "--start", "2024-06-01",
                    "--end", "2024-06-30", "--catalog", sample_catalog["catalog"], "--detach",
-                   "--workers", "1", cwd=tmp_path, env=env)
+                   "--workers", "1", "--no-mosaic", cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     job_id = proc.stdout.split()[0]
     cancelled = rsbatch("cancel", job_id, env=env)
@@ -230,7 +276,7 @@ def test_max_aoi_cloud_skips_cloudy_cells_and_still_exits_0(sample_catalog, tmp_
     aoi.write_text(json.dumps(sample_catalog["aoi"]))
     common = ("--aoi", str(aoi), "--start", sample_catalog["start"], "--end",
               sample_catalog["end"], "--catalog", sample_catalog["catalog"], "--products",
-              "ndvi", "--max-cloud", "100")
+              "ndvi", "--max-cloud", "100", "--no-mosaic")
     first = rsbatch("run", *common, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     cells = json.loads(rsbatch("status", first.stdout.splitlines()[0], "--json").stdout)["cells"]

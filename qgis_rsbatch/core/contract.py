@@ -299,46 +299,6 @@ class Cell:
         return cell
 
 
-@dataclass(frozen=True)
-class Job:
-    """A job: its id, the parameters it was planned from, and its cells."""
-
-    job_id: str
-    cells: tuple[Cell, ...]
-    params: Mapping[str, Any] = field(default_factory=dict)
-    created: str = field(
-        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
-    )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id, "created": self.created, "params": dict(self.params),
-            "cells": [cell.to_dict() for cell in self.cells],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Job:
-        if not isinstance(data, Mapping) or not isinstance(data.get("cells"), list):
-            raise InvalidInput("a job must be a JSON object with a 'cells' list")
-        job_id = str(_require(data, "job_id"))
-        cells = []
-        for index, raw in enumerate(data["cells"]):
-            try:
-                cell = Cell.from_dict({"job_id": job_id, **raw})
-            except InvalidInput as exc:
-                raise InvalidInput(f"cell {index}: {exc}") from exc
-            if cell.job_id != job_id:
-                raise InvalidInput(f"cell {index}: job_id '{cell.job_id}' is not the job's")
-            cells.append(cell)
-        # a Counter, not ids.count per id: that was quadratic (100 s at 30,000 cells)
-        dupes = sorted(i for i, n in Counter(cell.cell_id for cell in cells).items() if n > 1)
-        if dupes:
-            raise InvalidInput(f"job has duplicate cell ids: {', '.join(dupes)}")
-        created = str(data.get("created") or datetime.now(timezone.utc).isoformat())
-        return cls(job_id=job_id, cells=tuple(cells), params=dict(data.get("params") or {}),
-                   created=created)
-
-
 # --- the second kind of work unit: reduce units (mosaics, composites) ------------------------
 #: what a reduce unit makes: one date's tiles merged, or a period's dates reduced per pixel
 REDUCE_KINDS = ("mosaic", "composite")
@@ -553,3 +513,85 @@ class ReduceUnit:
                 raise InvalidInput(f"reduce input '{input_id}' of {when} lies outside the "
                                    f"unit's dates {first} … {last}")
         return unit
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job: its id, the parameters it was planned from, its cells, and the reduce units
+    (mosaics, composites) that read them once they are final."""
+
+    job_id: str
+    cells: tuple[Cell, ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    created: str = field(
+        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
+    )
+    units: tuple[ReduceUnit, ...] = ()
+
+    @property
+    def tasks(self) -> tuple[Cell | ReduceUnit, ...]:
+        """Every unit of work with a task-log record: the cells, then the reduce units."""
+        return (*self.cells, *self.units)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            "job_id": self.job_id, "created": self.created, "params": dict(self.params),
+            "cells": [cell.to_dict() for cell in self.cells],
+        }
+        if self.units:
+            data["units"] = [unit.to_dict() for unit in self.units]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Job:
+        if not isinstance(data, Mapping) or not isinstance(data.get("cells"), list):
+            raise InvalidInput("a job must be a JSON object with a 'cells' list")
+        job_id = str(_require(data, "job_id"))
+        cells = []
+        for index, raw in enumerate(data["cells"]):
+            try:
+                cell = Cell.from_dict({"job_id": job_id, **raw})
+            except InvalidInput as exc:
+                raise InvalidInput(f"cell {index}: {exc}") from exc
+            if cell.job_id != job_id:
+                raise InvalidInput(f"cell {index}: job_id '{cell.job_id}' is not the job's")
+            cells.append(cell)
+        # a Counter, not ids.count per id: that was quadratic (100 s at 30,000 cells)
+        dupes = sorted(i for i, n in Counter(cell.cell_id for cell in cells).items() if n > 1)
+        if dupes:
+            raise InvalidInput(f"job has duplicate cell ids: {', '.join(dupes)}")
+        units = _job_units(job_id, data.get("units"), {cell.cell_id for cell in cells})
+        created = str(data.get("created") or datetime.now(timezone.utc).isoformat())
+        return cls(job_id=job_id, cells=tuple(cells), params=dict(data.get("params") or {}),
+                   created=created, units=units)
+
+
+def _job_units(job_id: str, raw_units: Any, cell_ids: set[str]) -> tuple[ReduceUnit, ...]:
+    """A job's reduce units, validated: each the job's own, ids unique among cells and units,
+    inputs naming cells of the job or units listed before it (so the order is runnable)."""
+    if raw_units is None:
+        return ()
+    if not isinstance(raw_units, list):
+        raise InvalidInput("job field 'units' must be a list of reduce units")
+    known = set(cell_ids)
+    units = []
+    for index, raw in enumerate(raw_units):
+        try:
+            unit = ReduceUnit.from_dict({"job_id": job_id, **raw} if isinstance(raw, Mapping)
+                                        else raw)
+        except InvalidInput as exc:
+            raise InvalidInput(f"unit {index}: {exc}") from exc
+        if unit.job_id != job_id:
+            raise InvalidInput(f"unit {index}: job_id '{unit.job_id}' is not the job's")
+        if unit.unit_id in known:
+            raise InvalidInput(f"unit {index}: id '{unit.unit_id}' is already a cell or unit "
+                               "of the job")
+        strangers = [i for i in unit.inputs if i not in known]
+        if strangers:
+            raise InvalidInput(f"unit {unit.unit_id} reads {', '.join(strangers)}: not a cell "
+                               "or an earlier unit of the job")
+        known.add(unit.unit_id)
+        units.append(unit)
+    return tuple(units)
+
+

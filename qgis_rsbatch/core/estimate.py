@@ -46,12 +46,15 @@ class Estimate:
     dollars: float | None        # AWS only: Spot compute + orchestration
     spot_price: float | None
     basis: str
+    units: int = 0               # reduce units (mosaics, composites), run after the cells
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def summary(self) -> str:
-        text = (f"{self.cells} cell(s) on {self.tiles} tile(s), {_size(self.input_gb)} to read, "
+        units = f" and {self.units} mosaic/composite unit(s)" if self.units else ""
+        text = (f"{self.cells} cell(s) on {self.tiles} tile(s){units}, "
+                f"{_size(self.input_gb)} to read, "
                 f"{_size(self.output_gb)} to write, {self.vcpu_hours:.2f} vCPU-hours")
         if self.dollars is not None:
             text += f", about ${self.dollars:.2f} at ${self.spot_price:g}/vCPU-hour Spot"
@@ -166,6 +169,22 @@ def estimate(job: Job, *, backend: str = "local", workers: int | None = None,
         full = _seconds_per_full_tile(cell.products)
         local_vcpu_seconds += cell_vcpu_seconds(share, full, aws=False)
         vcpu_seconds += cell_vcpu_seconds(share, full, aws=backend == "aws")
+    # a reduce unit, roughly: it reads its inputs' pixels of one product and writes as many
+    # (a mosaic ≈ its cells' windows; a composite ≈ its mosaics), priced as a cell making
+    # that product from that many pixels
+    unit_pixels: dict[str, float] = {c.cell_id: windows.pixels(c) for c in job.cells}
+    for unit in job.units:
+        read = [unit_pixels.get(i, 0.0) for i in unit.inputs]
+        read_px = sum(read)
+        # a mosaic covers its tiles side by side; a composite one of its dates' mosaics
+        unit_pixels[unit.unit_id] = read_px if unit.kind == "mosaic" else max(read)
+        per_pixel = products.PRODUCTS[unit.product].bytes_per_pixel
+        input_bytes += read_px * per_pixel
+        output_bytes += unit_pixels[unit.unit_id] * per_pixel
+        full = _seconds_per_full_tile((unit.product,))
+        share = read_px / FULL_TILE_PIXELS
+        local_vcpu_seconds += cell_vcpu_seconds(share, full, aws=False)
+        vcpu_seconds += cell_vcpu_seconds(share, full, aws=backend == "aws")
     cores = os.cpu_count() or 1
     workers = max(1, workers or cores)
     local_hours = local_vcpu_seconds / max(1, min(cores, workers * WORKER_BENCH["vcpus"])) / 3600
@@ -179,4 +198,5 @@ def estimate(job: Job, *, backend: str = "local", workers: int | None = None,
         input_gb=input_bytes / 1e9, output_gb=output_bytes / 1e9, vcpu_hours=vcpu_hours,
         hours_local=local_hours, dollars=dollars,
         spot_price=spot_price if backend == "aws" else None, basis=WORKER_BENCH["source"],
+        units=len(job.units),
     )

@@ -8,7 +8,7 @@ job is made: `find_scenes(request)` (grid + catalog) and `make_job(request, scen
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import aoi as aoi_mod
@@ -16,6 +16,7 @@ from . import catalog, grid
 from . import geometry as planar
 from . import products as products_mod
 from .contract import (
+    COMPOSITE_METHODS,
     Cell,
     Job,
     cell_id_for,
@@ -25,6 +26,7 @@ from .contract import (
     percent_limit,
 )
 from .errors import InvalidInput
+from .reduce_plan import parse_period, plan_reduce
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,10 @@ class JobRequest:
     cloud_mask: bool = True
     clip: bool = True                 # clip products to the AOI (else whole tiles)
     max_aoi_cloud: float | None = None  # skip cells whose AOI is more masked than this %
+    mosaic: bool = True               # per date and product, the tiles merged on one grid
+    mosaic_crs: int | None = None     # the mosaic grid's EPSG code (None: the AOI's UTM zone)
+    composite: str | None = None      # per period and product: None or "median"
+    composite_period: str = "all"     # "all", "month" or "Nd" (reduce_plan.PERIOD_CHOICES)
 
     def __post_init__(self) -> None:
         start, end = parse_date(self.start, "start date"), parse_date(self.end, "end date")
@@ -54,13 +60,22 @@ class JobRequest:
             raise InvalidInput(f"the cloud limit must be 0–100 %, got {self.max_cloud}")
         object.__setattr__(self, "max_aoi_cloud",
                            percent_limit(self.max_aoi_cloud, "the AOI cloud limit"))
+        object.__setattr__(self, "mosaic_crs", parse_epsg(self.mosaic_crs))
+        composite = None if self.composite in (None, "", "none") else str(self.composite)
+        if composite is not None and composite not in COMPOSITE_METHODS:
+            raise InvalidInput(f"composite must be none or {', '.join(COMPOSITE_METHODS)}, "
+                               f"got '{self.composite}'")
+        object.__setattr__(self, "composite", composite)
+        object.__setattr__(self, "composite_period", parse_period(self.composite_period))
 
     def to_dict(self) -> dict[str, Any]:
         return {"aoi": dict(self.aoi), "start": self.start, "end": self.end,
                 "output": self.output, "products": list(self.products),
                 "max_cloud": self.max_cloud, "catalog": self.catalog,
                 "cloud_mask": self.cloud_mask, "clip": self.clip,
-                "max_aoi_cloud": self.max_aoi_cloud}
+                "max_aoi_cloud": self.max_aoi_cloud, "mosaic": self.mosaic,
+                "mosaic_crs": self.mosaic_crs, "composite": self.composite,
+                "composite_period": self.composite_period}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobRequest:
@@ -70,7 +85,10 @@ class JobRequest:
                    max_cloud=data.get("max_cloud"), catalog=data.get("catalog"),
                    cloud_mask=bool(data.get("cloud_mask", True)),
                    clip=bool(data.get("clip", True)),
-                   max_aoi_cloud=data.get("max_aoi_cloud"))
+                   max_aoi_cloud=data.get("max_aoi_cloud"),
+                   mosaic=bool(data.get("mosaic", True)), mosaic_crs=data.get("mosaic_crs"),
+                   composite=data.get("composite"),
+                   composite_period=data.get("composite_period") or "all")
 
 
 @dataclass
@@ -118,7 +136,13 @@ def _cell_aoi(request: JobRequest) -> dict | None:
 
 def make_job(request: JobRequest, scenes: Iterable[catalog.Scene], *,
              job_id: str | None = None) -> Job:
-    """One cell per scene (tile, date); the scene decides bands, scale and offset."""
+    """One cell per scene (tile, date); the scene decides bands, scale and offset; then the
+    reduce units the request asks for (per-date mosaics, period composites)."""
+    return _make_job(request, scenes, job_id)[0]
+
+
+def _make_job(request: JobRequest, scenes: Iterable[catalog.Scene],
+              job_id: str | None) -> tuple[Job, tuple[str, ...]]:
     job_id = job_id or new_job_id()
     aoi = _cell_aoi(request)
     cells = []
@@ -138,7 +162,11 @@ def make_job(request: JobRequest, scenes: Iterable[catalog.Scene], *,
         }))
     if not cells:
         raise InvalidInput("no scene selected: the job would have no cell")
-    return Job(job_id=job_id, cells=tuple(cells), params=request.to_dict())
+    job = Job(job_id=job_id, cells=tuple(cells), params=request.to_dict())
+    reduce = plan_reduce(job, mosaic=request.mosaic, composite=request.composite,
+                         composite_period=request.composite_period,
+                         mosaic_epsg=request.mosaic_crs)
+    return replace(job, units=reduce.units), reduce.notes
 
 
 def plan(request: JobRequest, *, job_id: str | None = None,
@@ -147,5 +175,16 @@ def plan(request: JobRequest, *, job_id: str | None = None,
     result = find_scenes(request, **search_options)
     chosen = [s for s in result.scenes
               if cell_id_for(s.tile, s.date) not in exclude and s.item_id not in exclude]
-    result.job = make_job(request, chosen, job_id=job_id)
+    result.job, notes = _make_job(request, chosen, job_id)
+    result.warnings.extend(notes)
     return result
+
+
+def parse_epsg(value: Any) -> int | None:
+    """'EPSG:32632', 'epsg:32632', '32632' or 32632 → 32632; None stays None."""
+    if value is None or value == "":
+        return None
+    text = str(value).strip().upper().removeprefix("EPSG:")
+    if not text.isdigit():
+        raise InvalidInput(f"mosaic CRS '{value}' must be an EPSG code like EPSG:32632")
+    return int(text)

@@ -20,8 +20,8 @@ from qgis_rsbatch.core.planning import JobRequest, plan
 def sample_job(sample_catalog, tmp_path):
     request = JobRequest(aoi=sample_catalog["aoi"], start=sample_catalog["start"],
                          end=sample_catalog["end"], output=str(tmp_path / "out"),
-                         catalog=sample_catalog["catalog"])
-    return plan(request).job
+                         catalog=sample_catalog["catalog"], mosaic=False)
+    return plan(request).job  # cells only: test_local_reduce.py runs jobs with units
 
 
 def wrapper_python(tmp_path, body: str) -> str:

@@ -227,3 +227,61 @@ def test_reduce_planning_needs_only_the_standard_library():
         "assert plan.grid.epsg == 32632 and len(plan.units) == 4\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+
+
+# --- the job carries its units --------------------------------------------------------------
+def test_a_job_carries_its_units_through_json_and_refuses_strange_inputs():
+    cells = (cell("32TMT", "2024-06-01", MOSTLY_32), cell("32TNT", "2024-06-01", MOSTLY_32))
+    job = job_of(*cells, aoi=MOSTLY_32)
+    units = plan_reduce(job, composite="median").units
+    full = Job(job.job_id, job.cells, params=job.params, created=job.created, units=units)
+    assert full.tasks == (*cells, *units)
+    data = full.to_dict()
+    assert [u["unit_id"] for u in data["units"]] == [u.unit_id for u in units]
+    assert Job.from_dict(data) == full
+    assert "units" not in job.to_dict()  # a job without units keeps the cells-only shape
+    assert Job.from_dict(job.to_dict()).units == ()
+
+    mosaic = data["units"][0]
+    stranger = {**data, "units": [{**mosaic, "inputs": ["32TMT_2024-06-01", "33UXP_2024-06-01"]}]}
+    with pytest.raises(InvalidInput, match="reads 33UXP_2024-06-01: not a cell or an earlier "
+                                           "unit of the job"):
+        Job.from_dict(stranger)
+    later = {**data, "units": list(reversed(data["units"]))}  # a composite before its mosaic
+    with pytest.raises(InvalidInput, match="not a cell or an earlier unit"):
+        Job.from_dict(later)
+    twice = {**data, "units": [mosaic, mosaic]}
+    with pytest.raises(InvalidInput, match="already a cell or unit of the job"):
+        Job.from_dict(twice)
+    other = {**data, "units": [{**mosaic, "job_id": "another"}]}
+    with pytest.raises(InvalidInput, match="is not the job's"):
+        Job.from_dict(other)
+
+
+def test_the_planner_makes_mosaics_by_default_and_composites_when_asked():
+    from qgis_rsbatch.core import catalog
+    from qgis_rsbatch.core.planning import JobRequest, make_job
+
+    scenes = [catalog.Scene(tile=t, date=d, datetime=f"{d}T10:20:00Z", item_id=f"{t}_{d}",
+                            collection="c", cloud_cover=0.0, bands=BANDS, scale=0.0001,
+                            offset=-0.1, offset_check=False)
+              for t in ("32TMT", "32TNT") for d in ("2024-06-01", "2024-06-11")]
+    aoi = box(8.98, 47.60, 9.10, 47.70)
+    base = {"aoi": aoi, "start": "2024-06-01", "end": "2024-06-30", "output": "/data/out"}
+    job = make_job(JobRequest(**base), scenes)
+    assert {u.kind for u in job.units} == {"mosaic"} and len(job.units) == 4
+    assert job.units[0].grid.epsg == 32632 and job.params["mosaic"] is True
+    assert make_job(JobRequest(**base, mosaic=False), scenes).units == ()
+    monthly = make_job(JobRequest(**base, composite="median", composite_period="month",
+                                  mosaic_crs="EPSG:32633"), scenes)
+    composites = [u for u in monthly.units if u.kind == "composite"]
+    assert {u.unit_id for u in composites} == {"composite_2024-06-01_2024-06-30_rgb_median",
+                                               "composite_2024-06-01_2024-06-30_ndvi_median"}
+    assert {u.grid.epsg for u in monthly.units} == {32633}
+    assert JobRequest.from_dict(JobRequest(**base, composite="median").to_dict()).composite \
+        == "median"
+    for bad, message in [({"mosaic_crs": "UTM32"}, "must be an EPSG code"),
+                         ({"composite": "mean"}, "composite must be none or median"),
+                         ({"composite_period": "0d"}, "composite period '0d'")]:
+        with pytest.raises(InvalidInput, match=message):
+            JobRequest(**base, **bad)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ..contract import LOG_FOLDER, Job
+from .. import scratch
+from ..contract import LOG_FOLDER, REDUCE_KINDS, Job
 from ..errors import InvalidInput, JobBusy, OutputFailed
 from ..scratch import scratch_path
 from ..tasklog import user_data_dir
@@ -38,6 +39,15 @@ def job_folder(job: Job) -> Path:
 
 def cell_log(folder: Path, cell_id: str) -> Path:
     return folder / LOG_DIR / f"{cell_id}.log"
+
+
+def sweep_scratch(folder: Path, dead: frozenset[int] | None = None) -> list[str]:
+    """Remove the scratch files of writers that are gone: beside the cells' outputs and in
+    the reduce units' folders (<job folder>/mosaic, <job folder>/composite)."""
+    removed = scratch.sweep(str(folder), dead=dead)
+    for kind in REDUCE_KINDS:
+        removed += scratch.sweep(str(folder / kind), dead=dead)
+    return removed
 
 
 def write_job(folder: Path, job: Job, options: dict[str, Any]) -> None:

@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import scratch
 from ..contract import Job, Status, normalize_output
 from ..errors import DependencyMissing, InvalidInput, JobBusy, TaskLogUnavailable, Terminated
 from ..processes import ProcessId
@@ -41,7 +40,7 @@ from ..tasklog.schema import WORKER_PID, WORKER_START, Record
 from ..tasklog.sqlite import SqliteTaskLog
 from ..workerenv import worker_process_env
 from .base import JobStatus, Progress, move, poll, unfinished
-from .jobfolder import SupervisorLock, job_folder, read_job, write_job
+from .jobfolder import SupervisorLock, job_folder, read_job, sweep_scratch, write_job
 from .supervisor import POLL_SECONDS, Supervisor
 
 
@@ -138,7 +137,7 @@ class LocalBackend:
             self.log.save_job(job, self.name, {"workers": self.workers, "python": python,
                                                "supervisor": me.pid,
                                                "supervisor_start": me.start})
-            self.log.register(job.cells)
+            self.log.register(job.tasks)
         except BaseException:
             lock.release()
             raise
@@ -150,7 +149,7 @@ class LocalBackend:
         job, options = read_job(path)
         if self.log.load_job(job.job_id) is None:
             self.log.save_job(job, self.name, {"workers": options.get("workers")})
-        self.log.register(job.cells)
+        self.log.register(job.tasks)
         return job.job_id
 
     def status(self, job_id: str) -> JobStatus:
@@ -193,7 +192,7 @@ class LocalBackend:
                 if worker is not None:
                     worker.terminate()
                 move(self.log, record.task_id, Status.CANCELLED, error="cancelled by the user")
-            scratch.sweep(str(job_folder(job)))
+            sweep_scratch(job_folder(job))
         finally:
             if lock is not None:
                 lock.release()
@@ -216,7 +215,7 @@ class LocalBackend:
             for record in self.log.job_records(job_id):
                 if record.status in (Status.FAILED, Status.CANCELLED):
                     move(self.log, record.task_id, Status.PENDING)
-            self.log.register(job.cells)  # cells whose records were lost
+            self.log.register(job.tasks)  # cells whose records were lost
         except BaseException:
             lock.release()
             raise
@@ -260,7 +259,7 @@ class LocalBackend:
             if worker is not None:
                 worker.terminate()
             move(self.log, record.task_id, Status.FAILED, error=reason)
-        scratch.sweep(str(job_folder(job)))
+        sweep_scratch(job_folder(job))
 
     def _start(self, job: Job, lock: SupervisorLock, wait: bool,
                progress: Progress | None) -> JobStatus:

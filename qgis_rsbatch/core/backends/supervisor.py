@@ -1,8 +1,10 @@
-"""The local runner's loop: start a job's PENDING cells as worker processes, reap them.
+"""The local runner's loop: start a job's PENDING cells as worker processes, reap them, then
+start each PENDING reduce unit (mosaic, composite) once every input it reads is final.
 
 One supervisor per job (it holds the job folder's lock, see jobfolder). Each worker runs
-`python -m worker.cli --task-log … run -` in its own session with the cell on stdin, its
-stdout and stderr appended to `<job folder>/logs/<cell_id>.log`, and is told to die with
+`python -m worker.cli --task-log … run -` (a cell) or `… reduce -` (a unit) in its own
+session with the cell or unit on stdin, its stdout and stderr appended to
+`<job folder>/logs/<cell or unit id>.log`, and is told to die with
 the supervisor (core.processes). A worker that could not record its own end (a signal, a
 crash) is recorded FAILED by the supervisor with the signal and its log's last lines.
 SIGTERM or Ctrl-C stops the workers and records their cells CANCELLED; scratch files of
@@ -23,14 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .. import scratch
-from ..contract import Cell, Job, Status
+from ..contract import Cell, Job, ReduceUnit, Status
 from ..errors import TaskLogUnavailable, Terminated
 from ..processes import SUPERVISOR_ENV, die_with_parent, signal_group
-from ..tasklog.schema import utc_now
+from ..tasklog.schema import Record, utc_now
 from ..workerenv import worker_process_env
 from .base import Progress, move
-from .jobfolder import cell_log
+from .jobfolder import cell_log, sweep_scratch
 
 POLL_SECONDS = 0.2
 #: how many of a dead worker's last log lines its FAILED record quotes
@@ -39,7 +40,7 @@ TAIL_LINES = 3
 
 @dataclass
 class _Running:
-    cell: Cell
+    task: Cell | ReduceUnit
     process: subprocess.Popen
     log: IO[str]
     log_path: Path
@@ -51,12 +52,19 @@ def _child_setup() -> None:  # pragma: no cover - runs in the child between fork
     die_with_parent()
 
 
-def worker_command(python: str, log_uri: str) -> list[str]:
-    return [python, "-m", "worker.cli", "--task-log", log_uri, "run", "-"]
+def task_key(task: Cell | ReduceUnit) -> str:
+    """A cell's id or a unit's: the record's CellId, the log file's name."""
+    return task.unit_id if isinstance(task, ReduceUnit) else task.cell_id
+
+
+def worker_command(python: str, log_uri: str, reduce: bool = False) -> list[str]:
+    return [python, "-m", "worker.cli", "--task-log", log_uri, "reduce" if reduce else "run",
+            "-"]
 
 
 class Supervisor:
-    """Runs one job's PENDING cells, `workers` at a time, until none is left."""
+    """Runs one job's PENDING cells, `workers` at a time, then each PENDING reduce unit once
+    its inputs are final (SUCCEEDED, SKIPPED or FAILED), until none is left."""
 
     def __init__(self, log: Any, job: Job, folder: Path, worker_python: str,
                  workers: int) -> None:
@@ -69,46 +77,73 @@ class Supervisor:
 
     def run(self, progress: Progress | None = None) -> None:
         job_id = self.job.job_id
-        cells = {cell.cell_id: cell for cell in self.job.cells}
-        queue = [cells[r.cell_id] for r in self.log.job_records(job_id)
-                 if r.status is Status.PENDING and r.cell_id in cells]
+        records = self.log.job_records(job_id)
+        pending = {r.cell_id for r in records if r.status is Status.PENDING}
+        queue: list[Cell | ReduceUnit] = [c for c in self.job.cells if c.cell_id in pending]
+        waiting = [u for u in self.job.units if u.unit_id in pending]
         running: dict[str, _Running] = {}
-        scratch.sweep(str(self.folder))
+        sweep_scratch(self.folder)
         last_seen = None
         with _sigterm_raises():
             try:
-                while queue or running:
+                while queue or running or waiting:
                     if self._cancel_requested():
-                        self._stop_all(running, queue, "cancelled by the user")
+                        self._stop_all(running, [*queue, *waiting], "cancelled by the user")
                         break
+                    records = self.log.job_records(job_id) if waiting or progress else []
+                    if waiting:
+                        queue += self._ready(waiting, records, bool(queue or running))
                     while queue and len(running) < self.workers:
-                        cell = queue.pop(0)
-                        record = self.log.get(cell.task_id)
+                        task = queue.pop(0)
+                        record = self.log.get(task.task_id)
                         if record is not None and record.status is Status.PENDING:
-                            running[cell.cell_id] = self._launch(cell)
-                    for cell_id, run in list(running.items()):
+                            running[task_key(task)] = self._launch(task)
+                    for key, run in list(running.items()):
                         if run.process.poll() is not None:
                             self._reap(run)
-                            del running[cell_id]
-                    if progress:
-                        records = self.log.job_records(job_id)
-                        if records != last_seen:
-                            progress(records)
-                            last_seen = records
+                            del running[key]
+                    if progress and records != last_seen:
+                        progress(records)
+                        last_seen = records
                     time.sleep(POLL_SECONDS)
             except BaseException as exc:
                 reason = ("the local runner was stopped (SIGTERM)" if isinstance(exc, Terminated)
                           else "the local runner was interrupted")
-                self._stop_all(running, queue, reason)
+                self._stop_all(running, [*queue, *waiting], reason)
                 raise
             finally:
-                scratch.sweep(str(self.folder))
+                sweep_scratch(self.folder)
         if progress:
             progress(self.log.job_records(job_id))
 
+    def _ready(self, waiting: list[ReduceUnit], records: list[Record],
+               busy: bool) -> list[ReduceUnit]:
+        """The waiting units whose inputs are all final, taken out of `waiting`. When nothing
+        runs or waits to start (`busy` off) and an input can no longer become final (it was
+        cancelled, or has no record), the unit is FAILED saying which."""
+        status = {r.cell_id: r.status for r in records}
+        final = (Status.SUCCEEDED, Status.SKIPPED, Status.FAILED)
+        ready = []
+        for unit in list(waiting):
+            if status.get(unit.unit_id) is not Status.PENDING:
+                waiting.remove(unit)  # cancelled or ended meanwhile: nothing to run
+                continue
+            stuck = [i for i in unit.inputs if status.get(i) not in final]
+            if not stuck:
+                waiting.remove(unit)
+                ready.append(unit)
+            elif not busy and not any(status.get(i) in (Status.PENDING, Status.RUNNING)
+                                      for i in stuck):
+                waiting.remove(unit)
+                ended = ", ".join(f"{i} ({status.get(i) or 'no record'})" for i in stuck)
+                move(self.log, unit.task_id, Status.FAILED,
+                     error=f"its input(s) {ended} did not end; `rsbatch resume "
+                           f"{self.job.job_id}` runs them and then this unit")
+        return ready
+
     # --- one worker ------------------------------------------------------------------------
-    def _launch(self, cell: Cell) -> _Running:
-        path = cell_log(self.folder, cell.cell_id)
+    def _launch(self, task: Cell | ReduceUnit) -> _Running:
+        path = cell_log(self.folder, task_key(task))
         path.parent.mkdir(parents=True, exist_ok=True)
         log = open(path, "a")  # noqa: SIM115 - closed when the worker is reaped
         log.write(f"--- {utc_now()} attempt started by the rsbatch supervisor "
@@ -118,33 +153,36 @@ class Supervisor:
         kwargs: dict[str, Any] = {"start_new_session": True}
         if os.name == "posix":
             kwargs["preexec_fn"] = _child_setup
+        command = worker_command(self.python, self.log.uri, isinstance(task, ReduceUnit))
         process = subprocess.Popen(  # noqa: S603 - our own module, our own arguments
-            worker_command(self.python, self.log.uri), stdin=subprocess.PIPE, stdout=log,
-            stderr=subprocess.STDOUT, text=True, env=self.env, **kwargs)
+            command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, text=True,
+            env=self.env, **kwargs)
         if process.stdin is not None:
             with contextlib.suppress(BrokenPipeError):
-                process.stdin.write(json.dumps(cell.to_dict()))
+                process.stdin.write(json.dumps(task.to_dict()))
                 process.stdin.close()
-        return _Running(cell, process, log, path, start)
+        return _Running(task, process, log, path, start)
 
     def _reap(self, run: _Running) -> None:
         """A worker ended: if it could not record its own end, record it for it."""
         run.log.close()
         code = run.process.returncode
         if code != 0:
-            scratch.sweep(str(self.folder), dead=frozenset({run.process.pid}))
-        record = self.log.get(run.cell.task_id)
+            sweep_scratch(self.folder, dead=frozenset({run.process.pid}))
+        record = self.log.get(run.task.task_id)
         if record is None or record.status.finished:
             return
-        move(self.log, run.cell.task_id, Status.FAILED,
+        move(self.log, run.task.task_id, Status.FAILED,
              error=death_reason(code, run.log_path, run.log_start))
 
     def _cancel_requested(self) -> bool:
         found = self.log.load_job(self.job.job_id)
         return bool(found and found[2].get("cancel"))
 
-    def _stop_all(self, running: dict[str, _Running], queue: list[Cell], reason: str) -> None:
-        """SIGTERM every worker (they remove their scratch files), then record the cells."""
+    def _stop_all(self, running: dict[str, _Running], queue: list[Cell | ReduceUnit],
+                  reason: str) -> None:
+        """SIGTERM every worker (they remove their scratch files), then record the cells and
+        units, running or not yet started."""
         for run in running.values():
             signal_group(run.process.pid, signal.SIGTERM)
         for run in running.values():
@@ -154,10 +192,10 @@ class Supervisor:
                 run.process.kill()
                 run.process.wait()
             run.log.close()
-        for cell in [run.cell for run in running.values()] + queue:
+        for task in [run.task for run in running.values()] + queue:
             with contextlib.suppress(TaskLogUnavailable):  # a lost log: nothing to record in
-                move(self.log, cell.task_id, Status.CANCELLED, error=reason)
-        scratch.sweep(str(self.folder))
+                move(self.log, task.task_id, Status.CANCELLED, error=reason)
+        sweep_scratch(self.folder)
         running.clear()
         queue.clear()
 

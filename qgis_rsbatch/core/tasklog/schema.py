@@ -97,6 +97,11 @@ def job_shards(job_id: str) -> list[str]:
     return [f"{job_id}#{n}" for n in range(JOB_SHARDS)]
 
 
+def is_unit_record(record: Record) -> bool:
+    """Whether a record is a reduce unit's (mosaic, composite), not a cell's."""
+    return "Kind" in record.extra
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -213,7 +218,7 @@ class Record:
 class TaskLog(Protocol):
     """What every task-log store offers (SQLite locally, DynamoDB on AWS)."""
 
-    def register(self, cells: Iterable[Cell], status: Status = Status.PENDING,
+    def register(self, cells: Iterable[Cell | ReduceUnit], status: Status = Status.PENDING,
                  expires_at: int | None = None) -> int:
         """Create a record per cell unless one exists; returns how many were created."""
 

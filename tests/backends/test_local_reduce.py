@@ -1,0 +1,214 @@
+"""The local backend runs a job's reduce units: per-date mosaics and median composites after
+the cells, on the generated two-tile sample (32TMT and 32TNT overlap, one UTM zone, two
+dates). Real worker processes throughout; pixels are held against the cells' own outputs."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import from_bounds
+
+from qgis_rsbatch.core import grid as tile_grid
+from qgis_rsbatch.core.backends.local import LocalBackend
+from qgis_rsbatch.core.contract import Job, Status
+from qgis_rsbatch.core.planning import JobRequest, plan
+from tests.backends.test_local import wrapper_python
+from tests.cog_reference import assert_valid_cog
+
+
+def local(uri: str) -> str:
+    return uri.removeprefix("file://")
+
+
+@pytest.fixture
+def reduce_job(sample_catalog, tmp_path):
+    request = JobRequest(aoi=sample_catalog["aoi"], start=sample_catalog["start"],
+                         end=sample_catalog["end"], output=str(tmp_path / "out"),
+                         catalog=sample_catalog["catalog"], composite="median")
+    return plan(request).job
+
+
+def backend_for(tmp_path, **options) -> LocalBackend:
+    return LocalBackend(task_log_path=str(tmp_path / "log.sqlite"), workers=2, **options)
+
+
+def on_grid(path: str, transform, shape) -> np.ndarray:
+    """A cell's output (same CRS, same 10 m lattice) placed on the mosaic grid, NaN/0 outside."""
+    height, width = shape
+    with rasterio.open(path) as ds:
+        window = from_bounds(transform.c, transform.f - 10 * height, transform.c + 10 * width,
+                             transform.f, ds.transform)
+        col, row = round(window.col_off), round(window.row_off)
+        assert abs(window.col_off - col) < 1e-6 and abs(window.row_off - row) < 1e-6
+        out = np.full((ds.count, height, width), ds.nodata if ds.nodata is not None else 0,
+                      ds.dtypes[0])
+        data = ds.read()
+    # the part of the output inside the grid
+    r0, c0 = max(0, -row), max(0, -col)
+    r1, c1 = min(height, data.shape[1] - row), min(width, data.shape[2] - col)
+    out[:, r0:r1, c0:c1] = data[:, r0 + row:r1 + row, c0 + col:c1 + col]
+    return out
+
+
+def valid(data: np.ndarray) -> np.ndarray:
+    if np.issubdtype(data.dtype, np.floating):
+        return ~np.isnan(data).any(axis=0)
+    return (data != 0).all(axis=0)
+
+
+def reference_mosaic(unit, outputs: dict[str, str]) -> np.ndarray:
+    """Per pixel, the valid value of the tile whose centre is nearest (the issue's rule)."""
+    grid = unit.grid
+    transform = rasterio.Affine(*grid.transform)
+    shape = (grid.height, grid.width)
+    rows, cols = np.mgrid[0:grid.height, 0:grid.width]
+    xs, ys = transform.c + 10 * (cols + 0.5), transform.f - 10 * (rows + 0.5)
+    layers, distances = [], []
+    for cell_id, path in outputs.items():
+        x0, y0, x1, y1 = tile_grid.tile_info(cell_id.split("_")[0]).bounds()
+        data = on_grid(path, transform, shape)
+        layers.append(data)
+        distance = np.hypot(xs - (x0 + x1) / 2, ys - (y0 + y1) / 2)
+        distances.append(np.where(valid(data), distance, np.inf))
+    nearest = np.argmin(np.stack(distances), axis=0)
+    stacked = np.stack(layers)
+    picked = np.take_along_axis(stacked, nearest[None, None], axis=0)[0]
+    nowhere = ~np.isfinite(np.min(np.stack(distances), axis=0))
+    picked[:, nowhere] = np.nan if np.issubdtype(picked.dtype, np.floating) else 0
+    return picked
+
+
+def test_a_local_job_makes_per_date_mosaics_and_median_composites(reduce_job, tmp_path):
+    job = reduce_job
+    assert [u.kind for u in job.units].count("mosaic") == 4      # 2 dates × rgb, ndvi
+    assert [u.kind for u in job.units].count("composite") == 2   # 1 period × rgb, ndvi
+    status = backend_for(tmp_path).submit(job, wait=True)
+    assert status.succeeded, [(r.cell_id, r.status, r.error) for r in status.records]
+    assert status.counts["SUCCEEDED"] == len(job.cells) + len(job.units) == 10
+    by_id = {r.cell_id: r for r in status.records}
+    # job.json carries the units: the job outlives its task log with them
+    folder = Path(local(job.cells[0].output)) / job.job_id
+    again = Job.from_dict(json.loads((folder / "job.json").read_text())["job"])
+    assert again.units == job.units
+    for unit in job.units:
+        record = by_id[unit.unit_id]
+        assert record.attempts == 1 and record.extra["Kind"] == unit.kind
+        assert (folder / "logs" / f"{unit.unit_id}.log").is_file()
+        path = local(record.outputs[unit.product])
+        assert path == local(unit.output_uri())
+        assert_valid_cog(path)
+        with rasterio.open(path) as ds:
+            got = ds.read()
+            assert ds.crs.to_epsg() == unit.grid.epsg == 32632
+            assert tuple(ds.transform)[:6] == unit.grid.transform
+        if unit.kind == "mosaic":
+            outputs = {i: local(by_id[i].outputs[unit.product]) for i in unit.inputs}
+            want = reference_mosaic(unit, outputs)
+            np.testing.assert_array_equal(got, want)
+            both = np.stack([valid(on_grid(p, rasterio.Affine(*unit.grid.transform),
+                                           got.shape[1:])) for p in outputs.values()])
+            assert both.all(axis=0).any()  # the tiles overlap inside the AOI: the rule ran
+            assert valid(got).sum() > 10_000  # the comparison is not of two empty rasters
+        elif unit.product == "ndvi":
+            mosaics = np.stack([rasterio.open(local(by_id[i].outputs["ndvi"])).read(1)
+                                for i in unit.inputs])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                median = np.nanmedian(mosaics, axis=0)
+            count = np.count_nonzero(~np.isnan(mosaics), axis=0)
+            np.testing.assert_allclose(got[0], median, rtol=0, atol=1e-7)
+            np.testing.assert_array_equal(got[1][count > 0], count[count > 0])
+            assert {1, 2} <= set(np.unique(count))
+
+
+def test_cancel_while_units_wait_and_resume_finishes_them(reduce_job, tmp_path, monkeypatch):
+    """Cells held at a pause point: every unit waits PENDING for them. Cancel stops the cells
+    and cancels the waiting units; resume runs the cells, then the units."""
+    job = reduce_job
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    monkeypatch.setenv("RSBATCH_WORKER_PAUSE", f"running:{pause}")
+    backend = backend_for(tmp_path)
+    backend.submit(job)  # detached
+    deadline = time.monotonic() + 120
+    while len(list(pause.glob("*.paused"))) < 2:
+        assert time.monotonic() < deadline, "the cells never reached their pause point"
+        time.sleep(0.1)
+    waiting = {r.cell_id: r.status for r in backend.status(job.job_id).records}
+    assert all(waiting[u.unit_id] is Status.PENDING for u in job.units)
+    cancelled = backend.cancel(job.job_id)
+    by_id = {r.cell_id: r for r in cancelled.records}
+    for unit in job.units:
+        assert by_id[unit.unit_id].status is Status.CANCELLED
+        assert by_id[unit.unit_id].error == "cancelled by the user"
+    assert not (Path(local(job.cells[0].output)) / job.job_id / "mosaic").exists()
+
+    monkeypatch.delenv("RSBATCH_WORKER_PAUSE")
+    done = backend.resume(job.job_id, wait=True)
+    assert done.succeeded and done.counts["SUCCEEDED"] == 10
+    for unit in job.units:
+        assert_valid_cog(local(unit.output_uri()))
+
+
+def test_a_date_whose_cells_all_failed_gives_a_skipped_mosaic(reduce_job, tmp_path):
+    """Both cells of 2024-06-11 crash: that date's mosaics end SKIPPED saying why, the other
+    date's succeed, and the composites run on what is left, naming what they lacked."""
+    job = reduce_job
+    crash = ('if [ "$5" = run ] && [[ "$cell" == *\'"date": "2024-06-11"\'* ]]; then '
+             'kill -9 $$; fi')
+    backend = backend_for(tmp_path, worker_python=wrapper_python(tmp_path, crash))
+    status = backend.submit(job, wait=True)
+    by_id = {r.cell_id: r for r in status.records}
+    assert not status.succeeded and status.finished
+    for cell in job.cells:
+        want = Status.FAILED if cell.date == "2024-06-11" else Status.SUCCEEDED
+        assert by_id[cell.cell_id].status is want
+    for product in ("rgb", "ndvi"):
+        skipped = by_id[f"mosaic_2024-06-11_{product}"]
+        assert skipped.status is Status.SKIPPED
+        assert "none of its 2 input(s) published" in skipped.error
+        assert not Path(local(job.units[0].output_uri()).replace(
+            "2024-06-01_ndvi", f"2024-06-11_{product}")).exists()
+        assert by_id[f"mosaic_2024-06-01_{product}"].status is Status.SUCCEEDED
+        composite = by_id[f"composite_2024-06-01_2024-06-11_{product}_median"]
+        assert composite.status is Status.SUCCEEDED
+        assert composite.extra["LackingInputs"] == [f"mosaic_2024-06-11_{product}"]
+
+
+def test_a_killed_unit_worker_is_failed_with_its_own_log_and_resume_runs_only_it(
+        reduce_job, tmp_path):
+    """The mosaic's worker dies by SIGKILL on its first attempt: the supervisor records it
+    FAILED quoting the unit's own log; the composite still runs, on the other date, saying
+    what it lacked; resume runs the mosaic alone again."""
+    job = reduce_job
+    marker = tmp_path / "killed-once"
+    crash = (f'if [ "$5" = reduce ] && [[ "$cell" == *\'"unit_id": "mosaic_2024-06-01_ndvi"\'* ]]'
+             f' && [ ! -e {marker} ]; then touch {marker}; echo "warping 32TMT" >&2; '
+             'kill -9 $$; fi')
+    backend = backend_for(tmp_path, worker_python=wrapper_python(tmp_path, crash))
+    status = backend.submit(job, wait=True)
+    by_id = {r.cell_id: r for r in status.records}
+    killed = by_id["mosaic_2024-06-01_ndvi"]
+    log = Path(local(job.cells[0].output)) / job.job_id / "logs" / "mosaic_2024-06-01_ndvi.log"
+    assert killed.status is Status.FAILED
+    assert killed.error == ("the worker process was killed by SIGKILL (out of memory?); "
+                            f"last lines of its log: warping 32TMT (log: {log})")
+    composite = by_id["composite_2024-06-01_2024-06-11_ndvi_median"]
+    assert composite.status is Status.SUCCEEDED
+    assert composite.extra["LackingInputs"] == ["mosaic_2024-06-01_ndvi"]
+    others = {i for i, r in by_id.items() if i != killed.cell_id}
+    assert all(by_id[i].status is Status.SUCCEEDED for i in others)
+
+    done = backend.resume(job.job_id, wait=True)
+    again = {r.cell_id: r for r in done.records}
+    assert done.succeeded
+    # two attempts in the unit's log (the first died before it could record RUNNING)
+    assert log.read_text().count("attempt started by the rsbatch supervisor") == 2
+    assert all(again[i].attempts == 1 for i in others)  # nothing else ran again
+    assert_valid_cog(local(again[killed.cell_id].outputs["ndvi"]))
