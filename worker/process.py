@@ -97,17 +97,18 @@ def worker_identity() -> dict[str, Any] | None:
     return {WORKER_PID: me.pid, WORKER_START: me.start}
 
 
-def pause_point(name: str, cell: Cell) -> None:
+def pause_point(name: str, cell: Cell | ReduceUnit) -> None:
     """Test hook: with RSBATCH_WORKER_PAUSE=<name>:<folder>, stop at point `name` (running:
     RUNNING recorded; written: every strip written, scratch files on disk, nothing
-    published), announce it in <folder>/<cell_id>.paused (our pid) and wait until
-    <folder>/<cell_id>.go exists. Lets a test kill a worker at a known point."""
+    published), announce it in <folder>/<cell or unit id>.paused (our pid) and wait until
+    <folder>/<cell or unit id>.go exists. Lets a test kill a worker at a known point."""
     point, _, folder = os.environ.get("RSBATCH_WORKER_PAUSE", "").partition(":")
     if point != name or not folder:
         return
-    with open(os.path.join(folder, f"{cell.cell_id}.paused"), "w") as fh:
+    key = cell.unit_id if isinstance(cell, ReduceUnit) else cell.cell_id
+    with open(os.path.join(folder, f"{key}.paused"), "w") as fh:
         fh.write(str(os.getpid()))
-    while not os.path.exists(os.path.join(folder, f"{cell.cell_id}.go")):
+    while not os.path.exists(os.path.join(folder, f"{key}.go")):
         time.sleep(0.02)
 
 

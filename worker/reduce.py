@@ -29,7 +29,7 @@ from .cogcheck import validate_cog
 from .composite import BLOCK, composite_bytes, composite_window, window_cols
 from .mosaic import DateMosaic, Source, open_source, target_grid, tile_centre
 from .outputs import destination_for, no_space, space_needed_if_full
-from .process import _record, _start
+from .process import _record, _start, pause_point
 from .profiles import composite_profile, gdal_threads, product_profile
 from .reader import AoiClip, Grid
 from .sources import band_env, open_band
@@ -194,6 +194,7 @@ def _make(unit: ReduceUnit, present: list[str], destination: Any,
                 data[:, ~clip.mask(row, 0, rows, grid.width)] = spec["nodata"]
             writer.write(data, row)
             report(0.9 * (row + rows) / grid.height, f"rows {row + rows}/{grid.height}")
+        pause_point("written", unit)  # every strip on disk under scratch names
         path = writer.close()
         check = validate_cog(path)
         if not check.valid:

@@ -212,3 +212,42 @@ def test_a_killed_unit_worker_is_failed_with_its_own_log_and_resume_runs_only_it
     assert log.read_text().count("attempt started by the rsbatch supervisor") == 2
     assert all(again[i].attempts == 1 for i in others)  # nothing else ran again
     assert_valid_cog(local(again[killed.cell_id].outputs["ndvi"]))
+
+
+def test_a_unit_worker_killed_with_its_scratch_on_disk_leaves_none_and_resume_makes_it(
+        reduce_job, tmp_path, monkeypatch):
+    """The mosaic's worker is held with its whole COG written under a scratch name in
+    <job>/mosaic/, then killed (SIGKILL: it cannot clean up). The supervisor records it
+    FAILED and sweeps that folder too; nothing half-made stays; resume makes the mosaic."""
+    import os
+    import signal
+
+    job = reduce_job
+    target = "mosaic_2024-06-01_ndvi"
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    for task in job.tasks:  # every other cell and unit goes straight on
+        key = getattr(task, "unit_id", None) or task.cell_id
+        if key != target:
+            (pause / f"{key}.go").touch()
+    monkeypatch.setenv("RSBATCH_WORKER_PAUSE", f"written:{pause}")
+    backend = backend_for(tmp_path)
+    backend.submit(job)  # detached
+    announced = pause / f"{target}.paused"
+    deadline = time.monotonic() + 180
+    while not announced.exists() or not announced.read_text():
+        assert time.monotonic() < deadline, "the mosaic never reached its pause point"
+        time.sleep(0.1)
+    mosaics = Path(local(job.cells[0].output)) / job.job_id / "mosaic"
+    assert [p.name for p in mosaics.iterdir() if p.name.startswith(".2024-06-01_ndvi.tif.")]
+    os.kill(int(announced.read_text()), signal.SIGKILL)
+    status = backend.wait(job.job_id, interval=0.2, timeout=180)
+    record = {r.cell_id: r for r in status.records}[target]
+    assert record.status is Status.FAILED and "killed by SIGKILL" in record.error
+    assert sorted(p.name for p in mosaics.iterdir() if p.name.startswith(".")) == []
+    assert not (mosaics / "2024-06-01_ndvi.tif").exists()
+
+    monkeypatch.delenv("RSBATCH_WORKER_PAUSE")
+    done = backend.resume(job.job_id, wait=True)
+    assert done.succeeded
+    assert_valid_cog(str(mosaics / "2024-06-01_ndvi.tif"))
