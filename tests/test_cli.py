@@ -103,7 +103,11 @@ def test_dry_run_lists_units_in_the_crs_asked_and_bad_options_are_one_line(sampl
         "mosaic_2024-06-01_ndvi", "mosaic_2024-06-01_rgb", "mosaic_2024-06-11_ndvi",
         "mosaic_2024-06-11_rgb"]
     assert plan["estimate"]["units"] == 4 and "4 mosaic/composite unit(s)" in plan["summary"]
-    assert json.loads(rsbatch(*base, "--no-mosaic", cwd=tmp_path).stdout)["units"] == []
+    cells_only = json.loads(rsbatch(*base, "--no-mosaic", cwd=tmp_path).stdout)
+    assert cells_only["units"] == [] and cells_only["estimate"]["units"] == 0
+    for key in ("vcpu_hours", "input_gb", "output_gb"):  # the mosaics cost something too
+        assert plan["estimate"][key] > cells_only["estimate"][key]
+    assert plan["estimate"]["pixels"] == cells_only["estimate"]["pixels"]
     for option, message in [(("--mosaic-crs", "UTM32"), "mosaic CRS 'UTM32' must be an EPSG"),
                             (("--composite-period", "0d"), "composite period '0d' must be")]:
         bad = rsbatch(*base, *option, "--composite", "median", cwd=tmp_path)
