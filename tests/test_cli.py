@@ -90,6 +90,10 @@ def test_run_makes_mosaics_and_a_composite_and_status_lists_them(sample_catalog,
     data = json.loads(rsbatch("status", job_id, "--json").stdout)
     kinds = sorted(c.get("Kind", "cell") for c in data["cells"])
     assert kinds == ["cell"] * 4 + ["composite"] + ["mosaic"] * 2
+    log = rsbatch("logs", job_id, "mosaic_2024-06-11_ndvi")
+    assert log.returncode == 0, log.stderr
+    assert "attempt started by the rsbatch supervisor" in log.stdout
+    assert '"unit_id": "mosaic_2024-06-11_ndvi"' in log.stdout  # the worker's own last line
 
 
 def test_dry_run_lists_units_in_the_crs_asked_and_bad_options_are_one_line(sample_catalog,

@@ -1,4 +1,5 @@
-"""A cell's worker log, wherever the cell ran: `rsbatch logs JOB_ID CELL_ID` and the dock.
+"""A cell's (or reduce unit's) worker log, wherever it ran: `rsbatch logs JOB_ID CELL_ID`
+and the dock.
 
 Local cells write `Cell.log_uri` (a file beside the outputs); AWS cells log to CloudWatch,
 in the stream AWS Batch names for the cell's Batch job, whose id the worker records on the
@@ -12,34 +13,43 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from .contract import Cell, Job
+from .contract import Cell, Job, ReduceUnit
 from .errors import InvalidInput, SourceUnavailable
 
 
-def find_cell(job: Job, cell_id: str) -> Cell:
-    for cell in job.cells:
-        if cell.cell_id == cell_id:
-            return cell
+def _key(task: Cell | ReduceUnit) -> str:
+    return task.unit_id if isinstance(task, ReduceUnit) else task.cell_id
+
+
+def _named(task: Cell | ReduceUnit) -> str:
+    return f"unit {task.unit_id}" if isinstance(task, ReduceUnit) else f"cell {task.cell_id}"
+
+
+def find_cell(job: Job, cell_id: str) -> Cell | ReduceUnit:
+    """The cell, or the reduce unit (mosaic, composite), of `job` with that id."""
+    for task in job.tasks:
+        if _key(task) == cell_id:
+            return task
     known = ", ".join(c.cell_id for c in job.cells[:5])
-    raise InvalidInput(f"job {job.job_id} has no cell {cell_id} (it has {known}"
-                       f"{', …' if len(job.cells) > 5 else ''})")
+    raise InvalidInput(f"job {job.job_id} has no cell {cell_id} nor a unit of that id (it has "
+                       f"{known}{', …' if len(job.cells) > 5 else ''})")
 
 
-def local_log_path(cell: Cell) -> str:
+def local_log_path(cell: Cell | ReduceUnit) -> str:
     """The file path of a local cell's log (its output is a folder, file:// or plain)."""
     uri = cell.log_uri
     if uri.startswith("file://"):
         return unquote(urlparse(uri).path)
     if "://" in uri:
-        raise InvalidInput(f"cell {cell.cell_id} writes to {cell.output}: its log is not a "
+        raise InvalidInput(f"{_named(cell)} writes to {cell.output}: its log is not a "
                            "local file")
     return uri
 
 
-def read_local_log(cell: Cell) -> str:
+def read_local_log(cell: Cell | ReduceUnit) -> str:
     path = local_log_path(cell)
     if not os.path.exists(path):
-        raise InvalidInput(f"cell {cell.cell_id} has no log yet ({path}): has it started?")
+        raise InvalidInput(f"{_named(cell)} has no log yet ({path}): has it started?")
     with open(path, encoding="utf-8", errors="replace") as handle:
         return handle.read()
 

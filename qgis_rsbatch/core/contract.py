@@ -414,6 +414,12 @@ class ReduceUnit:
         return join_uri(self.output, self.job_id, self.kind, self._stem() + ".tif")
 
     @property
+    def log_uri(self) -> str:
+        """The unit's worker log on the local backend: <output>/<job_id>/logs/<unit_id>.log
+        (beside its cells' logs, see Cell.log_uri)."""
+        return join_uri(self.output, self.job_id, LOG_FOLDER, f"{self.unit_id}.log")
+
+    @property
     def item_uri(self) -> str:
         """The STAC item beside the output, written last (the unit's completion marker)."""
         return join_uri(self.output, self.job_id, self.kind, self._stem() + ".json")
