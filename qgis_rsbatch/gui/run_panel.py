@@ -284,7 +284,9 @@ class RunPanel(QWidget):
         spot = self.context.settings().spot_price
 
         def run(task: Any) -> Any:
-            request = JobRequest(**options)
+            # cells only until the dock shows mosaics and composites (issue 16 §4); an
+            # option of the dock's own ("mosaic") wins
+            request = JobRequest(**{"mosaic": False, **options})
             job = make_job(request, scenes)
             return job, estimate(job, backend=backend, workers=workers, spot_price=spot)
 

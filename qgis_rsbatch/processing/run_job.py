@@ -203,7 +203,9 @@ class RunJobAlgorithm(RsbatchAlgorithm):
                 aoi=aoi, output=output, products=products,
                 cloud_mask=self.parameterAsBoolean(parameters, self.CLOUD_MASK, context),
                 clip=self.parameterAsBoolean(parameters, self.CLIP, context),
-                max_aoi_cloud=self._max_aoi_cloud(parameters, context), **options)
+                max_aoi_cloud=self._max_aoi_cloud(parameters, context),
+                # cells only until the algorithm has the mosaic/composite options (issue 16 §4)
+                **{"mosaic": False, **options})
             feedback.pushInfo(self.tr("Searching scenes…"))
             plan = find_scenes(request, proxies=getattr(self, "_proxies", None))
             scenes = [s for s in plan.scenes if cell_id_for(s.tile, s.date) not in exclude

@@ -22,7 +22,7 @@ def finished_job(sample, tmp_path):
     log = str(tmp_path / "tasklog.sqlite")
     request = JobRequest(aoi=sample["aoi"], start=sample["start"], end=sample["end"],
                          output=str(tmp_path / "out"), catalog=sample["catalog"],
-                         max_cloud=100)
+                         max_cloud=100, mosaic=False)  # the render draws tile layers
     job = make_job(request, find_scenes(request).scenes)
     status = get_backend("local", task_log_path=log, workers=2).submit(job, wait=True)
     assert status.succeeded
