@@ -71,6 +71,7 @@ demo: setup  ## run the main job on generated sample scenes, on the local backen
 .PHONY: bench
 bench: setup  ## benchmarks: worker vs alternatives, each index, AOI over HTTP vs odc-stac, AOI → tiles, local backend, mosaics and composites, GUI stalls, the AWS stack at 10,000+ cells (bench/results)
 	$(PY) -m bench.worker_bench --size $(BENCH_SIZE)
+	$(PY) -m bench.cog_writer_bench --size $(BENCH_SIZE)
 	$(PY) -m bench.indices_bench --size $(BENCH_SIZE)
 	$(PY) -m bench.reduce_bench --size $(BENCH_SIZE)
 	$(PY) -m bench.grid_bench
