@@ -168,6 +168,15 @@ def compose(job_id: str, rows: list[tuple[str, list[tuple[str, Any]]]], subtitle
     return canvas
 
 
+def _what_ran(records: list) -> str:
+    """'4 cell(s) on 32TMT, 32TNT and 4 mosaic/composite unit(s)' (units carry their kind)."""
+    cells = [r for r in records if "Kind" not in r.extra]
+    units = len(records) - len(cells)
+    tiles = ", ".join(sorted({r.tile for r in cells}))
+    return f"{len(cells)} cell(s) on {tiles}" + (
+        f" and {units} mosaic/composite unit(s)" if units else "")
+
+
 def render_job(job_id: str, png: str, project_path: str | None = None,
                task_log: str | None = None, width: int = 640, rgb_stretch: str = "fixed"
                ) -> dict[str, Any]:
@@ -213,9 +222,8 @@ def render_job(job_id: str, png: str, project_path: str | None = None,
         rows.append((date, panels))
     counts = {s: sum(1 for r in records if r.status.value == s)
               for s in ("SUCCEEDED", "FAILED", "CANCELLED")}
-    tiles = sorted({r.tile for r in records})
-    dates = sorted({r.date for r in records})
-    subtitle = (f"{len(records)} cell(s) on {', '.join(tiles)}, {dates[0]} … {dates[-1]}: "
+    subtitle = (f"{_what_ran(records)}, {min(r.date for r in records)} … "
+                f"{max(r.date for r in records)}: "
                 f"{counts['SUCCEEDED']} succeeded, {counts['FAILED']} failed; the area of "
                 "interest in orange")
     if len(by_date) > MAX_DATES:
