@@ -47,10 +47,21 @@ class BandSet:
         self.hrefs = dict(hrefs)
         self.requester_pays = requester_pays
         self.datasets: dict[str, Any] = {}
+        self._readers: Any = None
         try:
-            for key, href in self.hrefs.items():
-                self.datasets[key] = open_band(href, key, requester_pays=requester_pays,
-                                               threads=threads or gdal_threads())
+            # opened side by side: over HTTP each open is a round trip or two
+            opening = {key: self._pool().submit(open_band, href, key,
+                                                requester_pays=requester_pays,
+                                                threads=threads or gdal_threads())
+                       for key, href in self.hrefs.items()}
+            failure: BaseException | None = None
+            for key, future in opening.items():  # every one, so none is left open
+                try:
+                    self.datasets[key] = future.result()
+                except BaseException as exc:  # the first one is raised below
+                    failure = failure or exc
+            if failure is not None:
+                raise failure
             self.grid, self.factors = self._check_grids()
         except BaseException:
             self.close()
@@ -97,6 +108,9 @@ class BandSet:
         return self.factors.get("scl", 1)
 
     def close(self) -> None:
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
         for ds in self.datasets.values():
             ds.close()
         self.datasets.clear()
@@ -127,14 +141,26 @@ class BandSet:
         """
         from rasterio.windows import Window
 
-        out = {}
-        for key in keys:
+        def one(key: str) -> np.ndarray:
             if self.factors[key] == 1:
-                out[key] = self._read(key, Window(col, row, cols, rows))
-            else:
-                out[key] = self._read_coarse(key, row, col, rows, cols,
-                                             scl_map if key == "scl" else None)
-        return out
+                return self._read(key, Window(col, row, cols, rows))
+            return self._read_coarse(key, row, col, rows, cols,
+                                     scl_map if key == "scl" else None)
+
+        if len(keys) < 2:
+            return {key: one(key) for key in keys}
+        # each band is its own dataset: read them side by side (GDAL releases the GIL), so
+        # remote bands wait for their round trips together rather than one after another
+        futures = {key: self._pool().submit(one, key) for key in keys}
+        return {key: future.result() for key, future in futures.items()}
+
+    def _pool(self) -> Any:
+        if self._readers is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._readers = ThreadPoolExecutor(max_workers=max(len(self.hrefs), 1),
+                                               thread_name_prefix="rsbatch-band")
+        return self._readers
 
     def _read_coarse(self, key: str, row: int, col: int, rows: int, cols: int,
                      transform: Callable[[np.ndarray], np.ndarray] | None = None
