@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,15 +28,13 @@ from .cogcheck import validate_cog
 from .composite import BLOCK, composite_bytes, composite_window, window_cols
 from .mosaic import DateMosaic, Source, open_source, target_grid, tile_centre
 from .outputs import destination_for, no_space, space_needed_if_full
-from .process import _record, _start, pause_point
+from .process import Progress, _record, _start, pause_point
 from .profiles import composite_profile, gdal_threads, product_profile
 from .reader import AoiClip, Grid
 from .sources import band_env, open_band
 from .stac import unit_item
 
 log = logging.getLogger("rsbatch.worker")
-
-Progress = Callable[[float, str], None]
 
 
 @dataclass
