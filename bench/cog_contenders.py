@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.cog import _Stats, valid_mask
+from worker.cog import _Stats, describe, zeroed
 from worker.profiles import cog_options
 
 
@@ -63,7 +63,7 @@ class _ScratchThenTranslate:
             "crs": profile.get("crs"), "transform": profile.get("transform"),
             "width": int(profile["width"]), "height": int(profile["height"]),
         }
-        if self.colorinterp == ("red", "green", "blue"):
+        if self.colorinterp[:3] == ("red", "green", "blue"):
             creation["photometric"] = "RGB"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -78,31 +78,7 @@ class _ScratchThenTranslate:
         self._ds.write(data, window=Window(0, row_off, cols, rows))
         self.rows_written += rows
         if self.stats is not None:
-            valid = valid_mask(data, self.nodata)
-            zeroed = data if (self.nodata in (0, None) and data.dtype.kind in "ui") else \
-                np.where(valid, data, np.zeros((), data.dtype))
-            self.stats.add(zeroed, valid)
-
-    def _describe(self) -> None:
-        from rasterio.enums import ColorInterp
-
-        ds = self._ds
-        for band, text in enumerate(self.descriptions, start=1):
-            ds.set_band_description(band, text)
-        if self.scales is not None:
-            ds.scales = tuple(self.scales)
-        if self.offsets is not None:
-            ds.offsets = tuple(self.offsets)
-        if self.colorinterp and self.colorinterp != ("red", "green", "blue"):
-            ds.colorinterp = [ColorInterp[name] for name in self.colorinterp]
-        if self.tags:
-            ds.update_tags(**self.tags)
-        for band in range(1, self.count + 1):
-            extra = dict(self.band_tags[band - 1]) if band - 1 < len(self.band_tags) else {}
-            if self.stats is not None:
-                extra.update(self.stats.tags(band - 1))
-            if extra:
-                ds.update_tags(band, **extra)
+            self.stats.add(*zeroed(data, self.nodata))
 
     def _translate(self) -> None:
         raise NotImplementedError  # each contender's own finish
@@ -111,7 +87,7 @@ class _ScratchThenTranslate:
         try:
             if self.rows_written != self.profile["height"]:
                 raise ValueError(f"{self.rows_written} of {self.profile['height']} rows written")
-            self._describe()
+            describe(self._ds, self)
             self._ds.close()
             self._translate()
             os.replace(self._part, self.path)

@@ -88,6 +88,39 @@ def valid_mask(data: np.ndarray, nodata: Any) -> np.ndarray:
     return ~(data == nodata).any(axis=0)
 
 
+def zeroed(data: np.ndarray, nodata: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(data with its invalid pixels set to 0, valid mask): what `_Stats.add` and the
+    overview sums take. No copy when nodata is already 0."""
+    valid = valid_mask(data, nodata)
+    if nodata in (0, None) and data.dtype.kind in "ui":
+        return data, valid
+    return np.where(valid, data, np.zeros((), data.dtype)), valid
+
+
+def describe(ds: Any, writer: Any) -> None:
+    """Write a writer's band descriptions, scales, offsets, colour interpretation, tags and
+    statistics into the open dataset `ds` (the full-resolution level): one place for every
+    COG writer, ours and the benchmark's contenders (bench/cog_contenders.py)."""
+    from rasterio.enums import ColorInterp
+
+    for band, text in enumerate(writer.descriptions, start=1):
+        ds.set_band_description(band, text)
+    if writer.scales is not None:
+        ds.scales = tuple(writer.scales)
+    if writer.offsets is not None:
+        ds.offsets = tuple(writer.offsets)
+    if writer.colorinterp and writer.colorinterp[:3] != ("red", "green", "blue"):
+        ds.colorinterp = [ColorInterp[name] for name in writer.colorinterp]
+    if writer.tags:
+        ds.update_tags(**writer.tags)
+    for band in range(1, writer.count + 1):
+        extra = dict(writer.band_tags[band - 1]) if band - 1 < len(writer.band_tags) else {}
+        if writer.stats is not None:
+            extra.update(writer.stats.tags(band - 1))
+        if extra:
+            ds.update_tags(band, **extra)
+
+
 class _Level:
     """One overview level being built: carries an odd leftover row between strips."""
 
@@ -204,17 +237,13 @@ class CogWriter:
             if self._levels:
                 self._feed_nearest(data, row_off)
             return
-        valid = valid_mask(data, self.nodata)
-        if self.nodata in (0, None) and data.dtype.kind in "ui":
-            zeroed = data  # nodata is already 0
-        else:
-            zeroed = np.where(valid, data, np.zeros((), data.dtype))
+        sums, valid = zeroed(data, self.nodata)
         if self.stats is not None:
-            self.stats.add(zeroed, valid)
+            self.stats.add(sums, valid)
         if self.nearest:
             self._feed_nearest(data, row_off)
         elif self._levels:
-            self._feed(0, zeroed, valid)
+            self._feed(0, sums, valid)
 
     def _feed_nearest(self, data: np.ndarray, row_off: int) -> None:
         from rasterio.windows import Window
@@ -289,27 +318,6 @@ class CogWriter:
                 self._feed(index + 1, half_sums, half_counts)
 
     # --- finishing -----------------------------------------------------------------------
-    def _describe(self) -> None:
-        from rasterio.enums import ColorInterp
-
-        ds = self._datasets[0]
-        for band, text in enumerate(self.descriptions, start=1):
-            ds.set_band_description(band, text)
-        if self.scales is not None:
-            ds.scales = tuple(self.scales)
-        if self.offsets is not None:
-            ds.offsets = tuple(self.offsets)
-        if self.colorinterp and self.colorinterp[:3] != ("red", "green", "blue"):
-            ds.colorinterp = [ColorInterp[name] for name in self.colorinterp]
-        if self.tags:
-            ds.update_tags(**self.tags)
-        for band in range(1, self.count + 1):
-            extra = dict(self.band_tags[band - 1]) if band - 1 < len(self.band_tags) else {}
-            if self.stats is not None:
-                extra.update(self.stats.tags(band - 1))
-            if extra:
-                ds.update_tags(band, **extra)
-
     def close(self) -> str:
         """Finish the pyramid, assemble the COG layout, rename into place. Returns the path."""
         if self._closed:
@@ -319,7 +327,7 @@ class CogWriter:
                 raise ValueError(f"{self.rows_written} of {self.profile['height']} rows written")
             if not self.nearest:
                 self._flush()
-            self._describe()
+            describe(self._datasets[0], self)
             for ds in self._datasets:
                 ds.close()
             tiff.assemble(self._paths, self._part)
