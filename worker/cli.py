@@ -113,7 +113,12 @@ def tune_allocator() -> None:
     Every strip allocates and frees numpy temporaries of tens of MB. By default glibc maps
     each from the kernel and unmaps it on free, so every strip pays page faults on fresh
     pages: measured, a third of the worker's CPU time went to the kernel. Raising the mmap
-    and trim thresholds lets the same memory be reused; peak memory does not change.
+    and trim thresholds lets the same memory be reused; peak memory does not change. The
+    strips are read and the products made in threads, and glibc gives each thread an arena
+    of its own whose heaps hold 64 MB at most, so a thread's larger arrays were still mapped
+    afresh: one arena for the whole process lets every thread reuse what another freed (the
+    allocations are few and large, so sharing its lock costs nothing measurable).
+    Must run before the first thread starts.
     """
     import ctypes
     import ctypes.util
@@ -123,6 +128,7 @@ def tune_allocator() -> None:
         return
     try:
         libc = ctypes.CDLL(name)
+        libc.mallopt(-8, 1)           # M_ARENA_MAX
         libc.mallopt(-3, 256 << 20)   # M_MMAP_THRESHOLD
         libc.mallopt(-1, 1024 << 20)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):

@@ -338,21 +338,25 @@ def _fill(writers: dict[str, CogWriter], bands: BandSet, cell: Cell, offset_valu
         return strip_row, strip_rows, bands.read(read_keys, strip_row, col, strip_rows, cols,
                                                  scl_map=scl_map)
 
+    def make(product: str, data: dict[str, Any], inside: Any, at: int) -> None:
+        block = compute.compute(product, data, cell.scale, offset_value, data.get("scl"),
+                                inside)
+        if product in stats:
+            stats[product].add(block[0])
+        writers[product].write(block, at)
+
     inside_total = 0
-    # read the next strip in a second thread while this one is computed and written:
-    # GDAL decodes, numpy computes and GDAL compresses, mostly without the GIL
-    for strip_row, strip_rows, data in prefetched(load, strips(row, rows, STRIP_ROWS)):
-        inside = clip.mask(strip_row, col, strip_rows, cols) if clip else None
-        inside_total += int(inside.sum()) if inside is not None else strip_rows * cols
-        at = strip_row - row
-        for product, writer in writers.items():
-            block = compute.compute(product, data, cell.scale, offset_value, data.get("scl"),
-                                    inside)
-            if product in stats:
-                stats[product].add(block[0])
-            writer.write(block, at)
-        del data
-        report(0.05 + 0.8 * (at + strip_rows) / rows, f"rows {at + strip_rows}/{rows}")
+    # read the next strip in a second thread while this one is computed and written, and
+    # make the products side by side, one thread each: GDAL decodes, numpy computes and GDAL
+    # compresses, mostly without the GIL. Each product's strips still go in row order.
+    with products_pool(len(writers)) as pool:
+        for strip_row, strip_rows, data in prefetched(load, strips(row, rows, STRIP_ROWS)):
+            inside = clip.mask(strip_row, col, strip_rows, cols) if clip else None
+            inside_total += int(inside.sum()) if inside is not None else strip_rows * cols
+            at = strip_row - row
+            all_of([pool.submit(make, product, data, inside, at) for product in writers])
+            del data
+            report(0.05 + 0.8 * (at + strip_rows) / rows, f"rows {at + strip_rows}/{rows}")
     if inside_total == 0:
         raise InvalidInput(f"the AOI covers no pixel centre of tile {cell.tile}")
     return inside_total
@@ -378,6 +382,25 @@ def _finish(writers: dict[str, CogWriter], cell: Cell, destination: Any,
         }
         destination.publish(path, cell.output_uri(product))
     return assets
+
+
+def products_pool(count: int) -> Any:
+    """A thread per product (at most the machine's cores) to make a strip's products side
+    by side."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=max(1, min(count, os.cpu_count() or 1)),
+                              thread_name_prefix="rsbatch-product")
+
+
+def all_of(futures: list[Any]) -> None:
+    """Wait for every future, then raise the first failure: no write is still running
+    when the caller aborts the writers."""
+    from concurrent.futures import wait
+
+    wait(futures)
+    for future in futures:
+        future.result()
 
 
 def prefetched(load: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
