@@ -41,7 +41,7 @@ from .aoistats import IndexStats
 from .cog import CogWriter
 from .cogcheck import validate_cog
 from .outputs import destination_for, no_space, space_needed_if_full
-from .profiles import product_profile
+from .profiles import cores_share, product_profile
 from .reader import AoiClip, BandSet, Grid, check_on_tile, strips
 from .sources import band_env
 from .stac import cell_item, complete_products, recorded_aoi_facts
@@ -385,11 +385,11 @@ def _finish(writers: dict[str, CogWriter], cell: Cell, destination: Any,
 
 
 def products_pool(count: int) -> Any:
-    """A thread per product (at most the machine's cores) to make a strip's products side
-    by side."""
+    """A thread per product (at most the cores this worker may use) to make a strip's
+    products side by side."""
     from concurrent.futures import ThreadPoolExecutor
 
-    return ThreadPoolExecutor(max_workers=max(1, min(count, os.cpu_count() or 1)),
+    return ThreadPoolExecutor(max_workers=max(1, min(count, cores_share())),
                               thread_name_prefix="rsbatch-product")
 
 

@@ -27,6 +27,13 @@ def gdal_threads() -> str:
     return os.environ.get("RSBATCH_GDAL_THREADS") or "ALL_CPUS"
 
 
+def cores_share() -> int:
+    """How many cores this worker may keep busy: its share ($RSBATCH_GDAL_THREADS) when the
+    local backend runs workers side by side, else every core of the machine."""
+    share = gdal_threads()
+    return int(share) if share.isdigit() and int(share) > 0 else os.cpu_count() or 1
+
+
 def product_profile(name: str) -> dict[str, Any]:
     """A product's output profile, made fresh from the registry (callers may change it)."""
     spec = products.get(name)

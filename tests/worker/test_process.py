@@ -194,3 +194,18 @@ def test_a_cancelled_cell_does_not_run(scene, tmp_path, log):
     result = process_cell(cell, task_log=log)
     assert result.status is Status.CANCELLED
     assert not (tmp_path / "out").exists()
+
+
+def test_product_threads_keep_to_the_cores_the_local_backend_shares_out(monkeypatch):
+    """Two workers side by side on two cores get one core each: one product thread each."""
+    from worker.process import products_pool
+
+    monkeypatch.setenv("RSBATCH_GDAL_THREADS", "1")
+    with products_pool(2) as pool:
+        assert pool._max_workers == 1
+    monkeypatch.setenv("RSBATCH_GDAL_THREADS", "2")
+    with products_pool(3) as pool:
+        assert pool._max_workers == 2
+    monkeypatch.delenv("RSBATCH_GDAL_THREADS")
+    with products_pool(1) as pool:
+        assert pool._max_workers == 1
