@@ -54,18 +54,28 @@ class IndexStats:
     def _merge(self, valid: np.ndarray) -> None:
         n = int(valid.size)
         mean = float(valid.mean())
-        m2 = float(np.square(valid - mean).sum())
+        deviations = valid - mean
+        m2 = float(np.dot(deviations, deviations))  # BLAS: no squared temporary
+        del deviations
         total = self.count + n
         delta = mean - self.mean
         self.mean += delta * n / total
         self.m2 += m2 + delta * delta * self.count * n / total
         self.count = total
-        index = np.floor((valid - self.low) / BIN_WIDTH).astype(np.int64)
+        scaled = valid - self.low
+        scaled *= 1.0 / BIN_WIDTH
+        if valid.min() >= self.low and valid.max() <= self.high:
+            # the usual case, every value in range: truncation is the floor of a value ≥ 0,
+            # and only the top edge (or a value rounding up to it) can reach index `bins`
+            index = scaled.astype(np.int64)
+            np.minimum(index, self.bins - 1, out=index)
+            self.histogram += np.bincount(index, minlength=self.bins)
+            return
+        index = np.floor(scaled).astype(np.int64)
         index[valid == self.high] = self.bins - 1  # the top edge belongs to the last bin
         inside = (index >= 0) & (index < self.bins)
         self.histogram += np.bincount(index[inside], minlength=self.bins)
-        if not inside.all():
-            self.outside.append(valid[~inside])
+        self.outside.append(valid[~inside])
 
     def _order_statistic(self, k: int, below: np.ndarray, above: np.ndarray,
                          cumulative: np.ndarray) -> float:
