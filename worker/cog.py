@@ -48,10 +48,23 @@ class _Stats:
             return
         big, small = ((np.iinfo(zeroed.dtype).max, np.iinfo(zeroed.dtype).min)
                       if zeroed.dtype.kind in "ui" else (np.inf, -np.inf))
+        invalid = valid.size - n
         for band, values in enumerate(zeroed):
             self.n[band] += n
-            self.total[band] += np.add.reduce(values, axis=None, dtype=np.float64)
             self.squares[band] += np.einsum("ij,ij->", values, values, dtype=np.float64)
+            if values.dtype.kind == "u":
+                # unsigned (RGB): an exact integer sum, and since the invalid pixels are the
+                # zeros, min and max need no mask when no valid pixel is 0 itself
+                self.total[band] += int(np.add.reduce(values, axis=None, dtype=np.uint64))
+                if invalid == 0 or values.size - np.count_nonzero(values) == invalid:
+                    high = values.max()
+                    low = values.min() if invalid == 0 else (values - values.dtype.type(1)
+                                                             ).min() + 1
+                    self.low[band] = min(self.low[band], float(low))
+                    self.high[band] = max(self.high[band], float(high))
+                    continue
+            else:
+                self.total[band] += np.add.reduce(values, axis=None, dtype=np.float64)
             low = np.minimum.reduce(values, axis=None, where=valid, initial=big)
             high = np.maximum.reduce(values, axis=None, where=valid, initial=small)
             self.low[band] = min(self.low[band], float(low))
