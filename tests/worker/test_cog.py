@@ -181,3 +181,26 @@ def test_assembly_also_writes_bigtiff(tmp_path):
     with rasterio.open(big) as ds:
         np.testing.assert_array_equal(ds.read(), data)
         assert ds.overviews(1) == [2]
+
+
+@pytest.mark.parametrize("nodata", [0, None, 65535])
+def test_unsigned_band_statistics_are_those_of_the_valid_pixels(nodata):
+    """The integer fast path (no mask when the invalid pixels are the zeros) and the masked
+    path agree with numpy on the valid pixels, valid zeros included."""
+    from worker.cog import _Stats, zeroed
+
+    rng = np.random.default_rng(1)
+    data = rng.integers(1, 5000, (3, 300, 400)).astype(np.uint16)
+    data[1, 50:60] = 0 if nodata != 0 else 7   # a valid 0 where 0 is not nodata
+    if nodata is not None:
+        data[:, :30] = nodata
+    sums, valid = zeroed(data, nodata)
+    stats = _Stats(3)
+    stats.add(sums, valid)
+    for band in range(3):
+        values = data[band][valid]
+        tags = stats.tags(band)
+        assert float(tags["STATISTICS_MINIMUM"]) == values.min()
+        assert float(tags["STATISTICS_MAXIMUM"]) == values.max()
+        assert float(tags["STATISTICS_MEAN"]) == pytest.approx(values.mean(), rel=1e-12)
+        assert float(tags["STATISTICS_STDDEV"]) == pytest.approx(values.std(), rel=1e-9)
