@@ -121,17 +121,37 @@ def normalize_output(output: str) -> str:
     return "file://" + os.path.abspath(os.path.expanduser(text)).replace(os.sep, "/")
 
 
-def _require(data: Mapping[str, Any], key: str) -> Any:
+def _require(data: Mapping[str, Any], key: str, what: str = "cell") -> Any:
     if key not in data or data[key] is None:
-        raise InvalidInput(f"cell field '{key}' is missing")
+        raise InvalidInput(f"{what} field '{key}' is missing")
     return data[key]
 
 
-def _validate_aoi(aoi: Any) -> dict | None:
+def _identifier(value: Any, what: str, key: str) -> str:
+    text = str(value)
+    if not _ID_RE.match(text):
+        raise InvalidInput(f"{what} field '{key}' '{text}' may only hold letters, digits, "
+                           "'_', '.', '-'")
+    return text
+
+
+def _opening(data: Any, what: str, fields: set[str]) -> str:
+    """The checks every unit of work's `from_dict` opens with (a JSON object of known
+    fields with a valid job_id); returns the job_id."""
+    if not isinstance(data, Mapping):
+        raise InvalidInput(f"a {what} must be a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise InvalidInput(f"{what} has unknown field(s): {', '.join(unknown)}")
+    return _identifier(_require(data, "job_id", what), what, "job_id")
+
+
+def _validate_aoi(aoi: Any, what: str = "cell") -> dict | None:
     if aoi is None:
         return None
     if not isinstance(aoi, Mapping) or aoi.get("type") not in ("Polygon", "MultiPolygon"):
-        raise InvalidInput("cell field 'aoi' must be a GeoJSON Polygon or MultiPolygon (or null)")
+        raise InvalidInput(f"{what} field 'aoi' must be a GeoJSON Polygon or MultiPolygon "
+                           "(or null)")
     polygons = aoi.get("coordinates") or []
     if aoi["type"] == "Polygon":
         polygons = [polygons]
@@ -139,17 +159,18 @@ def _validate_aoi(aoi: Any) -> dict | None:
         for polygon in polygons:
             for ring in polygon:
                 if len(ring) < 4:
-                    raise InvalidInput("cell field 'aoi' has a ring with fewer than 4 positions")
+                    raise InvalidInput(f"{what} field 'aoi' has a ring with fewer than 4 "
+                                           "positions")
                 for lon, lat, *_ in ring:
                     if not (-180 <= float(lon) <= 180 and -90 <= float(lat) <= 90):
                         raise InvalidInput(
-                            f"cell field 'aoi' has position ({lon}, {lat}) outside EPSG:4326 "
+                            f"{what} field 'aoi' has position ({lon}, {lat}) outside EPSG:4326 "
                             "bounds; the AOI must be longitude/latitude"
                         )
     except (TypeError, ValueError) as exc:
         if isinstance(exc, InvalidInput):
             raise
-        raise InvalidInput("cell field 'aoi' has malformed coordinates") from exc
+        raise InvalidInput(f"{what} field 'aoi' has malformed coordinates") from exc
     return dict(aoi)
 
 
@@ -241,21 +262,10 @@ class Cell:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Cell:
         """Validate a cell from JSON; InvalidInput names the first bad field."""
-        if not isinstance(data, Mapping):
-            raise InvalidInput(f"a cell must be a JSON object, got {type(data).__name__}")
-        unknown = sorted(set(data) - _FIELDS)
-        if unknown:
-            raise InvalidInput(f"cell has unknown field(s): {', '.join(unknown)}")
-        job_id = str(_require(data, "job_id"))
-        if not _ID_RE.match(job_id):
-            raise InvalidInput(
-                f"cell field 'job_id' '{job_id}' may only hold letters, digits, '_', '.', '-'"
-            )
+        job_id = _opening(data, "cell", _FIELDS)
         tile = normalize_tile(_require(data, "tile"))
         date = parse_date(_require(data, "date"), "cell field 'date'")
-        cell_id = str(data.get("cell_id") or cell_id_for(tile, date))
-        if not _ID_RE.match(cell_id):
-            raise InvalidInput(f"cell field 'cell_id' '{cell_id}' holds characters not allowed")
+        cell_id = _identifier(data.get("cell_id") or cell_id_for(tile, date), "cell", "cell_id")
 
         raw_products = data.get("products", list(registry.DEFAULT_PRODUCTS))
         if not isinstance(raw_products, (str, list, tuple)):
@@ -460,28 +470,21 @@ class ReduceUnit:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReduceUnit:
         """Validate a reduce unit from JSON; InvalidInput names the first bad field."""
-        if not isinstance(data, Mapping):
-            raise InvalidInput(f"a reduce unit must be a JSON object, got {type(data).__name__}")
-        unknown = sorted(set(data) - _UNIT_FIELDS)
-        if unknown:
-            raise InvalidInput(f"reduce unit has unknown field(s): {', '.join(unknown)}")
-        job_id = str(_require(data, "job_id"))
-        if not _ID_RE.match(job_id):
-            raise InvalidInput(f"reduce unit field 'job_id' '{job_id}' may only hold letters, "
-                               "digits, '_', '.', '-'")
-        kind = str(_require(data, "kind"))
+        what = "reduce unit"
+        job_id = _opening(data, what, _UNIT_FIELDS)
+        kind = str(_require(data, "kind", what))
         if kind not in REDUCE_KINDS:
             raise InvalidInput(f"reduce unit field 'kind' must be one of "
                                f"{', '.join(REDUCE_KINDS)}, got '{kind}'")
-        product = registry.get(str(_require(data, "product"))).name
+        product = registry.get(str(_require(data, "product", what))).name
         date: str | None = None
         period: tuple[str, str] | None = None
         method: str | None = None
         if kind == "mosaic":
-            date = parse_date(_require(data, "date"), "reduce unit field 'date'")
+            date = parse_date(_require(data, "date", what), "reduce unit field 'date'")
             default_id = mosaic_unit_id(date, product)
         else:
-            raw = _require(data, "period")
+            raw = _require(data, "period", what)
             if not isinstance(raw, (list, tuple)) or len(raw) != 2:
                 raise InvalidInput("reduce unit field 'period' must be [first, last] dates")
             period = (parse_date(raw[0], "reduce unit period start"),
@@ -493,11 +496,8 @@ class ReduceUnit:
                 raise InvalidInput(f"reduce unit field 'method' must be one of "
                                    f"{', '.join(COMPOSITE_METHODS)}, got '{method}'")
             default_id = composite_unit_id(*period, product, method)
-        unit_id = str(data.get("unit_id") or default_id)
-        if not _ID_RE.match(unit_id):
-            raise InvalidInput(f"reduce unit field 'unit_id' '{unit_id}' holds characters not "
-                               "allowed")
-        inputs = _require(data, "inputs")
+        unit_id = _identifier(data.get("unit_id") or default_id, what, "unit_id")
+        inputs = _require(data, "inputs", what)
         if not isinstance(inputs, (list, tuple)) or not inputs \
                 or not all(isinstance(i, str) and i for i in inputs):
             raise InvalidInput("reduce unit field 'inputs' must be a non-empty list of cell or "
@@ -505,9 +505,9 @@ class ReduceUnit:
         if len(set(inputs)) != len(inputs):
             raise InvalidInput("reduce unit field 'inputs' lists an input twice")
         unit = cls(job_id=job_id, unit_id=unit_id, kind=kind, product=product,
-                   inputs=tuple(inputs), grid=TargetGrid.from_dict(_require(data, "grid")),
-                   output=normalize_output(_require(data, "output")), date=date,
-                   period=period, method=method, aoi=_validate_aoi(data.get("aoi")))
+                   inputs=tuple(inputs), grid=TargetGrid.from_dict(_require(data, "grid", what)),
+                   output=normalize_output(_require(data, "output", what)), date=date,
+                   period=period, method=method, aoi=_validate_aoi(data.get("aoi"), what))
         first, last = unit.dates
         for input_id in unit.inputs:
             if input_id.startswith("mosaic_") and (
@@ -552,7 +552,7 @@ class Job:
     def from_dict(cls, data: Mapping[str, Any]) -> Job:
         if not isinstance(data, Mapping) or not isinstance(data.get("cells"), list):
             raise InvalidInput("a job must be a JSON object with a 'cells' list")
-        job_id = str(_require(data, "job_id"))
+        job_id = str(_require(data, "job_id", "job"))
         cells = []
         for index, raw in enumerate(data["cells"]):
             try:

@@ -192,7 +192,11 @@ def test_a_unit_round_trips_through_json():
                "height": 6}}, "must be (10, 0, x0, 0, -10, y0)"),
     ({"grid": {"epsg": 32632, "transform": [10, 0, 500000, 0, -10, 5290000], "width": 0,
                "height": 6}}, "grid is empty"),
-    ({"colour": "red"}, "unknown field(s): colour"),
+    ({"colour": "red"}, "reduce unit has unknown field(s): colour"),
+    ({"grid": None}, "reduce unit field 'grid' is missing"),
+    ({"unit_id": "a b"}, "reduce unit field 'unit_id' 'a b' may only hold letters"),
+    ({"aoi": {"type": "Point", "coordinates": [8, 47]}},
+     "reduce unit field 'aoi' must be a GeoJSON Polygon"),
     ({"kind": "composite", "date": None, "period": ["2024-06-30", "2024-06-01"]},
      "period 2024-06-30 … 2024-06-01 is empty"),
 ])
