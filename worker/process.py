@@ -55,16 +55,19 @@ Progress = Callable[[float, str], None]
 
 
 @dataclass
-class CellResult:
-    cell_id: str
+class TaskResult:
+    """What the worker did with one cell or reduce unit (the command line prints it)."""
+
+    id: str                          # the cell's or the unit's id
     status: Status
     outputs: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     skipped: bool = False            # the outputs were already complete: nothing was done
     seconds: float = 0.0
     error: str | None = None         # why it failed, was cancelled or was SKIPPED
-    aoi_masked_pct: float | None = None
-    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    aoi_masked_pct: float | None = None  # cells: how much of the AOI SCL masked
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # cells: AOI statistics
+    lacking: list[str] = field(default_factory=list)  # units: inputs that failed or skipped
 
 
 @dataclass
@@ -148,7 +151,7 @@ def _seed_fields(seed: dict | None, result: str | None = None) -> dict | None:
 
 
 def process_cell(cell: Cell, *, task_log: Any = None, progress: Progress | None = None,
-                 seed: dict | None = None, region: str | None = None) -> CellResult:
+                 seed: dict | None = None, region: str | None = None) -> TaskResult:
     """Process one cell and record it in `task_log` (any store, or None).
 
     `seed` holds the seed's `files` and `date` when the cell came from its execution input;
@@ -159,21 +162,17 @@ def process_cell(cell: Cell, *, task_log: Any = None, progress: Progress | None 
     try:
         earlier = _start(task_log, cell, _seed_fields(seed))
         if earlier is not None:
-            return CellResult(cell.cell_id, Status.SKIPPED, error=earlier.error,
+            return TaskResult(cell.cell_id, Status.SKIPPED, error=earlier.error,
                               aoi_masked_pct=earlier.aoi_masked_pct)
         pause_point("running", cell)
         outcome = _run(cell, report, region)
     except Cancelled as exc:
-        return CellResult(cell.cell_id, Status.CANCELLED, error=str(exc),
+        return TaskResult(cell.cell_id, Status.CANCELLED, error=str(exc),
                           seconds=time.monotonic() - started)
     except Terminated:
         raise  # told to stop: scratch files are gone; whoever stopped us records why
     except BaseException as exc:
-        message = str(exc) if isinstance(exc, RsbatchError) else (
-            f"internal error ({type(exc).__name__}: {exc}); please report it")
-        if isinstance(exc, KeyboardInterrupt):
-            message = "interrupted"
-        _record(task_log, cell, Status.FAILED, error=message,
+        _record(task_log, cell, Status.FAILED, error=failure_reason(exc),
                 extra=_seed_fields(seed, "failed"))
         raise
     fields = {**outcome.record_fields(),
@@ -181,14 +180,23 @@ def process_cell(cell: Cell, *, task_log: Any = None, progress: Progress | None 
     if outcome.skip_reason is not None:
         _record(task_log, cell, Status.SKIPPED, error=outcome.skip_reason,
                 warnings=outcome.warnings, extra=fields)
-        return CellResult(cell.cell_id, Status.SKIPPED, warnings=outcome.warnings,
+        return TaskResult(cell.cell_id, Status.SKIPPED, warnings=outcome.warnings,
                           seconds=time.monotonic() - started, error=outcome.skip_reason,
                           aoi_masked_pct=outcome.aoi_masked_pct)
     _record(task_log, cell, Status.SUCCEEDED, outputs=outcome.outputs,
             warnings=outcome.warnings, extra=fields)
-    return CellResult(cell.cell_id, Status.SUCCEEDED, outcome.outputs, outcome.warnings,
+    return TaskResult(cell.cell_id, Status.SUCCEEDED, outcome.outputs, outcome.warnings,
                       outcome.already_complete, time.monotonic() - started,
                       aoi_masked_pct=outcome.aoi_masked_pct, stats=outcome.stats)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The FAILED record's reason: our errors' own message; anything else is our bug."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, RsbatchError):
+        return str(exc)
+    return f"internal error ({type(exc).__name__}: {exc}); please report it"
 
 
 def _record(task_log: Any, cell: Cell | ReduceUnit, status: Status, **kwargs: Any) -> None:

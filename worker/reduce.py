@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ from .cogcheck import validate_cog
 from .composite import BLOCK, composite_bytes, composite_window, window_cols
 from .mosaic import DateMosaic, Source, open_source, target_grid, tile_centre
 from .outputs import destination_for, no_space, space_needed_if_full
-from .process import Progress, _record, _start, pause_point
+from .process import Progress, TaskResult, _record, _start, failure_reason, pause_point
 from .profiles import composite_profile, gdal_threads, product_profile
 from .reader import AoiClip, Grid
 from .sources import band_env, open_band
@@ -37,20 +36,8 @@ from .stac import unit_item
 log = logging.getLogger("rsbatch.worker")
 
 
-@dataclass
-class UnitResult:
-    unit_id: str
-    status: Status
-    outputs: dict[str, str] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    lacking: list[str] = field(default_factory=list)
-    skipped: bool = False
-    seconds: float = 0.0
-    error: str | None = None
-
-
 def process_unit(unit: ReduceUnit, *, task_log: Any = None, progress: Progress | None = None,
-                 region: str | None = None) -> UnitResult:
+                 region: str | None = None) -> TaskResult:
     """Make the unit's mosaic or composite and record it in `task_log` (any store, or None).
 
     A unit with nothing to read (every input failed or was skipped) is recorded SKIPPED with
@@ -62,10 +49,10 @@ def process_unit(unit: ReduceUnit, *, task_log: Any = None, progress: Progress |
     try:
         earlier = _start(task_log, unit, None)
         if earlier is not None:
-            return UnitResult(unit.unit_id, Status.SKIPPED, error=earlier.error)
+            return TaskResult(unit.unit_id, Status.SKIPPED, error=earlier.error)
         uri, warnings, lacking, skipped = _run(unit, report, region)
     except Cancelled as exc:
-        return UnitResult(unit.unit_id, Status.CANCELLED, error=str(exc),
+        return TaskResult(unit.unit_id, Status.CANCELLED, error=str(exc),
                           seconds=time.monotonic() - started)
     except NothingToReduce as exc:
         _record(task_log, unit, Status.SKIPPED, error=str(exc),
@@ -74,17 +61,13 @@ def process_unit(unit: ReduceUnit, *, task_log: Any = None, progress: Progress |
     except Terminated:
         raise  # told to stop: scratch files are gone; whoever stopped us records why
     except BaseException as exc:
-        message = str(exc) if isinstance(exc, RsbatchError) else (
-            f"internal error ({type(exc).__name__}: {exc}); please report it")
-        if isinstance(exc, KeyboardInterrupt):
-            message = "interrupted"
-        _record(task_log, unit, Status.FAILED, error=message)
+        _record(task_log, unit, Status.FAILED, error=failure_reason(exc))
         raise
     outputs = {unit.product: uri}
     _record(task_log, unit, Status.SUCCEEDED, outputs=outputs, warnings=warnings,
             extra={"LackingInputs": lacking})
-    return UnitResult(unit.unit_id, Status.SUCCEEDED, outputs, warnings, lacking, skipped,
-                      time.monotonic() - started)
+    return TaskResult(unit.unit_id, Status.SUCCEEDED, outputs, warnings, skipped,
+                      time.monotonic() - started, lacking=lacking)
 
 
 def _run(unit: ReduceUnit, report: Progress,
