@@ -22,16 +22,12 @@ SCREEN = (1600, 1000)
 
 # --- outside QGIS ----------------------------------------------------------------------------
 def prepare_and_run(out: str, work: str, timeout: int) -> int:
-    import argparse  # noqa: F401 - keep the import list of both halves small
-    import shutil
-
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sys.path.insert(0, root) if root not in sys.path else None
     from worker.samples import write_sample_catalog
 
     work = os.path.abspath(work)
-    shutil.rmtree(work, ignore_errors=True)
-    profile = os.path.join(work, "profiles", "default")
+    profile = new_profile(work)
     plugin_dir = os.path.join(profile, "python", "plugins", "qgis_rsbatch")
     os.makedirs(plugin_dir)
     package = os.path.join(root, "qgis_rsbatch")
@@ -39,11 +35,6 @@ def prepare_and_run(out: str, work: str, timeout: int) -> int:
         if entry != "__pycache__":
             os.symlink(os.path.join(package, entry), os.path.join(plugin_dir, entry))
     os.symlink(os.path.join(root, "metadata.txt"), os.path.join(plugin_dir, "metadata.txt"))
-    os.makedirs(os.path.join(profile, "QGIS"))
-    with open(os.path.join(profile, "QGIS", "QGIS3.ini"), "w") as ini:
-        ini.write("[PythonPlugins]\nqgis_rsbatch=true\n\n[qgis]\ncheckVersion=false\n"
-                  "showTips322=false\nshowTips=false\n\n[rsbatch]\npoll_ms=500\n"
-                  "confirm\\cells=1000\n")
     print("generating sample scenes …", flush=True)
     sample = write_sample_catalog(os.path.join(work, "sample"), crop=1600)
     config = {"out": os.path.abspath(out), "sample": sample,
@@ -53,28 +44,10 @@ def prepare_and_run(out: str, work: str, timeout: int) -> int:
     env = {**os.environ, CONFIG_ENV: json.dumps(config),
            "RSBATCH_HOME": os.path.join(work, "home"), "RSBATCH_WORKER_PYTHON": sys.executable}
     env.pop("QT_QPA_PLATFORM", None)
-    command = ["xvfb-run", "-a", "-s", f"-screen 0 {SCREEN[0]}x{SCREEN[1]}x24",
-               "qgis", "--profiles-path", work, "--profile", "default", "--nologo",
-               "--noversioncheck", "--code", os.path.abspath(__file__)]
     print("starting QGIS under Xvfb …", flush=True)
-    try:
-        done = subprocess.run(command, env=env, timeout=timeout, check=False,
-                              capture_output=True, text=True)
-    except subprocess.TimeoutExpired:
-        print(f"screenshots: QGIS did not finish within {timeout} s", file=sys.stderr)
-        return 1
-    with open(os.path.join(work, "qgis.log"), "w") as log:  # kept for a look afterwards
-        log.write(done.stdout + "\n" + done.stderr)
-    report = os.path.join(config["out"], ".screenshots.json")
-    if not os.path.exists(report):
-        print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
-        print("screenshots: the QGIS side did not report", file=sys.stderr)
-        return 1
-    with open(report) as fh:
-        result = json.load(fh)
-    os.remove(report)
-    if result.get("error"):
-        print(f"screenshots: {result['error']}", file=sys.stderr)
+    result = run_qgis("screenshots", work, os.path.abspath(__file__), env, timeout,
+                      os.path.join(config["out"], ".screenshots.json"))
+    if result is None:
         return 1
     if not result.get("unloaded"):
         print("screenshots: QGIS could not unload the plugin", file=sys.stderr)
@@ -93,6 +66,52 @@ def prepare_and_run(out: str, work: str, timeout: int) -> int:
     for path in [*result["shots"], render]:
         print(f"  {path}")
     return 0
+
+
+def new_profile(work: str) -> str:
+    """A throw-away QGIS profile in `work` (emptied first): the plugin enabled, QGIS's tips
+    and version check off, the dock polling every 500 ms. Returns the profile's folder;
+    the plugin goes in its python/plugins."""
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    profile = os.path.join(work, "profiles", "default")
+    os.makedirs(os.path.join(profile, "python", "plugins"))
+    os.makedirs(os.path.join(profile, "QGIS"))
+    with open(os.path.join(profile, "QGIS", "QGIS3.ini"), "w") as ini:
+        ini.write("[PythonPlugins]\nqgis_rsbatch=true\n\n[qgis]\ncheckVersion=false\n"
+                  "showTips322=false\nshowTips=false\n\n[rsbatch]\npoll_ms=500\n"
+                  "confirm\\cells=1000\n")
+    return profile
+
+
+def run_qgis(name: str, work: str, code: str, env: dict, timeout: int,
+             report: str) -> dict | None:
+    """Run QGIS with `new_profile(work)` under Xvfb (SCREEN's size) and `code` as its
+    --code; keep its output in <work>/qgis.log. Returns what the QGIS side wrote to
+    `report`, or None after saying on stderr why there is nothing (or an error) to use."""
+    command = ["xvfb-run", "-a", "-s", f"-screen 0 {SCREEN[0]}x{SCREEN[1]}x24",
+               "qgis", "--profiles-path", work, "--profile", "default", "--nologo",
+               "--noversioncheck", "--code", code]
+    try:
+        done = subprocess.run(command, env=env, timeout=timeout, check=False,
+                              capture_output=True, text=True)
+    except subprocess.TimeoutExpired:
+        print(f"{name}: QGIS did not finish within {timeout} s", file=sys.stderr)
+        return None
+    with open(os.path.join(work, "qgis.log"), "w") as log:  # kept for a look afterwards
+        log.write(done.stdout + "\n" + done.stderr)
+    if not os.path.exists(report):
+        print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
+        print(f"{name}: the QGIS side did not report", file=sys.stderr)
+        return None
+    with open(report) as fh:
+        result = json.load(fh)
+    os.remove(report)
+    if result.get("error"):
+        print(f"{name}: {result['error']}", file=sys.stderr)
+        return None
+    return result
 
 
 def context_basemap(folder: str, date: str) -> str:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import sys
 import zipfile
 
@@ -26,24 +24,16 @@ except NameError:  # run by QGIS's --code, which gives no __file__
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from tools.screenshots import SCREEN, Driver  # noqa: E402
+from tools.screenshots import SCREEN, Driver, new_profile, run_qgis  # noqa: E402
 
 
 # --- outside QGIS ----------------------------------------------------------------------------
 def prepare_and_run(plugin_zip: str, wheelhouse: str, out: str, work: str,
                     timeout: int) -> int:
     work = os.path.abspath(work)
-    shutil.rmtree(work, ignore_errors=True)
-    profile = os.path.join(work, "profiles", "default")
-    plugins = os.path.join(profile, "python", "plugins")
-    os.makedirs(plugins)
+    profile = new_profile(work)
     with zipfile.ZipFile(plugin_zip) as archive:  # Plugins ▸ Install from ZIP
-        archive.extractall(plugins)
-    os.makedirs(os.path.join(profile, "QGIS"))
-    with open(os.path.join(profile, "QGIS", "QGIS3.ini"), "w") as ini:
-        ini.write("[PythonPlugins]\nqgis_rsbatch=true\n\n[qgis]\ncheckVersion=false\n"
-                  "showTips322=false\nshowTips=false\n\n[rsbatch]\npoll_ms=500\n"
-                  "confirm\\cells=1000\n")
+        archive.extractall(os.path.join(profile, "python", "plugins"))
     config = {"out": os.path.abspath(out), "results": os.path.join(work, "results"),
               "profile": profile, "root": ROOT}
     os.makedirs(config["out"], exist_ok=True)
@@ -56,28 +46,10 @@ def prepare_and_run(plugin_zip: str, wheelhouse: str, out: str, work: str,
                 "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1",
                 "PIP_FIND_LINKS": os.path.abspath(wheelhouse)})
     os.makedirs(env["HOME"])
-    command = ["xvfb-run", "-a", "-s", f"-screen 0 {SCREEN[0]}x{SCREEN[1]}x24",
-               "qgis", "--profiles-path", work, "--profile", "default", "--nologo",
-               "--noversioncheck", "--code", os.path.abspath(__file__)]
     print("starting QGIS under Xvfb with the plugin from the ZIP …", flush=True)
-    try:
-        done = subprocess.run(command, env=env, timeout=timeout, check=False,
-                              capture_output=True, text=True)
-    except subprocess.TimeoutExpired:
-        print(f"screenshots-zip: QGIS did not finish within {timeout} s", file=sys.stderr)
-        return 1
-    with open(os.path.join(work, "qgis.log"), "w") as log:
-        log.write(done.stdout + "\n" + done.stderr)
-    report = os.path.join(config["out"], ".screenshots-zip.json")
-    if not os.path.exists(report):
-        print(done.stderr[-3000:], file=sys.stderr)
-        print("screenshots-zip: the QGIS side did not report", file=sys.stderr)
-        return 1
-    with open(report) as fh:
-        result = json.load(fh)
-    os.remove(report)
-    if result.get("error"):
-        print(f"screenshots-zip: {result['error']}", file=sys.stderr)
+    result = run_qgis("screenshots-zip", work, os.path.abspath(__file__), env, timeout,
+                      os.path.join(config["out"], ".screenshots-zip.json"))
+    if result is None:
         return 1
     for path in result["shots"]:
         print(f"  {path}")
