@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.grid_bench import GERMANY
+from qgis_rsbatch.core.tasklog import schema
 
 RESULTS = Path(__file__).resolve().parent / "results" / "aws.md"
 BUCKET = "rsbatch-bench"
@@ -49,7 +50,7 @@ def _env(endpoint: str) -> dict[str, str]:
     return {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "bench",
             "AWS_SECRET_ACCESS_KEY": "bench", "RESULTS_BUCKET": BUCKET,
-            "TASK_LOG_TABLE": "task-log", "DISTRIBUTED_THRESHOLD": "40"}
+            "TASK_LOG_TABLE": schema.TABLE_NAME, "DISTRIBUTED_THRESHOLD": "40"}
 
 
 def job_dict(job_id: str, cells: int) -> dict[str, Any]:
@@ -84,7 +85,6 @@ def run(sizes: Sequence[int]) -> dict[str, Any]:
 
     from qgis_rsbatch.core.contract import Job, Status
     from qgis_rsbatch.core.estimate import estimate
-    from qgis_rsbatch.core.tasklog import schema
     from qgis_rsbatch.core.tasklog.dynamodb import DynamoTaskLog
 
     port = _free_port()
@@ -102,14 +102,8 @@ def run(sizes: Sequence[int]) -> dict[str, Any]:
             except OSError:
                 time.sleep(0.1)
         boto3.client("s3").create_bucket(Bucket=BUCKET)
-        boto3.client("dynamodb").create_table(
-            TableName="task-log", BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": k, "AttributeType": t}
-                                  for k, t in schema.KEY_ATTRIBUTES.items()],
-            KeySchema=[{"AttributeName": schema.HASH_KEY, "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[{
-                "IndexName": schema.JOB_INDEX, "Projection": {"ProjectionType": "ALL"},
-                "KeySchema": [{"AttributeName": schema.JOB_INDEX_KEY, "KeyType": "HASH"}]}])
+        boto3.client("dynamodb").create_table(TableName=schema.TABLE_NAME,
+                                              **schema.table_shape())
         for size in sizes:
             job_id = f"bench-{size}"
             data = job_dict(job_id, size)
@@ -130,7 +124,7 @@ def run(sizes: Sequence[int]) -> dict[str, Any]:
             measured = json.loads(done.stdout.strip().splitlines()[-1])
             measured.update(cells=size, job_mb=len(body) / 1e6)
             rows["plan"].append(measured)
-            store = DynamoTaskLog("task-log", region=REGION)
+            store = DynamoTaskLog(schema.TABLE_NAME, region=REGION)
             start = time.perf_counter()
             from infra.summary import summarize_job
 

@@ -35,14 +35,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket=BUCKET)
-        boto3.client("dynamodb").create_table(
-            TableName=schema.TABLE_NAME, BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": k, "AttributeType": t}
-                                  for k, t in schema.KEY_ATTRIBUTES.items()],
-            KeySchema=[{"AttributeName": schema.HASH_KEY, "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[{
-                "IndexName": schema.JOB_INDEX, "Projection": {"ProjectionType": "ALL"},
-                "KeySchema": [{"AttributeName": schema.JOB_INDEX_KEY, "KeyType": "HASH"}]}])
+        boto3.client("dynamodb").create_table(TableName=schema.TABLE_NAME,
+                                              **schema.table_shape())
         yield boto3
 
 

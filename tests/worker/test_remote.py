@@ -13,7 +13,7 @@ import rasterio
 from qgis_rsbatch.core.contract import Status
 from qgis_rsbatch.core.products import BANDS
 from qgis_rsbatch.core.tasklog.dynamodb import DynamoTaskLog
-from qgis_rsbatch.core.tasklog.schema import HASH_KEY, JOB_INDEX, JOB_INDEX_KEY, TABLE_NAME
+from qgis_rsbatch.core.tasklog.schema import TABLE_NAME, table_shape
 from qgis_rsbatch.core.tasklog.sqlite import SqliteTaskLog
 from tests.range_server import RangeServer
 from tests.worker.test_compute import reference_ndvi
@@ -61,15 +61,8 @@ def test_https_missing_band_is_named(served, tmp_path):
 
 def create_task_table(region="us-east-1"):
     """The task-log table as the stack creates it, for tests (shape from core's schema)."""
-    boto3.client("dynamodb", region_name=region).create_table(
-        TableName=TABLE_NAME, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": HASH_KEY, "AttributeType": "S"},
-                              {"AttributeName": JOB_INDEX_KEY, "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": HASH_KEY, "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[{"IndexName": JOB_INDEX, "Projection": {"ProjectionType": "ALL"},
-                                 "KeySchema": [{"AttributeName": JOB_INDEX_KEY,
-                                                "KeyType": "HASH"}]}],
-    )
+    boto3.client("dynamodb", region_name=region).create_table(TableName=TABLE_NAME,
+                                                              **table_shape())
 
 
 def test_s3_bands_and_s3_output(aws_endpoint, scene, tmp_path):

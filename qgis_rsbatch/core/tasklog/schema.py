@@ -36,6 +36,23 @@ AOI_MASKED_ATTRIBUTE = "AoiMaskedPct"
 #: attribute holding the AOI statistics: product → {valid_pixels, valid_fraction, mean, …}
 STATS_ATTRIBUTE = "Stats"
 
+
+def table_shape() -> dict[str, Any]:
+    """The table's keys, index and billing as DynamoDB's CreateTable takes them: what a test
+    or a bench creates in moto (`create_table(TableName=…, **table_shape())`), and what
+    the template's table is checked against."""
+    return {
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": k, "AttributeType": t}
+                                 for k, t in KEY_ATTRIBUTES.items()],
+        "KeySchema": [{"AttributeName": HASH_KEY, "KeyType": "HASH"}],
+        # status polling reads every field: the index projects them all
+        "GlobalSecondaryIndexes": [{
+            "IndexName": JOB_INDEX, "Projection": {"ProjectionType": "ALL"},
+            "KeySchema": [{"AttributeName": JOB_INDEX_KEY, "KeyType": "HASH"}]}],
+    }
+
+
 #: status → the statuses a record may move to from it. A record never moves backwards
 #: from SUCCEEDED or SKIPPED (both done: resume leaves them); FAILED/CANCELLED may go back
 #: to PENDING (resume) and FAILED/RUNNING to RUNNING (a retry of the same cell after a crash
