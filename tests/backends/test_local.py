@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import time
 
 import pytest
 
@@ -14,6 +13,7 @@ from qgis_rsbatch.core.backends.local import LocalBackend
 from qgis_rsbatch.core.contract import Status
 from qgis_rsbatch.core.errors import InvalidInput, JobBusy
 from qgis_rsbatch.core.planning import JobRequest, plan
+from tests.polling import wait_until
 
 
 @pytest.fixture
@@ -111,10 +111,8 @@ def test_cancel_stops_running_workers_and_pending_cells(sample_job, tmp_path):
     backend = LocalBackend(task_log_path=str(tmp_path / "log.sqlite"), workers=2,
                            worker_python=wrapper_python(tmp_path, slow))
     backend.submit(sample_job)
-    deadline = time.monotonic() + 60
-    while len(_lines(sleepers)) < 2:  # the supervisor has started two (sleeping) workers
-        assert time.monotonic() < deadline, "the supervisor never started its workers"
-        time.sleep(0.1)
+    # the supervisor has started two (sleeping) workers
+    wait_until(lambda: len(_lines(sleepers)) >= 2, 60, "the supervisor to start its workers")
     status = backend.cancel(sample_job.job_id)
     # cancel killed the workers rather than waiting out their ten-minute sleep
     assert not [pid for pid in _lines(sleepers) if _alive(int(pid))]

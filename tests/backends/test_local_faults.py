@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from qgis_rsbatch.core.processes import SUPERVISOR_ENV, ProcessId, pid_alive
 from qgis_rsbatch.core.scratch import writer_pid
 from qgis_rsbatch.core.tasklog import default_sqlite_path
 from qgis_rsbatch.core.tasklog.schema import WORKER_PID, WORKER_START
+from tests.polling import wait_until
 
 FIRST = "32TMT_2024-06-01"
 
@@ -48,19 +48,6 @@ def run_args(catalog: dict, *extra: str) -> list[str]:
             "--end", catalog["end"], "--catalog", catalog["catalog"], "--no-mosaic", *extra]
 
 
-def wait_for(condition, what: str, timeout: float = 120):
-    """Poll `condition` until it returns something truthy; a guard against hanging, not a
-    speed limit."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
-
-
 def paused(folder: Path, count: int) -> dict[str, int]:
     """cell id → pid of the workers that reached their pause point, once `count` have."""
     def found():
@@ -69,7 +56,7 @@ def paused(folder: Path, count: int) -> dict[str, int]:
         if len(texts) >= count and all(texts.values()):
             return {cell: int(text) for cell, text in texts.items()}
         return None
-    return wait_for(found, f"{count} paused workers")
+    return wait_until(found, 120, f"{count} paused workers")
 
 
 def release(folder: Path, *cells: str) -> None:
@@ -151,8 +138,8 @@ def test_a_killed_runner_takes_its_workers_along_and_resume_finishes_clean(
         supervisor = runner.pid
     os.kill(supervisor, sig)
 
-    wait_for(lambda: not any(pid_alive(pid) for pid in workers.values()),
-             "the workers to end with their runner")
+    wait_until(lambda: not any(pid_alive(pid) for pid in workers.values()), 120,
+               "the workers to end with their runner")
     if not detach:
         assert runner.wait(timeout=60) == (-signal.SIGKILL if sig == signal.SIGKILL else 143)
     assert scratch_files(folder) == []  # each worker removed its own on the way out
@@ -247,8 +234,8 @@ def test_three_resumes_at_once_run_one_supervisor(sample_job, tmp_path):
     env = {"RSBATCH_WORKER_PAUSE": f"running:{pause}"}
     racers = [rsbatch("resume", sample_job.job_id, env=env, wait=False) for _ in range(3)]
     # the winner's workers wait at their pause point, so the others meet a held lock
-    losers = wait_for(lambda: [r for r in racers if r.poll() is not None] if sum(
-        r.poll() is not None for r in racers) == 2 else None, "two resumes to give up")
+    losers = wait_until(lambda: [r for r in racers if r.poll() is not None] if sum(
+        r.poll() is not None for r in racers) == 2 else None, 120, "two resumes to give up")
     for loser in losers:
         err = loser.stderr.read()
         assert loser.returncode == 2

@@ -5,7 +5,6 @@ dates). Real worker processes throughout; pixels are held against the cells' own
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from qgis_rsbatch.core.contract import Job, Status
 from qgis_rsbatch.core.planning import JobRequest, plan
 from tests.backends.test_local import wrapper_python
 from tests.cog_reference import assert_valid_cog
+from tests.polling import wait_until
 
 
 def local(uri: str) -> str:
@@ -136,10 +136,8 @@ def test_cancel_while_units_wait_and_resume_finishes_them(reduce_job, tmp_path, 
     monkeypatch.setenv("RSBATCH_WORKER_PAUSE", f"running:{pause}")
     backend = backend_for(tmp_path)
     backend.submit(job)  # detached
-    deadline = time.monotonic() + 120
-    while len(list(pause.glob("*.paused"))) < 2:
-        assert time.monotonic() < deadline, "the cells never reached their pause point"
-        time.sleep(0.1)
+    wait_until(lambda: len(list(pause.glob("*.paused"))) >= 2, 120,
+               "the cells to reach their pause point")
     waiting = {r.cell_id: r.status for r in backend.status(job.job_id).records}
     assert all(waiting[u.unit_id] is Status.PENDING for u in job.units)
     cancelled = backend.cancel(job.job_id)
@@ -234,10 +232,8 @@ def test_a_unit_worker_killed_with_its_scratch_on_disk_leaves_none_and_resume_ma
     backend = backend_for(tmp_path)
     backend.submit(job)  # detached
     announced = pause / f"{target}.paused"
-    deadline = time.monotonic() + 180
-    while not announced.exists() or not announced.read_text():
-        assert time.monotonic() < deadline, "the mosaic never reached its pause point"
-        time.sleep(0.1)
+    wait_until(lambda: announced.exists() and announced.read_text(), 180,
+               "the mosaic to reach its pause point")
     mosaics = Path(local(job.cells[0].output)) / job.job_id / "mosaic"
     assert [p.name for p in mosaics.iterdir() if p.name.startswith(".2024-06-01_ndvi.tif.")]
     os.kill(int(announced.read_text()), signal.SIGKILL)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "template.yaml"
@@ -141,14 +142,11 @@ class Stack:
         kwargs = {"name": name} if name else {}
         arn = sfn.start_execution(stateMachineArn=self.state_machine_arn,
                                   input=json.dumps(execution_input), **kwargs)["executionArn"]
-        deadline = time.monotonic() + timeout
-        while True:
+        def ended() -> dict[str, Any] | None:
             described = sfn.describe_execution(executionArn=arn)
-            if described["status"] != "RUNNING":
-                return described
-            if time.monotonic() > deadline:
-                raise AssertionError(f"execution still RUNNING after {timeout} s")
-            time.sleep(0.25)
+            return described if described["status"] != "RUNNING" else None
+
+        return wait_until(ended, timeout, "the execution to end", interval=0.25)
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
         sfn = self.client("stepfunctions")

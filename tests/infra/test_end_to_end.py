@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.polling import wait_until
+
 from .conftest import BANDS_BUCKET, SIZE
 
 pytestmark = pytest.mark.slow
@@ -227,12 +229,11 @@ def test_the_aws_backend_runs_a_job_on_the_deployed_stack(deploy_stack, bands):
     assert status.finished and status.succeeded, status.to_dict()
     assert set(status.outputs()) == {"32TMT_2024-06-01", "32TNT_2024-06-01"}
     # the cells are final before the execution has sent its summary: give it the moment
-    import time
+    def ended() -> dict | None:
+        execution = backend.execution(job.job_id)
+        return execution if execution["status"] != "RUNNING" else None
 
-    deadline = time.monotonic() + 60
-    while (execution := backend.execution(job.job_id))["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "the execution did not end"
-        time.sleep(0.25)
+    execution = wait_until(ended, 60, "the execution to end", interval=0.25)
     assert execution["status"] == "SUCCEEDED"
     assert json.loads(execution["input"])["job_uri"].startswith(stack.outputs["JobsPrefix"])
 

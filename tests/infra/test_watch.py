@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.polling import wait_until
+
 from .conftest import REGION, STACK
 
 pytestmark = pytest.mark.slow
@@ -34,17 +36,6 @@ def _start(stack: Any, execution_input: dict[str, Any]) -> str:
                                input=json.dumps(execution_input))["executionArn"]
 
 
-def _wait(what: str, check: Any, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not after {timeout} s")
-        time.sleep(0.2)
-
-
 def _runnable(stack: Any, count: int) -> list[dict[str, Any]]:
     batch = stack.client("batch")
 
@@ -53,7 +44,7 @@ def _runnable(stack: Any, count: int) -> list[dict[str, Any]]:
                                jobStatus="RUNNABLE")["jobSummaryList"]
         return jobs if len(jobs) >= count else None
 
-    return _wait(f"{count} Batch job(s) RUNNABLE", listed)
+    return wait_until(listed, 120, f"{count} Batch job(s) RUNNABLE", interval=0.2)
 
 
 def _finished(stack: Any, arn: str) -> dict[str, Any]:
@@ -63,7 +54,7 @@ def _finished(stack: Any, arn: str) -> dict[str, Any]:
         described = sfn.describe_execution(executionArn=arn)
         return described if described["status"] != "RUNNING" else None
 
-    return _wait("the execution ending", ended, 240)
+    return wait_until(ended, 240, "the execution ending", interval=0.2)
 
 
 def _invoke(stack: Any, function: str, event: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,8 @@ import pytest
 from qgis.core import QgsApplication, QgsProject
 from qgis.PyQt.QtCore import QCoreApplication, QThread
 
+from tests import polling
+
 
 def process_events(seconds: float = 0.0) -> None:
     deadline = time.monotonic() + seconds
@@ -28,15 +30,8 @@ def process_events(seconds: float = 0.0) -> None:
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
     """Run the event loop until `predicate()` is truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        QCoreApplication.processEvents()
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(0.005)
+    return polling.wait_until(predicate, timeout, what, interval=0.005,
+                              tick=QCoreApplication.processEvents)
 
 
 class ThreadSpy:
