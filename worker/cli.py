@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from typing import Any
 
 from qgis_rsbatch.core.contract import Cell, ReduceUnit, Status
@@ -135,9 +136,26 @@ def tune_allocator() -> None:
         pass
 
 
+def quiet_system_pyopenssl() -> None:
+    """Keep Debian's pyOpenSSL from opening every cell's log with a DSA deprecation warning.
+
+    In a venv with system site-packages, botocore imports Debian's urllib3, whose pyOpenSSL
+    support imports Debian's pyOpenSSL; with a newer cryptography that warns at import and
+    then fails, and botocore falls back to Python's own ssl. Only that category, raised
+    from pyOpenSSL's own modules, is silenced.
+    """
+    try:
+        from cryptography.utils import CryptographyDeprecationWarning
+    except ImportError:  # no cryptography (the worker image): nothing to warn
+        return
+    warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning,
+                            module=r"OpenSSL(\.|$)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     tune_allocator()
+    quiet_system_pyopenssl()
     # our own progress at INFO; libraries (botocore, rasterio's GDAL echo) only when they warn
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")

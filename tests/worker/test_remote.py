@@ -193,3 +193,30 @@ def test_a_full_scratch_disk_before_an_s3_upload_is_named(aws_endpoint, scene, t
     assert record.status is Status.FAILED and "no space left" in record.error
     assert s3.list_objects_v2(Bucket="results").get("KeyCount") == 0
     assert list(scratch.iterdir()) == []  # the scratch folder is gone too
+
+
+def test_a_cell_from_s3_logs_no_pyopenssl_deprecation_noise(aws_endpoint, scene):
+    """The container's path (cell, bands and outputs in S3, the task log in DynamoDB) through
+    the real command: botocore probes urllib3's pyOpenSSL support, and where a system
+    pyOpenSSL meets a newer cryptography (Debian's python3-openssl beside our wheels) that
+    import warned 'DSA is deprecated' ahead of every line of the cell's log."""
+    s3 = boto3.client("s3")
+    for bucket in ("bands", "results", "jobs"):
+        s3.create_bucket(Bucket=bucket)
+    hrefs = {}
+    for key, path in scene.items():
+        s3.upload_file(path, "bands", f"scene/{os.path.basename(path)}")
+        hrefs[key] = f"s3://bands/scene/{os.path.basename(path)}"
+    create_task_table()
+    cell = make_cell(hrefs, "s3://results/runs", aoi=AOI)
+    s3.put_object(Bucket="jobs", Key="cell.json", Body=json.dumps(cell.to_dict()))
+    proc = run_worker("--task-log", f"dynamodb://{TABLE_NAME}?region=us-east-1", "run",
+                      "s3://jobs/cell.json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["outputs"]["ndvi"] == \
+        "s3://results/runs/job1/32TMT_2024-06-01_ndvi.tif"
+    assert DynamoTaskLog().get("job1#32TMT_2024-06-01").status is Status.SUCCEEDED
+    assert "CryptographyDeprecationWarning" not in proc.stderr, proc.stderr
+    assert "DSA is deprecated" not in proc.stderr, proc.stderr
+    # what a reader of the cell's log sees first is the worker's own progress
+    assert " INFO rsbatch.worker 32TMT_2024-06-01 " in proc.stderr.splitlines()[0], proc.stderr
