@@ -325,7 +325,9 @@ def test_a_worker_killed_by_sigkill_is_recorded_with_its_own_log_and_leaves_no_s
     assert runner.returncode == 1
     assert "3 succeeded" in out and "1 failed" in out
     log = folder / "logs" / f"{FIRST}.log"
-    own_lines = [line.strip() for line in log.read_text().splitlines() if line.strip()]
+    # the worker's own lines: the supervisor's "--- attempt started" header is not the worker's
+    own_lines = [line.strip() for line in log.read_text().splitlines()
+                 if line.strip() and not line.startswith("--- ")]
     error = records(job_id)[FIRST]["Error"]
     assert error == ("the worker process was killed by SIGKILL (out of memory?); last lines "
                      f"of its log: {' | '.join(own_lines[-3:])} (log: {log})")
