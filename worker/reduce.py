@@ -21,8 +21,10 @@ import numpy as np
 from qgis_rsbatch.core import products
 from qgis_rsbatch.core.contract import ReduceUnit, Status, split_cell_id
 from qgis_rsbatch.core.errors import Cancelled, NothingToReduce, RsbatchError, Terminated
+from qgis_rsbatch.core.tasklog.schema import STATS_ATTRIBUTE
 
 from . import composite as comp
+from .aoistats import IndexStats
 from .cog import CogWriter
 from .cogcheck import validate_cog
 from .composite import BLOCK, composite_bytes, composite_window, window_cols
@@ -32,7 +34,7 @@ from .process import Progress, _record, _start, pause_point
 from .profiles import composite_profile, gdal_threads, product_profile
 from .reader import AoiClip, Grid
 from .sources import band_env, open_band
-from .stac import unit_item
+from .stac import recorded_aoi_facts, unit_item
 
 log = logging.getLogger("rsbatch.worker")
 
@@ -41,12 +43,15 @@ log = logging.getLogger("rsbatch.worker")
 class UnitResult:
     unit_id: str
     status: Status
+    uri: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     lacking: list[str] = field(default_factory=list)
     skipped: bool = False
     seconds: float = 0.0
     error: str | None = None
+    #: a mosaic's AOI statistics of its index (each ground pixel once), as a cell's
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def process_unit(unit: ReduceUnit, *, task_log: Any = None, progress: Progress | None = None,
@@ -63,7 +68,7 @@ def process_unit(unit: ReduceUnit, *, task_log: Any = None, progress: Progress |
         earlier = _start(task_log, unit, None)
         if earlier is not None:
             return UnitResult(unit.unit_id, Status.SKIPPED, error=earlier.error)
-        uri, warnings, lacking, skipped = _run(unit, report, region)
+        made = _run(unit, report, region)
     except Cancelled as exc:
         return UnitResult(unit.unit_id, Status.CANCELLED, error=str(exc),
                           seconds=time.monotonic() - started)
@@ -80,23 +85,27 @@ def process_unit(unit: ReduceUnit, *, task_log: Any = None, progress: Progress |
             message = "interrupted"
         _record(task_log, unit, Status.FAILED, error=message)
         raise
-    outputs = {unit.product: uri}
-    _record(task_log, unit, Status.SUCCEEDED, outputs=outputs, warnings=warnings,
-            extra={"LackingInputs": lacking})
-    return UnitResult(unit.unit_id, Status.SUCCEEDED, outputs, warnings, lacking, skipped,
-                      time.monotonic() - started)
+    made.outputs = {unit.product: made.uri}
+    extra: dict[str, Any] = {"LackingInputs": made.lacking}
+    if made.stats:
+        extra[STATS_ATTRIBUTE] = made.stats
+    _record(task_log, unit, Status.SUCCEEDED, outputs=made.outputs, warnings=made.warnings,
+            extra=extra)
+    made.seconds = time.monotonic() - started
+    return made
 
 
-def _run(unit: ReduceUnit, report: Progress,
-         region: str | None) -> tuple[str, list[str], list[str], bool]:
+def _run(unit: ReduceUnit, report: Progress, region: str | None) -> UnitResult:
     destination = destination_for(unit.output, region)
     try:
         item = destination.read_json(unit.item_uri)
         if _complete(item, unit, destination):
             report(1.0, "output already complete; nothing to do")
-            lacking = list(item["properties"].get("rsbatch:lacking_inputs") or [])
-            return unit.output_uri(), list(item["properties"].get("rsbatch:warnings") or []), \
-                lacking, True
+            properties = item["properties"]
+            return UnitResult(unit.unit_id, Status.SUCCEEDED, uri=unit.output_uri(),
+                              warnings=list(properties.get("rsbatch:warnings") or []),
+                              lacking=list(properties.get("rsbatch:lacking_inputs") or []),
+                              skipped=True, stats=recorded_aoi_facts(item)["stats"])
         present = [i for i in unit.inputs if destination.size(unit.input_uri(i)) is not None]
         lacking = [i for i in unit.inputs if i not in present]
         if not present:
@@ -113,7 +122,8 @@ def _run(unit: ReduceUnit, report: Progress,
             asset, grid = _make(unit, present, destination, report)
         destination.write_json(unit.item_uri, unit_item(unit, grid, asset, warnings, lacking))
         report(1.0, "done")
-        return asset["uri"], warnings, lacking, False
+        return UnitResult(unit.unit_id, Status.SUCCEEDED, uri=asset["uri"], warnings=warnings,
+                          lacking=lacking, stats=asset["aoi_stats"])
     finally:
         destination.close()
 
@@ -178,6 +188,11 @@ def _make(unit: ReduceUnit, present: list[str], destination: Any,
         per_pixel = (composite_bytes(len(mosaics), spec["count"]) if composite
                      else spec["count"] * 8 + 24)
         cols_each = window_cols(grid.width, rows_each, per_pixel, budget)
+        # a mosaic's index over the AOI, each ground pixel once (the cells count the tiles'
+        # overlap twice): what the time series shows for that date
+        stats = IndexStats(unit.product) if not composite and products.get(
+            unit.product).is_index else None
+        aoi_pixels = 0
         for row in range(0, grid.height, rows_each):
             rows = min(rows_each, grid.height - row)
             data = np.empty((spec["count"], rows, grid.width), spec["dtype"])
@@ -188,7 +203,13 @@ def _make(unit: ReduceUnit, present: list[str], destination: Any,
                                      spec["nodata"]) if composite
                     else mosaics[0].read(row, rows, col, cols))
             if clip is not None:
-                data[:, ~clip.mask(row, 0, rows, grid.width)] = spec["nodata"]
+                inside = clip.mask(row, 0, rows, grid.width)
+                data[:, ~inside] = spec["nodata"]
+                aoi_pixels += int(inside.sum())
+            else:
+                aoi_pixels += rows * grid.width
+            if stats is not None:
+                stats.add(data[0])
             writer.write(data, row)
             report(0.9 * (row + rows) / grid.height, f"rows {row + rows}/{grid.height}")
         pause_point("written", unit)  # every strip on disk under scratch names
@@ -196,9 +217,10 @@ def _make(unit: ReduceUnit, present: list[str], destination: Any,
         check = validate_cog(path)
         if not check.valid:
             raise RsbatchError(f"{unit.unit_id} output is not a valid COG: {check.errors}")
-        stats = writer.stats
+        tags = writer.stats
         asset = {"uri": unit.output_uri(), "size": os.path.getsize(path),
-                 "stats": {b: stats.tags(b) for b in range(writer.count)} if stats else {}}
+                 "stats": {b: tags.tags(b) for b in range(writer.count)} if tags else {},
+                 "aoi_stats": {unit.product: stats.result(aoi_pixels)} if stats else {}}
         destination.publish(path, unit.output_uri())
         return asset, grid
     except BaseException as exc:

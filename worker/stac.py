@@ -149,7 +149,8 @@ def complete_products(item: Any, cell: Cell) -> dict[str, int]:
 
 def unit_item(unit: ReduceUnit, grid: Grid, asset: dict[str, Any], warnings: list[str],
               lacking: list[str]) -> dict[str, Any]:
-    """The item of a mosaic or composite; `asset` holds its "uri", "size" and "stats"."""
+    """The item of a mosaic or composite; `asset` holds its "uri", "size", "stats" (band
+    tags) and "aoi_stats" (a mosaic's index over the AOI)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -196,6 +197,7 @@ def unit_item(unit: ReduceUnit, grid: Grid, asset: dict[str, Any], warnings: lis
             "rsbatch:lacking_inputs": list(lacking),
             "rsbatch:clipped_to_aoi": unit.aoi is not None,
             "rsbatch:warnings": list(warnings),
+            "rsbatch:aoi_stats": dict(asset.get("aoi_stats") or {}),
         },
         "links": [],
         "assets": {

@@ -251,3 +251,68 @@ def test_a_unit_worker_killed_with_its_scratch_on_disk_leaves_none_and_resume_ma
     done = backend.resume(job.job_id, wait=True)
     assert done.succeeded
     assert_valid_cog(str(mosaics / "2024-06-01_ndvi.tif"))
+
+
+def aoi_inside(unit) -> np.ndarray:
+    """The mosaic grid's pixels whose centre lies inside the unit's AOI (rasterio's own
+    rasterization of the AOI projected with pyproj, not the worker's clip)."""
+    from pyproj import Transformer
+    from rasterio.features import geometry_mask
+
+    from qgis_rsbatch.core.geometry import densify_geometry
+
+    project = Transformer.from_crs("EPSG:4326", f"EPSG:{unit.grid.epsg}", always_xy=True)
+    dense = densify_geometry(unit.aoi, 0.005)  # edges straight in lon/lat bend in UTM
+    polygons = [dense["coordinates"]] if dense["type"] == "Polygon" else dense["coordinates"]
+    shapes = [{"type": "Polygon", "coordinates": [[project.transform(*p[:2]) for p in ring]
+                                                  for ring in polygon]} for polygon in polygons]
+    return geometry_mask(shapes, out_shape=(unit.grid.height, unit.grid.width),
+                         transform=rasterio.Affine(*unit.grid.transform), invert=True)
+
+
+def test_a_dates_statistics_come_from_its_mosaic_counting_overlapping_pixels_once(
+        sample_catalog, tmp_path):
+    """32TMT and 32TNT overlap inside the AOI: the NDVI mosaic's record holds the AOI's
+    statistics over the mosaic (count and mean as numpy's over the independent reference
+    mosaic within the AOI), fewer valid pixels than the two cells' sum, and the time series
+    (rsbatch stats, CSV) shows that one row per date instead of a row per tile."""
+    from qgis_rsbatch.core import timeseries
+
+    request = JobRequest(aoi=sample_catalog["aoi"], start=sample_catalog["start"],
+                         end=sample_catalog["end"], output=str(tmp_path / "out"),
+                         catalog=sample_catalog["catalog"], products=("ndvi",))
+    job = plan(request).job
+    status = backend_for(tmp_path).submit(job, wait=True)
+    assert status.succeeded, [(r.cell_id, r.status, r.error) for r in status.records]
+    by_id = {r.cell_id: r for r in status.records}
+    mosaics = [u for u in job.units if u.kind == "mosaic"]
+    assert len(mosaics) == 2
+    for unit in mosaics:
+        outputs = {i: local(by_id[i].outputs["ndvi"]) for i in unit.inputs}
+        assert len(outputs) == 2
+        reference = reference_mosaic(unit, outputs)[0]
+        inside = aoi_inside(unit)
+        values = reference[inside & ~np.isnan(reference)].astype(np.float64)
+        stats = by_id[unit.unit_id].stats["ndvi"]
+        assert stats["valid_pixels"] == values.size > 10_000
+        assert stats["aoi_pixels"] == int(inside.sum())
+        assert stats["mean"] == pytest.approx(values.mean(), abs=1e-9)
+        assert stats["std"] == pytest.approx(values.std(), abs=1e-9)
+        assert stats["median"] == pytest.approx(np.median(values), abs=1.1e-5)
+        # the cells count the overlap twice
+        cells = sum(by_id[i].stats["ndvi"]["valid_pixels"] for i in unit.inputs)
+        grid = rasterio.Affine(*unit.grid.transform)
+        shape = (unit.grid.height, unit.grid.width)
+        both = np.stack([valid(on_grid(p, grid, shape)) for p in outputs.values()])
+        overlap = int((both.all(axis=0) & inside).sum())
+        assert overlap > 1_000 and cells == stats["valid_pixels"] + overlap
+        item = json.loads(Path(local(unit.item_uri)).read_text())
+        assert item["properties"]["rsbatch:aoi_stats"]["ndvi"] == stats
+
+    rows = timeseries.stats_rows(status.records)
+    assert [(r["date"], r["tile"], r["product"]) for r in rows] == [
+        (u.date, "mosaic", "ndvi") for u in sorted(mosaics, key=lambda u: u.date)]
+    assert rows[0]["valid_pixels"] == by_id[mosaics[0].unit_id].stats["ndvi"]["valid_pixels"]
+    # a job without mosaics keeps one row per tile
+    cells_only = [r for r in status.records if r.extra.get("Kind") is None]
+    assert [r["tile"] for r in timeseries.stats_rows(cells_only)] == ["32TMT", "32TNT"] * 2
