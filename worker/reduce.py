@@ -21,7 +21,12 @@ import numpy as np
 from qgis_rsbatch.core import products
 from qgis_rsbatch.core.contract import ReduceUnit, Status, split_cell_id
 from qgis_rsbatch.core.errors import Cancelled, NothingToReduce, RsbatchError, Terminated
-from qgis_rsbatch.core.tasklog.schema import STATS_ATTRIBUTE
+from qgis_rsbatch.core.tasklog.schema import (
+    LACKING_ATTRIBUTE,
+    REMAKE_ATTRIBUTE,
+    STATS_ATTRIBUTE,
+    remake_pending,
+)
 
 from . import composite as comp
 from .aoistats import IndexStats
@@ -68,13 +73,17 @@ def process_unit(unit: ReduceUnit, *, task_log: Any = None, progress: Progress |
         earlier = _start(task_log, unit, None)
         if earlier is not None:
             return UnitResult(unit.unit_id, Status.SKIPPED, error=earlier.error)
-        made = _run(unit, report, region)
+        current = task_log.get(unit.task_id) if task_log is not None else None
+        # sent back to be made again (an input it lacked ran again): the output in place
+        # is complete but stale
+        made = _run(unit, report, region,
+                    reuse=current is None or not remake_pending(current))
     except Cancelled as exc:
         return UnitResult(unit.unit_id, Status.CANCELLED, error=str(exc),
                           seconds=time.monotonic() - started)
     except NothingToReduce as exc:
         _record(task_log, unit, Status.SKIPPED, error=str(exc),
-                extra={"LackingInputs": list(unit.inputs)})
+                extra={LACKING_ATTRIBUTE: list(unit.inputs), REMAKE_ATTRIBUTE: None})
         raise
     except Terminated:
         raise  # told to stop: scratch files are gone; whoever stopped us records why
@@ -86,7 +95,7 @@ def process_unit(unit: ReduceUnit, *, task_log: Any = None, progress: Progress |
         _record(task_log, unit, Status.FAILED, error=message)
         raise
     made.outputs = {unit.product: made.uri}
-    extra: dict[str, Any] = {"LackingInputs": made.lacking}
+    extra: dict[str, Any] = {LACKING_ATTRIBUTE: made.lacking, REMAKE_ATTRIBUTE: None}
     if made.stats:
         extra[STATS_ATTRIBUTE] = made.stats
     _record(task_log, unit, Status.SUCCEEDED, outputs=made.outputs, warnings=made.warnings,
@@ -95,11 +104,12 @@ def process_unit(unit: ReduceUnit, *, task_log: Any = None, progress: Progress |
     return made
 
 
-def _run(unit: ReduceUnit, report: Progress, region: str | None) -> UnitResult:
+def _run(unit: ReduceUnit, report: Progress, region: str | None,
+         reuse: bool = True) -> UnitResult:
     destination = destination_for(unit.output, region)
     try:
-        item = destination.read_json(unit.item_uri)
-        if _complete(item, unit, destination):
+        item = destination.read_json(unit.item_uri) if reuse else None
+        if item is not None and _complete(item, unit, destination):
             report(1.0, "output already complete; nothing to do")
             properties = item["properties"]
             return UnitResult(unit.unit_id, Status.SUCCEEDED, uri=unit.output_uri(),

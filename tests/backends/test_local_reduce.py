@@ -185,7 +185,8 @@ def test_a_killed_unit_worker_is_failed_with_its_own_log_and_resume_runs_only_it
         reduce_job, tmp_path):
     """The mosaic's worker dies by SIGKILL on its first attempt: the supervisor records it
     FAILED quoting the unit's own log; the composite still runs, on the other date, saying
-    what it lacked; resume runs the mosaic alone again."""
+    what it lacked; resume runs the mosaic again and remakes the composite that lacked it,
+    nothing else."""
     job = reduce_job
     marker = tmp_path / "killed-once"
     crash = (f'if [ "$5" = reduce ] && [[ "$cell" == *\'"unit_id": "mosaic_2024-06-01_ndvi"\'* ]]'
@@ -202,7 +203,7 @@ def test_a_killed_unit_worker_is_failed_with_its_own_log_and_resume_runs_only_it
     composite = by_id["composite_2024-06-01_2024-06-11_ndvi_median"]
     assert composite.status is Status.SUCCEEDED
     assert composite.extra["LackingInputs"] == ["mosaic_2024-06-01_ndvi"]
-    others = {i for i, r in by_id.items() if i != killed.cell_id}
+    others = {i for i, r in by_id.items() if i not in (killed.cell_id, composite.cell_id)}
     assert all(by_id[i].status is Status.SUCCEEDED for i in others)
 
     done = backend.resume(job.job_id, wait=True)
@@ -211,6 +212,8 @@ def test_a_killed_unit_worker_is_failed_with_its_own_log_and_resume_runs_only_it
     # two attempts in the unit's log (the first died before it could record RUNNING)
     assert log.read_text().count("attempt started by the rsbatch supervisor") == 2
     assert all(again[i].attempts == 1 for i in others)  # nothing else ran again
+    assert again[composite.cell_id].attempts == 2
+    assert again[composite.cell_id].extra["LackingInputs"] == []
     assert_valid_cog(local(again[killed.cell_id].outputs["ndvi"]))
 
 
@@ -316,3 +319,61 @@ def test_a_dates_statistics_come_from_its_mosaic_counting_overlapping_pixels_onc
     # a job without mosaics keeps one row per tile
     cells_only = [r for r in status.records if r.extra.get("Kind") is None]
     assert [r["tile"] for r in timeseries.stats_rows(cells_only)] == ["32TMT", "32TNT"] * 2
+
+
+def test_resume_remakes_a_unit_made_without_an_input_that_later_succeeds(
+        sample_catalog, tmp_path):
+    """32TMT's cell of 2024-06-01 dies on its first attempt: that date's mosaic is made from
+    32TNT alone and says it lacked 32TMT. Once the cause is gone, resume reruns the cell,
+    sends the mosaic (and the composite reading it) back to PENDING and remakes them with
+    every input: the mosaic's pixels become the two-tile reference; nothing else reruns."""
+    request = JobRequest(aoi=sample_catalog["aoi"], start=sample_catalog["start"],
+                         end=sample_catalog["end"], output=str(tmp_path / "out"),
+                         catalog=sample_catalog["catalog"], products=("ndvi",),
+                         composite="median")
+    job = plan(request).job
+    failing, mosaic_id = "32TMT_2024-06-01", "mosaic_2024-06-01_ndvi"
+    composite_id = "composite_2024-06-01_2024-06-11_ndvi_median"
+    fixed = tmp_path / "fixed"
+    crash = (f'if [ "$5" = run ] && [[ "$cell" == *\'"cell_id": "{failing}"\'* ]] '
+             f'&& [ ! -e {fixed} ]; then kill -9 $$; fi')
+    backend = backend_for(tmp_path, worker_python=wrapper_python(tmp_path, crash))
+    first = {r.cell_id: r for r in backend.submit(job, wait=True).records}
+    assert first[failing].status is Status.FAILED
+    assert first[mosaic_id].status is Status.SUCCEEDED
+    assert first[mosaic_id].extra["LackingInputs"] == [failing]
+    assert first[composite_id].status is Status.SUCCEEDED
+    unit = next(u for u in job.units if u.unit_id == mosaic_id)
+    path = local(unit.output_uri())
+    with rasterio.open(path) as ds:
+        before = ds.read(1)
+    partial = first[mosaic_id].stats["ndvi"]["valid_pixels"]
+
+    fixed.touch()
+    done = backend.resume(job.job_id, wait=True)
+    assert done.succeeded, [(r.cell_id, r.status, r.error) for r in done.records]
+    again = {r.cell_id: r for r in done.records}
+    for remade in (mosaic_id, composite_id):
+        assert again[remade].attempts == 2 and again[remade].extra["LackingInputs"] == []
+        assert not again[remade].extra.get("RemakeReason")
+    # the cell's first attempt died before it could record RUNNING: one attempt recorded
+    assert again[failing].status is Status.SUCCEEDED
+    assert all(again[i].attempts == 1 for i in again if i not in (mosaic_id, composite_id))
+    assert_valid_cog(path)
+    with rasterio.open(path) as ds:
+        after = ds.read()
+    outputs = {i: local(again[i].outputs["ndvi"]) for i in unit.inputs}
+    np.testing.assert_array_equal(after, reference_mosaic(unit, outputs))
+    gained = np.isnan(before) & ~np.isnan(after[0])
+    assert gained.sum() > 10_000  # 32TMT's part of the AOI arrived
+    assert again[mosaic_id].stats["ndvi"]["valid_pixels"] == partial + int(gained.sum())
+    item = json.loads(Path(local(unit.item_uri)).read_text())
+    assert item["properties"]["rsbatch:lacking_inputs"] == []
+    composite = next(u for u in job.units if u.unit_id == composite_id)
+    mosaics = np.stack([rasterio.open(local(again[i].outputs["ndvi"])).read(1)
+                        for i in composite.inputs])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        median = np.nanmedian(mosaics, axis=0)
+    with rasterio.open(local(composite.output_uri())) as ds:
+        np.testing.assert_allclose(ds.read(1), median, rtol=0, atol=1e-7)
