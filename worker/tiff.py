@@ -26,6 +26,19 @@ _TYPES = {1: ("B", 1), 2: ("s", 1), 3: ("H", 1), 4: ("I", 1), 5: ("I", 2), 6: ("
           7: ("B", 1), 8: ("h", 1), 9: ("i", 1), 10: ("i", 2), 11: ("f", 1), 12: ("d", 1),
           16: ("Q", 1), 17: ("q", 1), 18: ("Q", 1)}
 _LONG, _LONG8 = 4, 16
+#: the bytes a classic TIFF may hold (32-bit offsets), less room for its IFDs and header
+CLASSIC_LIMIT = 0xFFFFFFFF - (64 << 20)
+
+
+def largest_size(sizes: Sequence[tuple[int, int]], count: int, itemsize: int,
+                 blocksize: int) -> int:
+    """The most bytes a tiled pyramid of levels `sizes` (width, height) could take once
+    compressed, known before any pixel is written: every tile (edge tiles are whole) at its
+    raw size, plus 1/64 for a compressor expanding data it cannot shrink (deflate and zstd
+    add far less) and each tile's 8-byte leader and trailer."""
+    tiles = sum(-(-w // blocksize) * -(-h // blocksize) for w, h in sizes)
+    raw = tiles * blocksize * blocksize * count * itemsize
+    return raw + raw // 64 + 8 * tiles
 
 
 @dataclass
@@ -183,7 +196,7 @@ def assemble(level_paths: Sequence[str], dest: str, *, bigtiff: bool | None = No
                           info.ifds[0].array(TAG_TILE_COUNTS))) for info in levels]
         data_bytes = sum(size + 8 for level in tiles for _, size in level if size)
         if bigtiff is None:
-            bigtiff = data_bytes > 0xFFFFFFFF - (64 << 20)
+            bigtiff = data_bytes > CLASSIC_LIMIT
         plan = _Plan(levels, bigtiff)
         ghost = _ghost_header()
         header_size = 16 if bigtiff else 8
