@@ -44,7 +44,7 @@ from .outputs import destination_for, no_space, space_needed_if_full
 from .profiles import cores_share, product_profile
 from .reader import AoiClip, BandSet, Grid, check_on_tile, strips
 from .sources import band_env
-from .stac import cell_item, complete_products, recorded_aoi_facts
+from .stac import cell_item, complete_products, mask_sizes, recorded_aoi_facts
 
 log = logging.getLogger("rsbatch.worker")
 
@@ -238,11 +238,26 @@ def _run(cell: Cell, report: Progress, region: str | None) -> _Outcome:
         destination.close()
 
 
+def _mask_products(cell: Cell) -> tuple[str, ...]:
+    """The products that keep their clouds and get the cloud mask beside them: when the
+    cell is cloud-masked and has SCL."""
+    if not cell.cloud_mask or not cell.bands.get("scl"):
+        return ()
+    return tuple(p for p in cell.products if products.get(p).clouds_beside)
+
+
 def _existing_outputs(cell: Cell, destination: Any) -> dict[str, str] | None:
-    """The outputs, when an earlier run already made all of them completely."""
-    expected = complete_products(destination.read_json(cell.item_uri), cell)
+    """The outputs, when an earlier run already made all of them completely (with the cloud
+    masks beside those that keep their clouds)."""
+    item = destination.read_json(cell.item_uri)
+    expected = complete_products(item, cell)
     if set(expected) != set(cell.products):
         return None
+    masks = mask_sizes(item)
+    for product in _mask_products(cell):
+        size = destination.size(cloud_mask_uri(cell.output_uri(product)))
+        if size is None or masks.get(product) != size:
+            return None
     for product, size in expected.items():
         uri = cell.output_uri(product)
         if destination.size(uri) != size:
@@ -281,8 +296,7 @@ def _make_products(cell: Cell, bands: BandSet, destination: Any, report: Progres
             path = destination.prepare(cell.output_uri(product))
             folder = os.path.dirname(path)
             writers[product] = _writer(product, path, cell, out_grid, decision)
-            if products.get(product).clouds_beside and cell.cloud_mask \
-                    and "scl" in bands.datasets:
+            if product in _mask_products(cell):
                 uri = cloud_mask_uri(cell.output_uri(product))
                 masks[product] = cloudflags.writer(destination.prepare(uri), out_grid, {
                     "RSBATCH_JOB_ID": cell.job_id, "TILE": cell.tile, "DATE": cell.date})

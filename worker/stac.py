@@ -159,6 +159,13 @@ def complete_products(item: Any, cell: Cell) -> dict[str, int]:
     return found
 
 
+def mask_sizes(item: Any) -> dict[str, int]:
+    """product → size of the cloud mask an existing item lists beside it."""
+    assets = (item.get("assets") or {}) if isinstance(item, dict) else {}
+    return {key.removesuffix("_clouds"): asset["file:size"] for key, asset in assets.items()
+            if key.endswith("_clouds") and isinstance(asset.get("file:size"), int)}
+
+
 def unit_item(unit: ReduceUnit, grid: Grid, asset: dict[str, Any], warnings: list[str],
               lacking: list[str]) -> dict[str, Any]:
     """The item of a mosaic or composite; `asset` holds its "uri", "size", "stats" (band
