@@ -239,3 +239,35 @@ def test_outputs_past_4_gib_are_planned_as_bigtiff(tmp_path):
     small = CogWriter(str(tmp_path / "tile.tif"), _profile(10980, 10980, "uint16", 3, 0))
     small.abort()
     assert not small.bigtiff and not list(tmp_path.iterdir())
+
+
+def test_the_assembler_left_to_decide_plans_the_classic_layout_exactly(tmp_path):
+    """With `bigtiff` left open, the assembler plans the classic layout from the tiles'
+    sizes before writing: at this file's exact classic size it stays classic (the same
+    bytes), one byte lower it is a BigTIFF that GDAL's validator accepts, same pixels."""
+    data = np.random.default_rng(5).random((1, 700, 800)).astype(np.float32)
+    source = tmp_path / "small.tif"
+    _write(source, data, 700)
+    levels = []
+    for index in range(2):
+        level = tmp_path / f"L{index}.tif"
+        with rasterio.open(source, overview_level=index - 1 if index else None) as src:
+            profile = src.profile | {"driver": "GTiff", "tiled": True, "blockxsize": 512,
+                                     "blockysize": 512, "compress": "ZSTD"}
+            with rasterio.open(level, "w", **profile) as dst:
+                dst.write(src.read())
+        levels.append(str(level))
+    classic = tmp_path / "classic.tif"
+    tiff.assemble(levels, str(classic), bigtiff=False)
+    size = classic.stat().st_size
+    fits = tmp_path / "fits.tif"
+    tiff.assemble(levels, str(fits), classic_limit=size)
+    assert fits.read_bytes() == classic.read_bytes() and fits.read_bytes()[2:4] == b"\x2a\x00"
+    big = tmp_path / "big.tif"
+    tiff.assemble(levels, str(big), classic_limit=size - 1)
+    assert big.read_bytes()[2:4] == b"\x2b\x00"
+    assert_valid_cog(str(big))
+    assert validate_cog(str(big)).valid
+    with rasterio.open(big) as ds:
+        np.testing.assert_array_equal(ds.read(), data)
+        assert ds.overviews(1) == [2]
