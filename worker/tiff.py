@@ -26,8 +26,8 @@ _TYPES = {1: ("B", 1), 2: ("s", 1), 3: ("H", 1), 4: ("I", 1), 5: ("I", 2), 6: ("
           7: ("B", 1), 8: ("h", 1), 9: ("i", 1), 10: ("i", 2), 11: ("f", 1), 12: ("d", 1),
           16: ("Q", 1), 17: ("q", 1), 18: ("Q", 1)}
 _LONG, _LONG8 = 4, 16
-#: the bytes a classic TIFF may hold (32-bit offsets), less room for its IFDs and header
-CLASSIC_LIMIT = 0xFFFFFFFF - (64 << 20)
+#: the largest byte offset a classic TIFF can hold (32 bits); beyond it, BigTIFF
+CLASSIC_LIMIT = 0xFFFFFFFF
 
 
 def largest_size(sizes: Sequence[tuple[int, int]], count: int, itemsize: int,
@@ -35,7 +35,8 @@ def largest_size(sizes: Sequence[tuple[int, int]], count: int, itemsize: int,
     """The most bytes a tiled pyramid of levels `sizes` (width, height) could take once
     compressed, known before any pixel is written: every tile (edge tiles are whole) at its
     raw size, plus 1/64 for a compressor expanding data it cannot shrink (deflate and zstd
-    add far less) and each tile's 8-byte leader and trailer."""
+    add far less) and for the IFDs (16 bytes a tile), and each tile's 8-byte leader and
+    trailer."""
     tiles = sum(-(-w // blocksize) * -(-h // blocksize) for w, h in sizes)
     raw = tiles * blocksize * blocksize * count * itemsize
     return raw + raw // 64 + 8 * tiles
@@ -183,10 +184,6 @@ class _Plan:
             return field.count * (8 if self.bigtiff else 4)
         code, per = _TYPES[field.type]
         return struct.calcsize(code) * field.count * per
-
-
-#: the largest byte offset a classic TIFF can hold (32 bits); beyond it, BigTIFF
-CLASSIC_LIMIT = 0xFFFFFFFF
 
 
 def _layout(levels: list[TiffInfo], tiles: list[list[tuple[int, int]]],
