@@ -230,7 +230,8 @@ def test_true_colour_keeps_its_clouds_and_writes_the_indices_mask_beside_it(scen
     masked = np.isin(scl_at_10m(scene["scl"], flags.shape), MASKED_SCL)
     assert (masked & shown).sum() > 1_000 and (~masked & shown).sum() > 1_000
     np.testing.assert_array_equal(flags, np.where(shown, masked.astype(np.uint8), 255))
-    item = json.loads(open(cell.item_uri.removeprefix("file://")).read())
+    with open(cell.item_uri.removeprefix("file://")) as fh:
+        item = json.load(fh)
     assert item["assets"]["rgb_clouds"]["file:size"] == os.path.getsize(path)
     os.remove(path)
     assert not process_cell(cell).skipped and os.path.exists(path)
