@@ -1,11 +1,12 @@
 """`make bench`: reduce units on full-size generated tiles — time and peak RSS.
 
 Mosaics of 2 tiles of one zone (32TMT + 32TNT), 2 tiles across a zone boundary (31UGR +
-32UKA, one warped) and 4 tiles (32TMT, 32TNT, 32TMS, 32TNS); a median composite of 10
-dates of 32TMT. Cells are made once by the real worker and cached under bench/.cache; each
-unit then runs in a fresh process (`python -m bench.reduce_bench unit UNIT.json`) so its peak
-RSS is its own. With --size below 10980 each tile is a crop at the corner facing the others.
-Results go to bench/results/reduce.md and reduce.json.
+32UKA, one warped) and 4 tiles (32TMT, 32TNT, 32TMS, 32TNS); median composites of 10 and
+30 dates of 32TMT (the work arrays grow as dates × window, the window shrinking to stay
+within the composite's budget). Cells are made once by the real worker and cached under
+bench/.cache; each unit then runs in a fresh process (`python -m bench.reduce_bench unit
+UNIT.json`) so its peak RSS is its own. With --size below 10980 each tile is a crop at
+the corner facing the others. Results go to bench/results/reduce.md and reduce.json.
 """
 
 from __future__ import annotations
@@ -31,11 +32,15 @@ CASES = {
     "mosaic of 2 tiles across zones 31/32": ("mosaic", ("31UGR", "32UKA"), 1),
     "mosaic of 4 tiles": ("mosaic", ("32TMT", "32TNT", "32TMS", "32TNS"), 1),
     "median composite of 10 dates": ("composite", ("32TMT",), 10),
+    "median composite of 30 dates": ("composite", ("32TMT",), 30),
 }
 
 
 def dates(count: int) -> list[str]:
-    return [f"2024-06-{day:02d}" for day in range(1, 1 + 3 * count, 3)]
+    """Every third day from 2024-06-01 (30 dates run into August)."""
+    from datetime import date, timedelta
+
+    return [(date(2024, 6, 1) + timedelta(days=3 * k)).isoformat() for k in range(count)]
 
 
 def crop_origin(tile: str, size: int) -> tuple[float, float]:

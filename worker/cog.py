@@ -164,7 +164,9 @@ class CogWriter:
 
     `profile` holds dtype, count, nodata, crs, transform, width, height. Overviews are
     averages of the valid pixels (nodata-aware) or, with `overview_resampling="nearest"`
-    (class maps), the upper-left pixel of each 2 × 2 block.
+    (class maps), the upper-left pixel of each 2 × 2 block. The file is a BigTIFF when its
+    tiles could take more than `bigtiff_above` bytes (the classic format's limit), classic
+    otherwise.
     """
 
     def __init__(self, path: str, profile: dict[str, Any], *, blocksize: int = 512,
@@ -172,7 +174,8 @@ class CogWriter:
                  scales: Sequence[float] | None = None, offsets: Sequence[float] | None = None,
                  colorinterp: Sequence[str] | None = None, tags: dict[str, str] | None = None,
                  band_tags: Sequence[dict] | None = None, statistics: bool = True,
-                 options: dict[str, Any] | None = None) -> None:
+                 options: dict[str, Any] | None = None,
+                 bigtiff_above: int = tiff.CLASSIC_LIMIT) -> None:
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning
 
@@ -192,11 +195,20 @@ class CogWriter:
         token = new_token()  # scratch names carry our pid, so a sweep can tell if we live
         self._part = scratch_path(self.path, "part", token)
 
+        sizes = [(int(profile["width"]), int(profile["height"]))]
+        while max(sizes[-1]) > blocksize:
+            w, h = sizes[-1]
+            sizes.append(((w + 1) // 2, (h + 1) // 2))
+        # decided before writing, from the sizes alone (the scratch levels too: the full
+        # resolution on its own may pass 4 GiB): BigTIFF when the COG could outgrow the
+        # classic format's 32-bit offsets
+        self.bigtiff = tiff.largest_size(sizes, self.count, self.dtype.itemsize,
+                                         blocksize) > bigtiff_above
         options = cog_options(**(options or {}))
         creation = {
             "driver": "GTiff", "tiled": True, "blockxsize": blocksize, "blockysize": blocksize,
-            "bigtiff": "NO", "sparse_ok": True, "compress": options["compress"],
-            "num_threads": options["num_threads"],
+            "bigtiff": "YES" if self.bigtiff else "NO", "sparse_ok": True,
+            "compress": options["compress"], "num_threads": options["num_threads"],
             "interleave": "pixel" if self.count > 1 else "band",
             "dtype": self.dtype.name, "count": self.count, "nodata": self.nodata,
             "crs": profile.get("crs"), "transform": profile.get("transform"),
@@ -210,10 +222,6 @@ class CogWriter:
             # must be set at creation; GDAL refuses it later. Bands after the third are
             # TIFF extra samples (undefined), e.g. a composite's count of observations.
             creation["photometric"] = "RGB"
-        sizes = [(int(profile["width"]), int(profile["height"]))]
-        while max(sizes[-1]) > blocksize:
-            w, h = sizes[-1]
-            sizes.append(((w + 1) // 2, (h + 1) // 2))
         self._levels = [_Level(w, h) for w, h in sizes[1:]]
         self._paths = [scratch_path(self.path, f"L{i}.tif", token) for i in range(len(sizes))]
         self._datasets: list[Any] = []
@@ -343,7 +351,7 @@ class CogWriter:
             describe(self._datasets[0], self)
             for ds in self._datasets:
                 ds.close()
-            tiff.assemble(self._paths, self._part)
+            tiff.assemble(self._paths, self._part, bigtiff=self.bigtiff)
             os.replace(self._part, self.path)
             self._closed = True
             return self.path

@@ -2,8 +2,9 @@
 
 What GEE's `median()` and openEO's `reduce_dimension(median)` give an analyst: clouds and
 gaps of one date are filled from the others. An observation is a date's pixel where every
-band of the product is valid (for true colour, all three bands), so the bands of the median
-come from the same observations. With an even number of them the median is the mean of the
+band of the product is valid (for true colour, all three bands, and clear by the cloud mask
+the indices use, cloudflags.py), so the bands of the median come from the same
+observations. With an even number of them the median is the mean of the
 two middle values (numpy's convention), rounded half to even for integer products.
 
 Memory: a window of N dates × bands in float32, twice (the sort). Windows are 512 rows (the
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import cloudflags
 from .mosaic import DateMosaic, valid_pixels
 
 #: bytes the work arrays of one window may take (a composite's stacked dates, sorted twice)
@@ -66,8 +68,10 @@ def composite_window(dates: Sequence[DateMosaic], row: int, rows: int, col: int,
     first = dates[0]
     stack = np.empty((len(dates), first.count, rows, cols), np.float32)
     for index, mosaic in enumerate(dates):
-        values = mosaic.read(row, rows, col, cols)
+        values, flags = mosaic.read_flagged(row, rows, col, cols)
         valid = valid_pixels(values, mosaic.nodata)
+        if flags is not None:  # true colour keeps its clouds; the median leaves them out
+            valid &= flags != cloudflags.MASKED
         stack[index] = values
         stack[index][:, ~valid] = np.nan
     median, count = median_and_count(stack)

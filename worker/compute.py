@@ -131,6 +131,9 @@ def rgb(red: np.ndarray, green: np.ndarray, blue: np.ndarray, scale: float, offs
     """(3, rows, cols) uint16 reflectance × 10000 in R, G, B order; 0 where any band has no data.
 
     A valid pixel whose reflectance clamps to 0 is stored as 1, so it stays distinct from nodata.
+    Not cloud-masked, by design: a tile's or a date's true colour is for looking at, clouds
+    included; the indices' cloud mask is written beside it (cloudflags.py) so that its median
+    composite leaves the clouds out.
     """
     out = np.empty((3, *red.shape), dtype=np.uint16)
     nodata = red == 0

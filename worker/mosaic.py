@@ -24,6 +24,7 @@ import numpy as np
 from qgis_rsbatch.core import grid as tile_grid
 from qgis_rsbatch.core.contract import TargetGrid
 
+from . import cloudflags
 from .reader import Grid
 
 #: GDAL's approximation error for the warp, in pixels: small enough that every pixel's source
@@ -57,8 +58,11 @@ class Source:
     cols: tuple[int, int]
     shift: tuple[int, int] | None  # (row, col) offset when on the target's own lattice
     vrt: Any = None                # a WarpedVRT onto the target grid, otherwise
+    flags: Source | None = None    # the cloud mask beside it (cloudflags.py), if any
 
     def close(self) -> None:
+        if self.flags is not None:
+            self.flags.close()
         if self.vrt is not None:
             self.vrt.close()
         self.dataset.close()
@@ -134,6 +138,18 @@ def read_onto(source: Source, row: int, rows: int, col: int,
     return data, r0, c0
 
 
+def _flags_of(source: Source, row: int, rows: int, col: int, cols: int,
+              shape: tuple[int, ...]) -> np.ndarray:
+    """An input's cloud flags over the part of the window its data covers (clear without
+    a mask)."""
+    if source.flags is None:
+        return np.full(shape, cloudflags.CLEAR, np.uint8)
+    piece = read_onto(source.flags, row, rows, col, cols)
+    if piece is None or piece[0].shape[1:] != tuple(shape):
+        raise ValueError(f"the cloud mask of {source.input_id} does not match its grid")
+    return piece[0][0]
+
+
 class DateMosaic:
     """The inputs of one date on the target grid; `read` merges them for a strip."""
 
@@ -142,19 +158,25 @@ class DateMosaic:
         self.sources = list(sources)
         self.grid, self.count, self.dtype, self.nodata = grid, count, np.dtype(dtype), nodata
 
+    @property
+    def flagged(self) -> bool:
+        """Whether the inputs carry cloud masks beside them (cloudflags.py)."""
+        return any(source.flags is not None for source in self.sources)
+
     def read(self, row: int, rows: int, col: int = 0, cols: int | None = None) -> np.ndarray:
         """(bands, rows, cols) of the target window at (row, col): per pixel the first valid
         value of the inputs in the order of their tile's centre, nearest first (ties: the
         earlier input); nodata where none is valid."""
+        return self.read_flagged(row, rows, col, cols)[0]
+
+    def read_flagged(self, row: int, rows: int, col: int = 0, cols: int | None = None
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+        """`read`, and when the inputs carry cloud masks, the flag of the input each pixel
+        came from (cloudflags: an input without a mask counts as clear)."""
         g = self.grid
         cols = g.width - col if cols is None else cols
         out = np.full((self.count, rows, cols), self.nodata, dtype=self.dtype)
-        if len(self.sources) == 1:  # one input: no order to decide
-            piece = read_onto(self.sources[0], row, rows, col, cols)
-            if piece is not None:
-                data, r0, c0 = piece
-                out[:, r0 - row:r0 - row + data.shape[1], c0 - col:c0 - col + data.shape[2]] = data
-            return out
+        flags = np.full((rows, cols), cloudflags.NONE, np.uint8) if self.flagged else None
         best = np.full((rows, cols), np.inf)
         for source in self.sources:
             piece = read_onto(source, row, rows, col, cols)
@@ -163,16 +185,22 @@ class DateMosaic:
             data, r0, c0 = piece
             r, c = r0 - row, c0 - col
             h, w = data.shape[1:]
-            xs = g.transform.c + (np.arange(c0, c0 + w) + 0.5) * g.transform.a
-            ys = g.transform.f + (np.arange(r0, r0 + h) + 0.5) * g.transform.e
-            distance = np.hypot(xs[None, :] - source.centre[0], ys[:, None] - source.centre[1])
-            window = best[r:r + h, c:c + w]
-            take = valid_pixels(data, self.nodata) & (distance < window)
-            window[take] = distance[take]
+            take = valid_pixels(data, self.nodata)
+            if len(self.sources) > 1:  # several inputs: the nearest tile's centre first
+                xs = g.transform.c + (np.arange(c0, c0 + w) + 0.5) * g.transform.a
+                ys = g.transform.f + (np.arange(r0, r0 + h) + 0.5) * g.transform.e
+                distance = np.hypot(xs[None, :] - source.centre[0],
+                                    ys[:, None] - source.centre[1])
+                window = best[r:r + h, c:c + w]
+                take &= distance < window
+                window[take] = distance[take]
             target = out[:, r:r + h, c:c + w]
             for band in range(self.count):
                 target[band][take] = data[band][take]
-        return out
+            if flags is not None:
+                flags[r:r + h, c:c + w][take] = _flags_of(source, row, rows, col, cols,
+                                                          data.shape[1:])[take]
+        return out, flags
 
     def close(self) -> None:
         for source in self.sources:

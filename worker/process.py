@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from qgis_rsbatch.core import products
-from qgis_rsbatch.core.contract import Cell, ReduceUnit, Status
+from qgis_rsbatch.core.contract import Cell, ReduceUnit, Status, cloud_mask_uri
 from qgis_rsbatch.core.errors import (
     Cancelled,
     InvalidInput,
@@ -36,7 +36,7 @@ from qgis_rsbatch.core.tasklog.schema import (
     WORKER_START,
 )
 
-from . import aoicloud, compute, offset
+from . import aoicloud, cloudflags, compute, offset
 from .aoistats import IndexStats
 from .cog import CogWriter
 from .cogcheck import validate_cog
@@ -44,7 +44,7 @@ from .outputs import destination_for, no_space, space_needed_if_full
 from .profiles import cores_share, product_profile
 from .reader import AoiClip, BandSet, Grid, check_on_tile, strips
 from .sources import band_env
-from .stac import cell_item, complete_products, recorded_aoi_facts
+from .stac import cell_item, complete_products, mask_sizes, recorded_aoi_facts
 
 log = logging.getLogger("rsbatch.worker")
 
@@ -246,11 +246,26 @@ def _run(cell: Cell, report: Progress, region: str | None) -> _Outcome:
         destination.close()
 
 
+def _mask_products(cell: Cell) -> tuple[str, ...]:
+    """The products that keep their clouds and get the cloud mask beside them: when the
+    cell is cloud-masked and has SCL."""
+    if not cell.cloud_mask or not cell.bands.get("scl"):
+        return ()
+    return tuple(p for p in cell.products if products.get(p).clouds_beside)
+
+
 def _existing_outputs(cell: Cell, destination: Any) -> dict[str, str] | None:
-    """The outputs, when an earlier run already made all of them completely."""
-    expected = complete_products(destination.read_json(cell.item_uri), cell)
+    """The outputs, when an earlier run already made all of them completely (with the cloud
+    masks beside those that keep their clouds)."""
+    item = destination.read_json(cell.item_uri)
+    expected = complete_products(item, cell)
     if set(expected) != set(cell.products):
         return None
+    masks = mask_sizes(item)
+    for product in _mask_products(cell):
+        size = destination.size(cloud_mask_uri(cell.output_uri(product)))
+        if size is None or masks.get(product) != size:
+            return None
     for product, size in expected.items():
         uri = cell.output_uri(product)
         if destination.size(uri) != size:
@@ -282,31 +297,40 @@ def _make_products(cell: Cell, bands: BandSet, destination: Any, report: Progres
     report(0.02, decision.detail)
     clip, window, out_grid = where
     writers: dict[str, CogWriter] = {}
+    masks: dict[str, CogWriter] = {}  # product → the cloud mask written beside it
     folder = None
     try:
         for product in cell.products:
             path = destination.prepare(cell.output_uri(product))
             folder = os.path.dirname(path)
             writers[product] = _writer(product, path, cell, out_grid, decision)
+            if product in _mask_products(cell):
+                uri = cloud_mask_uri(cell.output_uri(product))
+                masks[product] = cloudflags.writer(destination.prepare(uri), out_grid, {
+                    "RSBATCH_JOB_ID": cell.job_id, "TILE": cell.tile, "DATE": cell.date})
         stats = {p: IndexStats(p) for p in cell.products if products.get(p).is_index}
-        aoi_pixels = _fill(writers, bands, cell, decision.offset, clip, window, report, stats)
+        aoi_pixels = _fill(writers, bands, cell, decision.offset, clip, window, report, stats,
+                           masks)
         outcome.stats = {p: s.result(aoi_pixels) for p, s in stats.items()}
         pause_point("written", cell)
         report(0.9, "writing Cloud-Optimized GeoTIFFs")
+        mask_assets = {p: _publish(w, cloud_mask_uri(cell.output_uri(p)), destination)
+                       for p, w in masks.items()}  # before the products: the item comes last
         assets = _finish(writers, cell, destination, warnings)
     except BaseException as exc:
         # decided before abort() frees the space the scratch files hold
         needed = None if folder is None else space_needed_if_full(
             exc, folder, out_grid.width * out_grid.height,
             [_pixel_bytes(product) for product in cell.products])
-        for writer in writers.values():
+        for writer in (*writers.values(), *masks.values()):
             writer.abort()
         if needed is not None and folder is not None:
             raise no_space(folder, needed) from exc
         raise
     destination.write_json(cell.item_uri, cell_item(cell, out_grid, assets, decision, warnings,
                                                     aoi_masked_pct=outcome.aoi_masked_pct,
-                                                    aoi_stats=outcome.stats))
+                                                    aoi_stats=outcome.stats,
+                                                    masks=mask_assets))
     report(1.0, "done")
     outcome.outputs = {product: info["uri"] for product, info in assets.items()}
 
@@ -333,12 +357,15 @@ def _output_window(cell: Cell, grid: Grid) -> tuple[AoiClip | None, Any, Grid]:
 
 def _fill(writers: dict[str, CogWriter], bands: BandSet, cell: Cell, offset_value: float,
           clip: AoiClip | None, window: Any, report: Progress,
-          stats: dict[str, IndexStats]) -> int:
+          stats: dict[str, IndexStats], masks: dict[str, CogWriter]) -> int:
     """Read, compute and write the window strip by strip, feeding each index's AOI
-    statistics on the way; returns the AOI's pixel count."""
+    statistics and the cloud masks beside products that keep their clouds on the way;
+    returns the AOI's pixel count."""
     row, col = int(window.row_off), int(window.col_off)
     rows, cols = int(window.height), int(window.width)
     read_keys = cell.needed_bands()
+    if masks and "scl" not in read_keys:
+        read_keys = (*read_keys, "scl")
     scl_map = compute.cloud_mask if cell.cloud_mask else None
 
     def load(strip: tuple[int, int]) -> tuple[int, int, dict[str, Any]]:
@@ -351,6 +378,8 @@ def _fill(writers: dict[str, CogWriter], bands: BandSet, cell: Cell, offset_valu
                                 inside)
         if product in stats:
             stats[product].add(block[0])
+        if product in masks:
+            masks[product].write(cloudflags.flags(block, data["scl"])[None], at)
         writers[product].write(block, at)
 
     inside_total = 0
@@ -375,20 +404,14 @@ def _finish(writers: dict[str, CogWriter], cell: Cell, destination: Any,
     """Close, check and publish each product; returns what the STAC item lists."""
     assets: dict[str, dict[str, Any]] = {}
     for product, writer in writers.items():
-        path = writer.close()
-        check = validate_cog(path)
-        if not check.valid:
-            raise RsbatchError(f"{product} output is not a valid COG: {check.errors}")
+        assets[product] = _publish(writer, cell.output_uri(product), destination)
         stats = writer.stats
         spec = products.get(product)
         if spec.is_index and stats is not None and stats.valid_fraction() == 0:
             warnings.append(f"{spec.title} has no valid pixel (all masked as cloud, shadow "
                             "or no data)")
-        assets[product] = {
-            "uri": cell.output_uri(product), "size": os.path.getsize(path),
-            "stats": {b: stats.tags(b) for b in range(writer.count)} if stats else {},
-        }
-        destination.publish(path, cell.output_uri(product))
+        assets[product]["stats"] = ({b: stats.tags(b) for b in range(writer.count)}
+                                    if stats else {})
     return assets
 
 
@@ -409,6 +432,17 @@ def all_of(futures: list[Any]) -> None:
     wait(futures)
     for future in futures:
         future.result()
+
+
+def _publish(writer: CogWriter, uri: str, destination: Any) -> dict[str, Any]:
+    """Close, check and publish one COG; returns its STAC asset's uri and size."""
+    path = writer.close()
+    check = validate_cog(path)
+    if not check.valid:
+        raise RsbatchError(f"{uri.rsplit('/', 1)[-1]} is not a valid COG: {check.errors}")
+    facts = {"uri": uri, "size": os.path.getsize(path)}
+    destination.publish(path, uri)
+    return facts
 
 
 def prefetched(load: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:

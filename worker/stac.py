@@ -71,9 +71,11 @@ def _raster_bands(product: str, stats: dict[int, dict[str, str]]) -> list[dict]:
 def cell_item(cell: Cell, grid: Grid, assets: dict[str, dict[str, Any]],
               decision: OffsetDecision, warnings: list[str], *,
               aoi_masked_pct: float | None = None,
-              aoi_stats: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+              aoi_stats: dict[str, dict[str, Any]] | None = None,
+              masks: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The item; `assets` maps product → {"uri", "size", "stats"}; `aoi_stats` product →
-    the index's statistics over the AOI (aoistats.py)."""
+    the index's statistics over the AOI (aoistats.py); `masks` product → {"uri", "size"}
+    of the cloud mask beside it (cloudflags.py)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -124,8 +126,18 @@ def cell_item(cell: Cell, grid: Grid, assets: dict[str, dict[str, Any]],
                 "raster:bands": _raster_bands(product, info.get("stats", {})),
             }
             for product, info in assets.items()
-        },
+        } | mask_assets(masks, item_dir),
     }
+
+
+def mask_assets(masks: dict[str, dict[str, Any]] | None, item_dir: str) -> dict[str, Any]:
+    """The assets of the cloud masks beside outputs that keep their clouds ("rgb_clouds")."""
+    from .cloudflags import DESCRIPTION
+
+    return {f"{product}_clouds": {
+        "href": "./" + posixpath.relpath(info["uri"], item_dir), "type": COG_TYPE,
+        "title": DESCRIPTION, "roles": ["cloud"], "file:size": info["size"],
+    } for product, info in (masks or {}).items()}
 
 
 def recorded_aoi_facts(item: Any) -> dict[str, Any]:
@@ -147,9 +159,17 @@ def complete_products(item: Any, cell: Cell) -> dict[str, int]:
     return found
 
 
+def mask_sizes(item: Any) -> dict[str, int]:
+    """product → size of the cloud mask an existing item lists beside it."""
+    assets = (item.get("assets") or {}) if isinstance(item, dict) else {}
+    return {key.removesuffix("_clouds"): asset["file:size"] for key, asset in assets.items()
+            if key.endswith("_clouds") and isinstance(asset.get("file:size"), int)}
+
+
 def unit_item(unit: ReduceUnit, grid: Grid, asset: dict[str, Any], warnings: list[str],
               lacking: list[str]) -> dict[str, Any]:
-    """The item of a mosaic or composite; `asset` holds its "uri", "size" and "stats"."""
+    """The item of a mosaic or composite; `asset` holds its "uri", "size", "stats" (band
+    tags) and "aoi_stats" (a mosaic's index over the AOI)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -196,6 +216,7 @@ def unit_item(unit: ReduceUnit, grid: Grid, asset: dict[str, Any], warnings: lis
             "rsbatch:lacking_inputs": list(lacking),
             "rsbatch:clipped_to_aoi": unit.aoi is not None,
             "rsbatch:warnings": list(warnings),
+            "rsbatch:aoi_stats": dict(asset.get("aoi_stats") or {}),
         },
         "links": [],
         "assets": {
@@ -207,5 +228,5 @@ def unit_item(unit: ReduceUnit, grid: Grid, asset: dict[str, Any], warnings: lis
                 "file:size": asset["size"],
                 "raster:bands": bands,
             }
-        },
+        } | mask_assets(asset.get("masks"), posixpath.dirname(unit.item_uri)),
     }

@@ -26,6 +26,20 @@ _TYPES = {1: ("B", 1), 2: ("s", 1), 3: ("H", 1), 4: ("I", 1), 5: ("I", 2), 6: ("
           7: ("B", 1), 8: ("h", 1), 9: ("i", 1), 10: ("i", 2), 11: ("f", 1), 12: ("d", 1),
           16: ("Q", 1), 17: ("q", 1), 18: ("Q", 1)}
 _LONG, _LONG8 = 4, 16
+#: the largest byte offset a classic TIFF can hold (32 bits); beyond it, BigTIFF
+CLASSIC_LIMIT = 0xFFFFFFFF
+
+
+def largest_size(sizes: Sequence[tuple[int, int]], count: int, itemsize: int,
+                 blocksize: int) -> int:
+    """The most bytes a tiled pyramid of levels `sizes` (width, height) could take once
+    compressed, known before any pixel is written: every tile (edge tiles are whole) at its
+    raw size, plus 1/64 for a compressor expanding data it cannot shrink (deflate and zstd
+    add far less) and for the IFDs (16 bytes a tile), and each tile's 8-byte leader and
+    trailer."""
+    tiles = sum(-(-w // blocksize) * -(-h // blocksize) for w, h in sizes)
+    raw = tiles * blocksize * blocksize * count * itemsize
+    return raw + raw // 64 + 8 * tiles
 
 
 @dataclass
@@ -172,38 +186,54 @@ class _Plan:
         return struct.calcsize(code) * field.count * per
 
 
-def assemble(level_paths: Sequence[str], dest: str, *, bigtiff: bool | None = None) -> None:
+def _layout(levels: list[TiffInfo], tiles: list[list[tuple[int, int]]],
+            bigtiff: bool) -> tuple[_Plan, list[int], list[list[int]], int]:
+    """Where every IFD and tile goes: (plan, IFD offsets, tile offsets per level, end)."""
+    plan = _Plan(levels, bigtiff)
+    cursor = (16 if bigtiff else 8) + len(_ghost_header())
+    ifd_offsets = []
+    for fields in plan.fields:
+        cursor += cursor & 1
+        ifd_offsets.append(cursor)
+        cursor += plan.ifd_size(fields)
+    # tile data: smallest overview first, full resolution last
+    new_offsets: list[list[int]] = [[] for _ in levels]
+    for index in reversed(range(len(levels))):
+        for _, size in tiles[index]:
+            if size == 0:
+                new_offsets[index].append(0)
+                continue
+            new_offsets[index].append(cursor + 4)  # after the 4-byte size leader
+            cursor += size + 8
+    return plan, ifd_offsets, new_offsets, cursor
+
+
+def _needs_64_bits(levels: list[TiffInfo]) -> bool:
+    """Whether a tag other than the tile offsets holds 64-bit values (BigTIFF only)."""
+    return any(field.type in (16, 17, 18) and tag not in (TAG_TILE_OFFSETS, TAG_TILE_COUNTS)
+               for info in levels for tag, field in info.ifds[0].fields.items())
+
+
+def assemble(level_paths: Sequence[str], dest: str, *, bigtiff: bool | None = None,
+             classic_limit: int = CLASSIC_LIMIT) -> None:
     """Write `dest` as a COG from single-image tiled TIFFs: full resolution first, then
-    each overview, all with the same tiling, compression and bands."""
+    each overview, all with the same tiling, compression and bands.
+
+    BigTIFF when asked, or (`bigtiff` None) when the classic layout, planned exactly from
+    the tiles' sizes before anything is written, would end beyond `classic_limit` bytes (a
+    big AOI's mosaic passes 4 GiB; tests lower the limit to see the switch)."""
     handles = [open(path, "rb") for path in level_paths]  # noqa: SIM115 - closed below
     try:
         levels = [read_structure(fh, max_ifds=1) for fh in handles]
         order = levels[0].order
         tiles = [list(zip(info.ifds[0].array(TAG_TILE_OFFSETS),
                           info.ifds[0].array(TAG_TILE_COUNTS))) for info in levels]
-        data_bytes = sum(size + 8 for level in tiles for _, size in level if size)
         if bigtiff is None:
-            bigtiff = data_bytes > 0xFFFFFFFF - (64 << 20)
-        plan = _Plan(levels, bigtiff)
-        ghost = _ghost_header()
-        header_size = 16 if bigtiff else 8
-        cursor = header_size + len(ghost)
-        ifd_offsets = []
-        for fields in plan.fields:
-            cursor += cursor & 1
-            ifd_offsets.append(cursor)
-            cursor += plan.ifd_size(fields)
-        # tile data: smallest overview first, full resolution last
-        new_offsets: list[list[int]] = [[] for _ in levels]
-        for index in reversed(range(len(levels))):
-            for _, size in tiles[index]:
-                if size == 0:
-                    new_offsets[index].append(0)
-                    continue
-                new_offsets[index].append(cursor + 4)  # after the 4-byte size leader
-                cursor += size + 8
-        if not bigtiff and cursor > 0xFFFFFFFF:
+            bigtiff = _needs_64_bits(levels) or _layout(levels, tiles, False)[3] > classic_limit
+        plan, ifd_offsets, new_offsets, end = _layout(levels, tiles, bigtiff)
+        if not bigtiff and end > CLASSIC_LIMIT:
             raise ValueError("output exceeds 4 GB; BigTIFF needed")
+        ghost = _ghost_header()
         with open(dest, "wb") as out:
             if bigtiff:
                 out.write(struct.pack(order + "HHHHQ", 0x4949 if order == "<" else 0x4D4D,

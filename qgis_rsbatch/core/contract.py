@@ -98,6 +98,13 @@ def output_name(tile: str, date: str, product: str) -> str:
     return f"{tile}_{date}_{product}.tif"
 
 
+def cloud_mask_uri(output_uri: str) -> str:
+    """The cloud mask written beside an output that keeps its clouds (RGB): '…_rgb.tif' →
+    '…_rgb_clouds.tif', for a cell's output and a mosaic's alike."""
+    stem = output_uri[:-4] if output_uri.endswith(".tif") else output_uri
+    return f"{stem}_clouds.tif"
+
+
 def join_uri(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
 

@@ -95,6 +95,9 @@ class Product:
     count: int = 1              # raster bands in the output
     scale: float = 1.0          # the output band's scale (RGB: reflectance × 10000)
     cloud_masked: bool = True   # NaN where SCL says cloud, shadow or no data
+    #: not masked, but the mask is written beside it (contract.cloud_mask_uri), so its
+    #: composites leave the clouds out (worker/cloudflags.py)
+    clouds_beside: bool = False
     measured: bool = False      # bytes/seconds measured by `make bench` (else estimated)
 
     @property
@@ -124,13 +127,13 @@ def _index(name: str, title: str, bands: tuple[str, ...], formula: str, *,
 
 _PRODUCTS = (
     # Reflectance × 10000 as uint16, offset already applied; 0 is nodata. Not cloud-masked:
-    # an analyst looks at the clouds in true colour.
+    # an analyst looks at the clouds in true colour; its median composite leaves them out.
     Product(
         name="rgb", title="RGB", description="True colour (B04, B03, B02) reflectance × 10000",
         bands=("red", "green", "blue"), formula="reflectance × 10000 of B04, B03, B02",
         dtype="uint16", nodata=0, valid_range=(0.0, 6.5535),
         style=Style("rgb-stretch", 0.0, 0.3), bytes_per_pixel=4.26, seconds_per_tile=5.7,
-        count=3, scale=0.0001, cloud_masked=False, measured=True,
+        count=3, scale=0.0001, cloud_masked=False, clouds_beside=True, measured=True,
     ),
     # the bench (bench/results/worker.md, 2026-11-29) measured RGB and NDVI; the other
     # indices' seconds are their CPU seconds alone (bench/results/indices.md, 2026-12-06)

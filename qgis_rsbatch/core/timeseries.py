@@ -1,4 +1,5 @@
-"""A job's AOI statistics as a time series: one row per cell and index product, by date.
+"""A job's AOI statistics as a time series: one row per date (its mosaic, or each of its
+cells) and index product.
 
 The worker stores each index's statistics over the AOI's valid pixels in the task-log
 record (schema.STATS_ATTRIBUTE) and the STAC item; this module turns a job's records into
@@ -19,6 +20,7 @@ from typing import Any
 from . import products
 from .contract import Status
 from .errors import OutputFailed
+from .tasklog.schema import is_unit_record
 
 #: the columns of a row, in order
 COLUMNS = ("tile", "date", "product", "status", "valid_pixels", "aoi_pixels",
@@ -26,20 +28,45 @@ COLUMNS = ("tile", "date", "product", "status", "valid_pixels", "aoi_pixels",
 STAT_COLUMNS = ("valid_fraction", "mean", "median", "std", "p10", "p90")
 
 
+def _mosaic_product(record: Any) -> str | None:
+    """The product of a per-date mosaic's record (None for cells and composites)."""
+    if not is_unit_record(record) or record.extra.get("Kind") != "mosaic":
+        return None
+    return str(record.extra.get("Product") or "")
+
+
 def stats_rows(records: Iterable[Any],
                products_of: Mapping[str, Sequence[str]] | None = None) -> list[dict[str, Any]]:
     """Rows for the SUCCEEDED and SKIPPED cells of `records`, sorted by date, tile and the
     registry's product order. `products_of` (cell id → products) names the products of
-    skipped cells, which recorded no statistics."""
+    skipped cells, which recorded no statistics.
+
+    Where a date's mosaic of an index has succeeded, its row (tile "mosaic") replaces that
+    date's per-tile rows: the mosaic counts each ground pixel once, where the tiles' own
+    statistics count their overlap twice. Jobs without mosaics keep a row per tile.
+    """
+    records = list(records)
     order = {name: index for index, name in enumerate(products.NAMES)}
+    mosaicked = {(r.date, _mosaic_product(r)) for r in records
+                 if _mosaic_product(r) and r.status is Status.SUCCEEDED}
     rows = []
     for record in records:
         if record.status not in (Status.SUCCEEDED, Status.SKIPPED):
             continue
         stats = record.stats
-        names = list(stats) or [p for p in (products_of or {}).get(record.cell_id, ())
-                                if p in products.PRODUCTS and products.get(p).is_index]
+        mosaic = _mosaic_product(record)
+        if mosaic is not None:
+            names = [mosaic] if (record.date, mosaic) in mosaicked else []
+        elif is_unit_record(record):
+            continue  # a composite spans a period: no point of a time series
+        else:
+            names = [n for n in list(stats) or [
+                p for p in (products_of or {}).get(record.cell_id, ())
+                if p in products.PRODUCTS and products.get(p).is_index]
+                if (record.date, n) not in mosaicked]
         for name in names:
+            if name not in products.PRODUCTS or not products.get(name).is_index:
+                continue
             row: dict[str, Any] = {"tile": record.tile, "date": record.date, "product": name,
                                    "status": record.status.value,
                                    "aoi_masked_pct": record.aoi_masked_pct}

@@ -183,7 +183,8 @@ def test_a_killed_unit_worker_is_failed_with_its_own_log_and_resume_runs_only_it
         reduce_job, tmp_path):
     """The mosaic's worker dies by SIGKILL on its first attempt: the supervisor records it
     FAILED quoting the unit's own log; the composite still runs, on the other date, saying
-    what it lacked; resume runs the mosaic alone again."""
+    what it lacked; resume runs the mosaic again and remakes the composite that lacked it,
+    nothing else."""
     job = reduce_job
     marker = tmp_path / "killed-once"
     crash = (f'if [ "$5" = reduce ] && [[ "$cell" == *\'"unit_id": "mosaic_2024-06-01_ndvi"\'* ]]'
@@ -200,7 +201,7 @@ def test_a_killed_unit_worker_is_failed_with_its_own_log_and_resume_runs_only_it
     composite = by_id["composite_2024-06-01_2024-06-11_ndvi_median"]
     assert composite.status is Status.SUCCEEDED
     assert composite.extra["LackingInputs"] == ["mosaic_2024-06-01_ndvi"]
-    others = {i for i, r in by_id.items() if i != killed.cell_id}
+    others = {i for i, r in by_id.items() if i not in (killed.cell_id, composite.cell_id)}
     assert all(by_id[i].status is Status.SUCCEEDED for i in others)
 
     done = backend.resume(job.job_id, wait=True)
@@ -209,6 +210,8 @@ def test_a_killed_unit_worker_is_failed_with_its_own_log_and_resume_runs_only_it
     # two attempts in the unit's log (the first died before it could record RUNNING)
     assert log.read_text().count("attempt started by the rsbatch supervisor") == 2
     assert all(again[i].attempts == 1 for i in others)  # nothing else ran again
+    assert again[composite.cell_id].attempts == 2
+    assert again[composite.cell_id].extra["LackingInputs"] == []
     assert_valid_cog(local(again[killed.cell_id].outputs["ndvi"]))
 
 
@@ -247,3 +250,126 @@ def test_a_unit_worker_killed_with_its_scratch_on_disk_leaves_none_and_resume_ma
     done = backend.resume(job.job_id, wait=True)
     assert done.succeeded
     assert_valid_cog(str(mosaics / "2024-06-01_ndvi.tif"))
+
+
+def aoi_inside(unit) -> np.ndarray:
+    """The mosaic grid's pixels whose centre lies inside the unit's AOI (rasterio's own
+    rasterization of the AOI projected with pyproj, not the worker's clip)."""
+    from pyproj import Transformer
+    from rasterio.features import geometry_mask
+
+    from qgis_rsbatch.core.geometry import densify_geometry
+
+    project = Transformer.from_crs("EPSG:4326", f"EPSG:{unit.grid.epsg}", always_xy=True)
+    dense = densify_geometry(unit.aoi, 0.005)  # edges straight in lon/lat bend in UTM
+    polygons = [dense["coordinates"]] if dense["type"] == "Polygon" else dense["coordinates"]
+    shapes = [{"type": "Polygon", "coordinates": [[project.transform(*p[:2]) for p in ring]
+                                                  for ring in polygon]} for polygon in polygons]
+    return geometry_mask(shapes, out_shape=(unit.grid.height, unit.grid.width),
+                         transform=rasterio.Affine(*unit.grid.transform), invert=True)
+
+
+def test_a_dates_statistics_come_from_its_mosaic_counting_overlapping_pixels_once(
+        sample_catalog, tmp_path):
+    """32TMT and 32TNT overlap inside the AOI: the NDVI mosaic's record holds the AOI's
+    statistics over the mosaic (count and mean as numpy's over the independent reference
+    mosaic within the AOI), fewer valid pixels than the two cells' sum, and the time series
+    (rsbatch stats, CSV) shows that one row per date instead of a row per tile."""
+    from qgis_rsbatch.core import timeseries
+
+    request = JobRequest(aoi=sample_catalog["aoi"], start=sample_catalog["start"],
+                         end=sample_catalog["end"], output=str(tmp_path / "out"),
+                         catalog=sample_catalog["catalog"], products=("ndvi",))
+    job = plan(request).job
+    status = backend_for(tmp_path).submit(job, wait=True)
+    assert status.succeeded, [(r.cell_id, r.status, r.error) for r in status.records]
+    by_id = {r.cell_id: r for r in status.records}
+    mosaics = [u for u in job.units if u.kind == "mosaic"]
+    assert len(mosaics) == 2
+    for unit in mosaics:
+        outputs = {i: local(by_id[i].outputs["ndvi"]) for i in unit.inputs}
+        assert len(outputs) == 2
+        reference = reference_mosaic(unit, outputs)[0]
+        inside = aoi_inside(unit)
+        values = reference[inside & ~np.isnan(reference)].astype(np.float64)
+        stats = by_id[unit.unit_id].stats["ndvi"]
+        assert stats["valid_pixels"] == values.size > 10_000
+        assert stats["aoi_pixels"] == int(inside.sum())
+        assert stats["mean"] == pytest.approx(values.mean(), abs=1e-9)
+        assert stats["std"] == pytest.approx(values.std(), abs=1e-9)
+        assert stats["median"] == pytest.approx(np.median(values), abs=1.1e-5)
+        # the cells count the overlap twice
+        cells = sum(by_id[i].stats["ndvi"]["valid_pixels"] for i in unit.inputs)
+        grid = rasterio.Affine(*unit.grid.transform)
+        shape = (unit.grid.height, unit.grid.width)
+        both = np.stack([valid(on_grid(p, grid, shape)) for p in outputs.values()])
+        overlap = int((both.all(axis=0) & inside).sum())
+        assert overlap > 1_000 and cells == stats["valid_pixels"] + overlap
+        item = json.loads(Path(local(unit.item_uri)).read_text())
+        assert item["properties"]["rsbatch:aoi_stats"]["ndvi"] == stats
+
+    rows = timeseries.stats_rows(status.records)
+    assert [(r["date"], r["tile"], r["product"]) for r in rows] == [
+        (u.date, "mosaic", "ndvi") for u in sorted(mosaics, key=lambda u: u.date)]
+    assert rows[0]["valid_pixels"] == by_id[mosaics[0].unit_id].stats["ndvi"]["valid_pixels"]
+    # a job without mosaics keeps one row per tile
+    cells_only = [r for r in status.records if r.extra.get("Kind") is None]
+    assert [r["tile"] for r in timeseries.stats_rows(cells_only)] == ["32TMT", "32TNT"] * 2
+
+
+def test_resume_remakes_a_unit_made_without_an_input_that_later_succeeds(
+        sample_catalog, tmp_path):
+    """32TMT's cell of 2024-06-01 dies on its first attempt: that date's mosaic is made from
+    32TNT alone and says it lacked 32TMT. Once the cause is gone, resume reruns the cell,
+    sends the mosaic (and the composite reading it) back to PENDING and remakes them with
+    every input: the mosaic's pixels become the two-tile reference; nothing else reruns."""
+    request = JobRequest(aoi=sample_catalog["aoi"], start=sample_catalog["start"],
+                         end=sample_catalog["end"], output=str(tmp_path / "out"),
+                         catalog=sample_catalog["catalog"], products=("ndvi",),
+                         composite="median")
+    job = plan(request).job
+    failing, mosaic_id = "32TMT_2024-06-01", "mosaic_2024-06-01_ndvi"
+    composite_id = "composite_2024-06-01_2024-06-11_ndvi_median"
+    fixed = tmp_path / "fixed"
+    crash = (f'if [ "$5" = run ] && [[ "$cell" == *\'"cell_id": "{failing}"\'* ]] '
+             f'&& [ ! -e {fixed} ]; then kill -9 $$; fi')
+    backend = backend_for(tmp_path, worker_python=wrapper_python(tmp_path, crash))
+    first = {r.cell_id: r for r in backend.submit(job, wait=True).records}
+    assert first[failing].status is Status.FAILED
+    assert first[mosaic_id].status is Status.SUCCEEDED
+    assert first[mosaic_id].extra["LackingInputs"] == [failing]
+    assert first[composite_id].status is Status.SUCCEEDED
+    unit = next(u for u in job.units if u.unit_id == mosaic_id)
+    path = local(unit.output_uri())
+    with rasterio.open(path) as ds:
+        before = ds.read(1)
+    partial = first[mosaic_id].stats["ndvi"]["valid_pixels"]
+
+    fixed.touch()
+    done = backend.resume(job.job_id, wait=True)
+    assert done.succeeded, [(r.cell_id, r.status, r.error) for r in done.records]
+    again = {r.cell_id: r for r in done.records}
+    for remade in (mosaic_id, composite_id):
+        assert again[remade].attempts == 2 and again[remade].extra["LackingInputs"] == []
+        assert not again[remade].extra.get("RemakeReason")
+    # the cell's first attempt died before it could record RUNNING: one attempt recorded
+    assert again[failing].status is Status.SUCCEEDED
+    assert all(again[i].attempts == 1 for i in again if i not in (mosaic_id, composite_id))
+    assert_valid_cog(path)
+    with rasterio.open(path) as ds:
+        after = ds.read()
+    outputs = {i: local(again[i].outputs["ndvi"]) for i in unit.inputs}
+    np.testing.assert_array_equal(after, reference_mosaic(unit, outputs))
+    gained = np.isnan(before) & ~np.isnan(after[0])
+    assert gained.sum() > 10_000  # 32TMT's part of the AOI arrived
+    assert again[mosaic_id].stats["ndvi"]["valid_pixels"] == partial + int(gained.sum())
+    item = json.loads(Path(local(unit.item_uri)).read_text())
+    assert item["properties"]["rsbatch:lacking_inputs"] == []
+    composite = next(u for u in job.units if u.unit_id == composite_id)
+    mosaics = np.stack([rasterio.open(local(again[i].outputs["ndvi"])).read(1)
+                        for i in composite.inputs])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        median = np.nanmedian(mosaics, axis=0)
+    with rasterio.open(local(composite.output_uri())) as ds:
+        np.testing.assert_allclose(ds.read(1), median, rtol=0, atol=1e-7)

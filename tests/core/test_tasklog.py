@@ -203,3 +203,41 @@ def test_a_records_index_shard_is_fixed_by_its_cell_and_the_same_in_every_proces
                          date="2024-06-01", status=schema.Status.PENDING).to_item()
     assert (item["JobId"], item[schema.JOB_INDEX_KEY]) == ("j", schema.job_shard("j", "c"))
     assert schema.Record.from_item(item).extra == {}
+
+
+def mosaic_unit(job="job1"):
+    from qgis_rsbatch.core.contract import ReduceUnit
+
+    return ReduceUnit.from_dict({
+        "job_id": job, "kind": "mosaic", "product": "ndvi", "date": "2024-06-01",
+        "inputs": ["32TMT_2024-06-01", "32TNT_2024-06-01"], "output": "/tmp/out",
+        "grid": {"epsg": 32632, "transform": [10, 0, 500000, 0, -10, 5000000],
+                 "width": 10, "height": 10}})
+
+
+@pytest.mark.parametrize("ended", [Status.SUCCEEDED, Status.SKIPPED])
+def test_a_finished_unit_can_be_sent_back_to_be_remade_but_a_cell_cannot(store, ended):
+    """A unit made without an input goes back to PENDING (resume, once that input runs
+    again), saying why until it ends again; cells and unfinished units are refused."""
+    from qgis_rsbatch.core.tasklog.schema import REMAKE_ATTRIBUTE, remake_pending
+
+    unit, c = mosaic_unit(), cell()
+    store.register([c, unit])
+    with pytest.raises(TransitionRejected, match="PENDING; it cannot become PENDING"):
+        store.remake(unit.task_id, "too early")
+    for task in (c, unit):
+        store.transition(task.task_id, Status.RUNNING)
+        store.transition(task.task_id, ended, outputs={"ndvi": "x"}, error="why",
+                         extra={"LackingInputs": ["32TMT_2024-06-01"]})
+    with pytest.raises(TransitionRejected, match=f"{ended}; it cannot become PENDING"):
+        store.remake(c.task_id, "cells are made once")
+    with pytest.raises(TransitionRejected, match=f"{ended}; it cannot become PENDING"):
+        store.transition(unit.task_id, Status.PENDING)  # only as a remake, with its reason
+    back = store.remake(unit.task_id, "made without 32TMT_2024-06-01, which runs again")
+    assert back.status is Status.PENDING and back.outputs == {} and back.error is None
+    assert store.get(unit.task_id) == back and remake_pending(back)
+    store.transition(unit.task_id, Status.RUNNING)
+    again = store.transition(unit.task_id, Status.SUCCEEDED, outputs={"ndvi": "x"},
+                             extra={"LackingInputs": [], REMAKE_ATTRIBUTE: None})
+    assert again.attempts == 2 and not remake_pending(store.get(unit.task_id))
+    assert store.get(c.task_id).status is ended

@@ -204,3 +204,70 @@ def test_unsigned_band_statistics_are_those_of_the_valid_pixels(nodata):
         assert float(tags["STATISTICS_MAXIMUM"]) == values.max()
         assert float(tags["STATISTICS_MEAN"]) == pytest.approx(values.mean(), rel=1e-12)
         assert float(tags["STATISTICS_STDDEV"]) == pytest.approx(values.std(), rel=1e-9)
+
+
+def test_the_writer_chooses_bigtiff_from_the_sizes_before_writing(tmp_path):
+    """Above the classic limit (lowered here for a small file) the writer makes a BigTIFF
+    that GDAL's validator accepts and reads back; below it, a classic TIFF."""
+    data = np.random.default_rng(5).integers(1, 10000, (3, 700, 900)).astype(np.uint16)
+    size = tiff.largest_size([(900, 700), (450, 350)], 3, 2, 512)
+    assert size >= 4 * 512 * 512 * 3 * 2 + 512 * 512 * 3 * 2  # whole tiles, both levels
+    for name, above, magic in (("big.tif", size - 1, 43), ("classic.tif", size, 42)):
+        path = tmp_path / name
+        writer = _write(path, data, 256, nodata=0, bigtiff_above=above,
+                        colorinterp=("red", "green", "blue"))
+        assert writer.bigtiff is (magic == 43)
+        assert path.read_bytes()[2:4] == magic.to_bytes(2, "little")
+        assert_valid_cog(str(path))
+        assert validate_cog(str(path)).valid
+        with rasterio.open(path) as ds:
+            np.testing.assert_array_equal(ds.read(), data)
+            assert ds.overviews(1) == [2]
+        assert not [p for p in os.listdir(tmp_path) if p.startswith(f".{name}")]
+
+
+def test_outputs_past_4_gib_are_planned_as_bigtiff(tmp_path):
+    """The decision at the real limit: a tile's RGB stays classic; a 4 × 4-tile RGB mosaic
+    (11.6 GB raw) is a BigTIFF from its scratch levels on. Nothing is written."""
+    assert tiff.largest_size([(10980, 10980)], 3, 2, 512) < tiff.CLASSIC_LIMIT
+    profile = _profile(43920, 43920, "uint16", 3, 0)
+    writer = CogWriter(str(tmp_path / "mosaic.tif"), profile)
+    try:
+        assert writer.bigtiff
+    finally:
+        writer.abort()
+    small = CogWriter(str(tmp_path / "tile.tif"), _profile(10980, 10980, "uint16", 3, 0))
+    small.abort()
+    assert not small.bigtiff and not list(tmp_path.iterdir())
+
+
+def test_the_assembler_left_to_decide_plans_the_classic_layout_exactly(tmp_path):
+    """With `bigtiff` left open, the assembler plans the classic layout from the tiles'
+    sizes before writing: at this file's exact classic size it stays classic (the same
+    bytes), one byte lower it is a BigTIFF that GDAL's validator accepts, same pixels."""
+    data = np.random.default_rng(5).random((1, 700, 800)).astype(np.float32)
+    source = tmp_path / "small.tif"
+    _write(source, data, 700)
+    levels = []
+    for index in range(2):
+        level = tmp_path / f"L{index}.tif"
+        with rasterio.open(source, overview_level=index - 1 if index else None) as src:
+            profile = src.profile | {"driver": "GTiff", "tiled": True, "blockxsize": 512,
+                                     "blockysize": 512, "compress": "ZSTD"}
+            with rasterio.open(level, "w", **profile) as dst:
+                dst.write(src.read())
+        levels.append(str(level))
+    classic = tmp_path / "classic.tif"
+    tiff.assemble(levels, str(classic), bigtiff=False)
+    size = classic.stat().st_size
+    fits = tmp_path / "fits.tif"
+    tiff.assemble(levels, str(fits), classic_limit=size)
+    assert fits.read_bytes() == classic.read_bytes() and fits.read_bytes()[2:4] == b"\x2a\x00"
+    big = tmp_path / "big.tif"
+    tiff.assemble(levels, str(big), classic_limit=size - 1)
+    assert big.read_bytes()[2:4] == b"\x2b\x00"
+    assert_valid_cog(str(big))
+    assert validate_cog(str(big)).valid
+    with rasterio.open(big) as ds:
+        np.testing.assert_array_equal(ds.read(), data)
+        assert ds.overviews(1) == [2]

@@ -15,12 +15,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from rasterio.transform import Affine
 
-from qgis_rsbatch.core.contract import Job, ReduceUnit, Status
+from qgis_rsbatch.core.contract import Job, ReduceUnit, Status, cloud_mask_uri
 from qgis_rsbatch.core.reduce_plan import plan_reduce
 from qgis_rsbatch.core.tasklog.sqlite import SqliteTaskLog
 from tests.cog_reference import assert_valid_cog
-from tests.worker.test_mosaic import aoi_from_utm, local, make_cells, valid_of
+from tests.worker.test_mosaic import (
+    aoi_from_utm,
+    local,
+    make_cells,
+    tile_centre_in,
+    valid_of,
+    warped,
+)
 from worker.process import process_cell  # noqa: F401 - the cells are made by the real worker
 from worker.reduce import process_unit
 from worker.samples import SampleScene
@@ -89,9 +97,32 @@ def test_plan_has_a_composite_per_month_with_dates_and_says_when_there_is_none(j
                            "mosaic_2024-06-21_ndvi")
 
 
+def reference_clouds(cells, grid) -> np.ndarray:
+    """Per pixel of the grid, whether the true colour a date's mosaic shows is cloudy: the
+    tile it comes from (the nearest with valid RGB) masks that pixel in its NDVI (the cloud
+    mask the indices use) although its RGB is valid."""
+    transform, shape = Affine(*grid.transform), (grid.height, grid.width)
+    rows, cols = np.mgrid[0:grid.height, 0:grid.width]
+    xs, ys = transform * (cols + 0.5, rows + 0.5)
+    distances, cloudy = [], []
+    for cell in cells:
+        rgb = warped(local(cell.output_uri("rgb")), grid.epsg, transform, shape)
+        ndvi = warped(local(cell.output_uri("ndvi")), grid.epsg, transform, shape)
+        cx, cy = tile_centre_in(cell.tile, grid.epsg)
+        distance = np.hypot(xs - cx, ys - cy)
+        distance[~valid_of(rgb)] = np.inf
+        distances.append(distance)
+        cloudy.append(valid_of(rgb) & np.isnan(ndvi[0]))
+    winner = np.argmin(np.stack(distances), axis=0)
+    return np.take_along_axis(np.stack(cloudy), winner[None], axis=0)[0]
+
+
 @pytest.mark.parametrize("product", ["ndvi", "rgb"])
 def test_median_and_count_match_numpy(job, product):
-    _tmp, _job, plan, results, log = job
+    """Three June dates with clouds in different places: the median and count of the clear
+    observations, as numpy's nanmedian and count. True colour keeps its clouds per date
+    (an analyst looks at them) but its composite leaves them out, as the indices do."""
+    _tmp, the_job, plan, results, log = job
     unit, result = results[f"composite_2024-06-01_2024-06-30_{product}_median"]
     assert result.status is Status.SUCCEEDED
     path = local(result.outputs[product])
@@ -99,6 +130,19 @@ def test_median_and_count_match_numpy(job, product):
     assert_valid_cog(path)
     mosaics = [local(results[i][1].outputs[product]) for i in unit.inputs]
     obs = stacked(mosaics)
+    if product == "rgb":
+        for index, input_id in enumerate(unit.inputs):
+            day = unit.input_date(input_id)
+            cloudy = reference_clouds([c for c in the_job.cells if c.date == day], plan.grid)
+            assert cloudy.sum() > 1_000  # the clouds are in the picture ...
+            shown = ~np.isnan(obs[index, 0])
+            assert (cloudy & shown).sum() == cloudy.sum()
+            # ... and the mosaic carries their mask beside it
+            with rasterio.open(cloud_mask_uri(mosaics[index])) as ds:
+                flags = ds.read(1)
+            np.testing.assert_array_equal(flags == 1, cloudy)
+            np.testing.assert_array_equal(flags == 255, ~shown)
+            obs[index][:, cloudy] = np.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
         want = np.nanmedian(obs, axis=0)
@@ -114,9 +158,9 @@ def test_median_and_count_match_numpy(job, product):
     assert not list(Path(path).parent.glob("*.aux.xml"))  # everything inside the COG
     with rasterio.open(mosaics[0]) as ds:
         inside = valid_of(ds.read()) | ~np.isnan(obs).all(axis=(0, 1))
-    # clouds (NDVI) and the swath edge differ between dates: some pixels have all three
+    # clouds and the swath edge differ between dates: some pixels have all three
     # observations, some fewer
-    assert ({1, 2, 3} if product == "ndvi" else {2, 3}) <= set(np.unique(count[inside]))
+    assert {1, 2, 3} <= set(np.unique(count[inside]))
     if product == "ndvi":
         np.testing.assert_allclose(got[0], want[0], rtol=0, atol=1e-7)   # NaN where none
         np.testing.assert_array_equal(np.isnan(got[0]), count == 0)
@@ -147,6 +191,27 @@ def test_a_period_with_one_date_is_that_dates_mosaic_with_count_one(job):
         mosaic = ds.read(1)
     np.testing.assert_array_equal(got[0], mosaic)
     np.testing.assert_array_equal(got[1][~np.isnan(mosaic)], 1)
+
+
+def test_a_period_with_one_date_in_true_colour_is_its_mosaic_without_the_clouds(job):
+    """The July RGB composite: that date's mosaic where its cloud mask says clear (count 1),
+    nodata and count 0 where cloudy, although the mosaic itself shows the clouds."""
+    _tmp, _job, _plan, results, _log = job
+    unit, result = results["composite_2024-07-01_2024-07-31_rgb_median"]
+    assert result.status is Status.SUCCEEDED and unit.inputs == ("mosaic_2024-07-05_rgb",)
+    mosaic_path = local(results["mosaic_2024-07-05_rgb"][1].outputs["rgb"])
+    with rasterio.open(local(result.outputs["rgb"])) as ds:
+        got = ds.read()
+    with rasterio.open(mosaic_path) as ds:
+        mosaic = ds.read()
+    with rasterio.open(cloud_mask_uri(mosaic_path)) as ds:
+        flags = ds.read(1)
+    clear = flags == 0
+    cloudy = valid_of(mosaic) & (flags == 1)
+    assert clear.sum() > 1_000 and cloudy.sum() > 1_000
+    np.testing.assert_array_equal(got[:3][:, clear], mosaic[:, clear])
+    assert (got[:3][:, ~clear] == 0).all()
+    np.testing.assert_array_equal(got[3], clear.astype(got.dtype))
 
 
 def test_a_composite_of_cells_equals_the_composite_of_their_mosaics(job, tmp_path):

@@ -209,3 +209,30 @@ def test_product_threads_keep_to_the_cores_the_local_backend_shares_out(monkeypa
     monkeypatch.delenv("RSBATCH_GDAL_THREADS")
     with products_pool(1) as pool:
         assert pool._max_workers == 1
+
+
+def test_true_colour_keeps_its_clouds_and_writes_the_indices_mask_beside_it(scene, tmp_path):
+    """RGB is not masked; beside it the cell writes the SCL mask its NDVI uses (0 clear,
+    1 masked, 255 no RGB), listed in the STAC item; a cell missing it is made again."""
+    from qgis_rsbatch.core.contract import cloud_mask_uri
+    from qgis_rsbatch.core.products import MASKED_SCL
+
+    cell = make_cell(scene, tmp_path / "out")
+    assert process_cell(cell).status is Status.SUCCEEDED
+    path = cloud_mask_uri(cell.output_uri("rgb")).removeprefix("file://")
+    assert path.endswith("32TMT_2024-06-01_rgb_clouds.tif")
+    assert_valid_cog(path)
+    with rasterio.open(path) as ds:
+        flags = ds.read(1)
+    with rasterio.open(cell.output_uri("rgb").removeprefix("file://")) as ds:
+        rgb = ds.read()
+    shown = (rgb != 0).all(axis=0)
+    masked = np.isin(scl_at_10m(scene["scl"], flags.shape), MASKED_SCL)
+    assert (masked & shown).sum() > 1_000 and (~masked & shown).sum() > 1_000
+    np.testing.assert_array_equal(flags, np.where(shown, masked.astype(np.uint8), 255))
+    with open(cell.item_uri.removeprefix("file://")) as fh:
+        item = json.load(fh)
+    assert item["assets"]["rgb_clouds"]["file:size"] == os.path.getsize(path)
+    os.remove(path)
+    assert not process_cell(cell).skipped and os.path.exists(path)
+    assert not os.path.exists(cloud_mask_uri(cell.output_uri("ndvi")).removeprefix("file://"))

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from ..contract import Job, Status
 from ..errors import TransitionRejected
-from ..tasklog.schema import Record
+from ..tasklog.schema import LACKING_ATTRIBUTE, Record
 
 #: called with the job's records whenever they change while waiting
 Progress = Callable[[list[Record]], None]
@@ -113,3 +113,27 @@ def move(log: Any, task_id: str, status: Status, **kwargs: Any) -> None:
     with the worker's own write: then the worker's wins, it knows best."""
     with contextlib.suppress(TransitionRejected):
         log.transition(task_id, status, **kwargs)
+
+
+def units_to_remake(job: Job, records: Iterable[Record],
+                    rerun: Iterable[str]) -> dict[str, str]:
+    """The finished reduce units a resume must send back to be made again, with why: those
+    made without an input that now runs again (`rerun`: the ids going back to PENDING), and,
+    in turn, those reading a unit that is remade (a composite of a remade mosaic)."""
+    finished = {r.cell_id: r for r in records if r.status in (Status.SUCCEEDED, Status.SKIPPED)}
+    again = set(rerun)
+    out: dict[str, str] = {}
+    for unit in job.units:  # a unit's inputs come before it (Job.from_dict checks)
+        record = finished.get(unit.unit_id)
+        if record is None:
+            continue
+        lacked = [i for i in record.extra.get(LACKING_ATTRIBUTE) or () if i in again]
+        remade = [i for i in unit.inputs if i in out]
+        if lacked:
+            out[unit.unit_id] = f"made without {', '.join(lacked)}, which runs again"
+        elif remade:
+            out[unit.unit_id] = f"its input(s) {', '.join(remade)} are made again"
+        else:
+            continue
+        again.add(unit.unit_id)
+    return out

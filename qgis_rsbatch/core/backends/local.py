@@ -7,7 +7,8 @@ polls the log), so a job survives the window that started it. A worker that cras
 leaves its cell FAILED with the reason and the others go on; cancelling kills the running
 workers (also orphans, by the pid and start time their records hold) and marks every
 unfinished cell CANCELLED; resuming reruns only the cells that did not succeed (finished
-outputs are never rewritten: the worker skips them).
+outputs are never rewritten: the worker skips them), and remakes the reduce units that were
+made without one of those cells (and the units reading them).
 
 Each job has a folder (jobfolder.py): job.json written at submit, so a job outlives its
 task log (`adopt`); the workers' logs; the lock that lets exactly one supervisor run it.
@@ -32,14 +33,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..contract import Job, Status, normalize_output
+from ..contract import Job, Status, normalize_output, task_id_for
 from ..errors import DependencyMissing, InvalidInput, JobBusy, TaskLogUnavailable, Terminated
 from ..processes import ProcessId
 from ..tasklog import default_sqlite_path, user_data_dir
 from ..tasklog.schema import WORKER_PID, WORKER_START, Record
 from ..tasklog.sqlite import SqliteTaskLog
 from ..workerenv import worker_process_env
-from .base import JobStatus, Progress, move, poll, unfinished
+from .base import JobStatus, Progress, move, poll, unfinished, units_to_remake
 from .jobfolder import SupervisorLock, job_folder, read_job, sweep_scratch, write_job
 from .supervisor import POLL_SECONDS, Supervisor
 
@@ -212,9 +213,15 @@ class LocalBackend:
             self.log.update_handle(job_id, cancel=None, supervisor=me.pid,
                                    supervisor_start=me.start)
             self._settle(job)
-            for record in self.log.job_records(job_id):
+            records = self.log.job_records(job_id)
+            rerun = []
+            for record in records:
                 if record.status in (Status.FAILED, Status.CANCELLED):
                     move(self.log, record.task_id, Status.PENDING)
+                    rerun.append(record.cell_id)
+            # units made without a cell that now runs again are made again once it ends
+            for unit_id, reason in units_to_remake(job, records, rerun).items():
+                self.log.remake(task_id_for(job_id, unit_id), reason)
             self.log.register(job.tasks)  # cells whose records were lost
         except BaseException:
             lock.release()

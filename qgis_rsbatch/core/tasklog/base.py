@@ -15,7 +15,7 @@ from typing import Any
 
 from ..contract import Cell, ReduceUnit, Status
 from ..errors import TransitionRejected
-from .schema import Record, allowed
+from .schema import Record, allowed, remade
 
 _RACE_RETRIES = 20
 
@@ -68,3 +68,9 @@ class CompareAndSetLog:
             if self._replace(current, new):
                 return new
         raise TransitionRejected(f"task {task_id} kept changing under concurrent writers")
+
+    def remake(self, task_id: str, reason: str) -> Record:
+        """Send a finished reduce unit back to PENDING to be made again (with the inputs it
+        lacked, or from a remade input); TransitionRejected for a cell or an unfinished
+        unit. Its record says why until it succeeds again (schema.REMAKE_ATTRIBUTE)."""
+        return self.transition(task_id, Status.PENDING, extra=remade(reason))

@@ -69,6 +69,11 @@ TRANSITIONS: Mapping[Status | None, frozenset[Status]] = {
 }
 
 
+#: a reduce unit's record: the inputs it was made without (failed or skipped), and, while it
+#: waits to be made again with them, why (set by `remade`, cleared when it succeeds again)
+LACKING_ATTRIBUTE = "LackingInputs"
+REMAKE_ATTRIBUTE = "RemakeReason"
+
 #: the worker's identity in a record's extra attributes (pid + start time, see core.processes)
 WORKER_PID, WORKER_START = "WorkerPid", "WorkerStart"
 #: the AWS Batch job of the cell's latest attempt: where its CloudWatch log is
@@ -91,9 +96,30 @@ def late_success(current: Record, status: Status, extra: Mapping[str, Any] | Non
             and extra.get(WORKER_START) == current.extra.get(WORKER_START))
 
 
+def remade(reason: str) -> dict[str, Any]:
+    """The extra attributes that send a finished reduce unit back to PENDING (`remake`)."""
+    return {REMAKE_ATTRIBUTE: str(reason)}
+
+
+def remake(current: Record, status: Status, extra: Mapping[str, Any] | None) -> bool:
+    """Whether this is the one move out of SUCCEEDED or SKIPPED: a reduce unit made without
+    some of its inputs (or from a unit that is being remade) goes back to PENDING when they
+    run again, so it is made again with all of them. Cells never leave SUCCEEDED/SKIPPED:
+    their outputs depend only on their scene."""
+    return (status is Status.PENDING and current.status in (Status.SUCCEEDED, Status.SKIPPED)
+            and is_unit_record(current) and bool(extra and extra.get(REMAKE_ATTRIBUTE)))
+
+
+def remake_pending(record: Record) -> bool:
+    """Whether a unit's record asks for its output to be made again (not reused)."""
+    return bool(record.extra.get(REMAKE_ATTRIBUTE))
+
+
 def allowed(current: Record, status: Status, extra: Mapping[str, Any] | None = None) -> bool:
-    """Whether `current` may move to `status` (the table, or a worker's late success)."""
-    return status in TRANSITIONS[current.status] or late_success(current, status, extra)
+    """Whether `current` may move to `status` (the table, a worker's late success, or a
+    reduce unit's remake)."""
+    return (status in TRANSITIONS[current.status] or late_success(current, status, extra)
+            or remake(current, status, extra))
 
 
 def sources_of(status: Status) -> frozenset[Status | None]:
@@ -249,3 +275,6 @@ class TaskLog(Protocol):
 
     def job_records(self, job_id: str) -> list[Record]:
         """Every record of a job, ordered by cell id."""
+
+    def remake(self, task_id: str, reason: str) -> Record:
+        """A finished reduce unit back to PENDING, to be made again (see `remake`)."""
