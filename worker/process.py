@@ -314,9 +314,11 @@ def _make_products(cell: Cell, bands: BandSet, destination: Any, report: Progres
         outcome.stats = {p: s.result(aoi_pixels) for p, s in stats.items()}
         pause_point("written", cell)
         report(0.9, "writing Cloud-Optimized GeoTIFFs")
-        mask_assets = {p: _publish(w, cloud_mask_uri(cell.output_uri(p)), destination)
-                       for p, w in masks.items()}  # before the products: the item comes last
         assets = _finish(writers, cell, destination, warnings)
+        # after the products (a product that cannot be written leaves no mask behind),
+        # before the item, which comes last
+        mask_assets = {p: _publish(w, cloud_mask_uri(cell.output_uri(p)), destination)
+                       for p, w in masks.items()}
     except BaseException as exc:
         # decided before abort() frees the space the scratch files hold
         needed = None if folder is None else space_needed_if_full(

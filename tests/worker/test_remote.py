@@ -79,7 +79,9 @@ def test_s3_bands_and_s3_output(aws_endpoint, scene, tmp_path):
     assert result.outputs["ndvi"] == "s3://results/runs/job1/32TMT_2024-06-01_ndvi.tif"
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="results")["Contents"])
     assert keys == ["runs/job1/32TMT_2024-06-01.json", "runs/job1/32TMT_2024-06-01_ndvi.tif",
-                    "runs/job1/32TMT_2024-06-01_rgb.tif"]
+                    "runs/job1/32TMT_2024-06-01_rgb.tif",
+                    # the SCL cloud mask beside RGB, for cloud-free RGB composites
+                    "runs/job1/32TMT_2024-06-01_rgb_clouds.tif"]
     local = process_cell(make_cell(scene, tmp_path / "local", aoi=AOI))
     s3.download_file("results", "runs/job1/32TMT_2024-06-01_ndvi.tif", str(tmp_path / "n.tif"))
     a, _ = read_band(tmp_path / "n.tif")
@@ -133,7 +135,8 @@ def test_seed_environment_mode(aws_endpoint, scene_factory, tmp_path, baseline, 
     assert proc.returncode == 0, proc.stderr
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="my-results")["Contents"])
     assert keys == ["20240601/32TMT_2024-06-01.json", "20240601/32TMT_2024-06-01_ndvi.tif",
-                    "20240601/32TMT_2024-06-01_rgb.tif"]
+                    "20240601/32TMT_2024-06-01_rgb.tif",
+                    "20240601/32TMT_2024-06-01_rgb_clouds.tif"]
     s3.download_file("my-results", keys[1], str(tmp_path / "ndvi.tif"))
     with rasterio.open(tmp_path / "ndvi.tif") as ds:
         ndvi = ds.read(1)
