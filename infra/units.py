@@ -24,6 +24,7 @@ from qgis_rsbatch.core.contract import (
     Status,
     inputs_not_ended,
     task_id_for,
+    task_key,
     unit_levels,
 )
 from qgis_rsbatch.core.errors import InvalidInput, TransitionRejected
@@ -45,7 +46,7 @@ def job_name(job_id: str, task_key: str) -> str:
 def task_item(job_id: str, task: Cell | ReduceUnit, command: list[str],
               environment: list[dict[str, str]]) -> dict[str, Any]:
     """One Map item: what the Batch task submits. `cell_id` holds a unit's id for units."""
-    key = task.unit_id if isinstance(task, ReduceUnit) else task.cell_id
+    key = task_key(task)
     return {"task_id": task.task_id, "job_id": job_id, "cell_id": key,
             "job_name": job_name(job_id, key), "command": command,
             "environment": environment}
@@ -56,7 +57,7 @@ def worker_item(task: Cell | ReduceUnit, task_log_uri: str, s3: Any, bucket: str
     """`rsbatch-worker run CELL` or `rsbatch-worker reduce UNIT`, the JSON inline or, when
     large (a detailed AOI), as an object in the job's work folder the worker reads."""
     unit = isinstance(task, ReduceUnit)
-    key = task.unit_id if unit else task.cell_id
+    key = task_key(task)
     text = json.dumps(task.to_dict(), separators=(",", ":"))
     if len(text.encode()) > INLINE_TASK_BYTES:
         object_key = f"{work}/{'units' if unit else 'cells'}/{key}.json"

@@ -606,6 +606,11 @@ def _job_units(job_id: str, raw_units: Any, cell_ids: set[str]) -> tuple[ReduceU
 INPUT_FINAL = (Status.SUCCEEDED, Status.SKIPPED, Status.FAILED)
 
 
+def task_key(task: Cell | ReduceUnit) -> str:
+    """A cell's id or a unit's: the record's CellId, the log file's name, the Batch job's."""
+    return task.unit_id if isinstance(task, ReduceUnit) else task.cell_id
+
+
 def inputs_not_ended(job_id: str, stuck: Mapping[str, Any]) -> str:
     """Why a unit is FAILED without running: inputs (id → status, None: no record) that can
     no longer end (cancelled, never recorded). Both backends say it in these words."""

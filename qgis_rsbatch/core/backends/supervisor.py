@@ -25,7 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from ..contract import INPUT_FINAL, Cell, Job, ReduceUnit, Status, inputs_not_ended
+from ..contract import (
+    INPUT_FINAL,
+    Cell,
+    Job,
+    ReduceUnit,
+    Status,
+    inputs_not_ended,
+    task_key,
+)
 from ..errors import TaskLogUnavailable, Terminated
 from ..processes import SUPERVISOR_ENV, die_with_parent, signal_group
 from ..tasklog.schema import Record, utc_now
@@ -50,11 +58,6 @@ class _Running:
 def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
     os.nice(5)  # keep the desktop responsive
     die_with_parent()
-
-
-def task_key(task: Cell | ReduceUnit) -> str:
-    """A cell's id or a unit's: the record's CellId, the log file's name."""
-    return task.unit_id if isinstance(task, ReduceUnit) else task.cell_id
 
 
 def worker_command(python: str, log_uri: str, reduce: bool = False) -> list[str]:
