@@ -158,7 +158,7 @@ def test_local_and_aws_give_the_same_records_and_pixels(deploy_stack, reduce_job
                 rasterio.open(_download(stack, aws_unit.output_uri(), tmp_path)) as b:
             assert a.crs == b.crs and a.crs.to_epsg() == unit.grid.epsg
             assert a.transform == b.transform and tuple(a.transform)[:6] == unit.grid.transform
-            assert (a.count, a.dtypes, a.nodata) == (b.count, b.dtypes, b.nodata)
+            assert (a.count, a.dtypes, str(a.nodata)) == (b.count, b.dtypes, str(b.nodata))
             pixels = a.read()
             np.testing.assert_array_equal(b.read(), pixels)
             assert np.count_nonzero(~np.isnan(pixels) if pixels.dtype.kind == "f"

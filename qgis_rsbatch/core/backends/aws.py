@@ -202,10 +202,9 @@ class AwsBackend:
                 records = {r.cell_id: r for r in self.task_log.job_records(job_id)}
         elif execution is not None:
             notes.append(f"execution {execution['status'].lower()}")
-        # as the local backend shows them: the cells, then the units in the job's order
-        ordered = sorted((records.get(c.cell_id) or Record.for_cell(c) for c in job.cells),
+        # cells and units by id, as the local backend's task log lists them
+        ordered = sorted((records.get(task_key(t)) or Record.for_task(t) for t in job.tasks),
                          key=lambda r: r.cell_id)
-        ordered += [records.get(u.unit_id) or Record.for_unit(u) for u in job.units]
         return JobStatus(job_id, tuple(ordered), self.name, tuple(notes))
 
     def _move(self, task_id: str, status: Status, **kwargs: Any) -> None:
