@@ -212,3 +212,30 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
 
 if __name__ == "__main__":
     main()
+
+
+def reduce_stage_figures(cells: int) -> dict[str, Any]:
+    """The reduce stage's shape at `cells` cells over Germany (one date per 79 tiles), with
+    per-date mosaics and one median composite per product: units per level, the largest
+    inputs list (Batch dependsOn takes 20), the Map items' bytes against the 256 KiB payload,
+    and state transitions of the chosen design (a Map per level) per task."""
+    from infra import units as stages
+    from qgis_rsbatch.core.contract import Job, unit_levels
+    from qgis_rsbatch.core.reduce_plan import plan_reduce
+
+    class _S3:  # counts what would be written
+        def put_object(self, **kwargs: Any) -> None:
+            pass
+
+    job = Job.from_dict(job_dict("bench-reduce", cells))
+    plan = plan_reduce(job, composite="median")
+    job = Job(job.job_id, job.cells, job.params, job.created, plan.units)
+    levels = unit_levels(job.units)
+    rows = []
+    for number, level in enumerate(levels, 1):
+        items = [stages.worker_item(u, "dynamodb://task-log", _S3(), BUCKET, "w")
+                 for u in level]
+        rows.append({"level": number, "units": len(level),
+                     "max_inputs": max(len(u.inputs) for u in level),
+                     "items_kib": len(json.dumps(items)) / 1024})
+    return {"cells": cells, "units": len(job.units), "levels": rows}

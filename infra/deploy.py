@@ -36,6 +36,7 @@ LAMBDA_FILES = (
     "infra/failures.py",
     "infra/handler.py",
     "infra/summary.py",
+    "infra/units.py",
     "infra/watch.py",
     "qgis_rsbatch/__init__.py",
     "qgis_rsbatch/core/__init__.py",

@@ -1,4 +1,5 @@
-"""The stack's Lambda functions: plan a job, record a failed cell, summarize a finished job.
+"""The stack's Lambda functions: plan a job, advance it to its next level of reduce units,
+record a failed cell or unit, summarize a finished job.
 
 Each is a thin adapter between Step Functions and core: the cell contract validates the
 job, core.seed turns the seed's execution input into our ids, and the task log (DynamoDB
@@ -24,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from qgis_rsbatch.core.contract import Cell, Job, Status, new_job_id
+from qgis_rsbatch.core.contract import Cell, Job, ReduceUnit, Status, new_job_id
 from qgis_rsbatch.core.errors import (
     InvalidInput,
     SourceUnavailable,
@@ -34,24 +35,20 @@ from qgis_rsbatch.core.seed import seed_cell
 from qgis_rsbatch.core.tasklog.dynamodb import DynamoTaskLog
 from qgis_rsbatch.core.tasklog.schema import TABLE_NAME
 
+from . import units as stages
 from .failures import describe_failure
 from .summary import summarize_job
+from .units import task_item
 
 log = logging.getLogger("rsbatch.infra")
 log.setLevel(logging.INFO)
 
 #: where the planner keeps a job's working files in the results bucket
 WORK_PREFIX = "_rsbatch/jobs"
-#: a cell whose JSON is larger than this goes to the worker as an s3:// URI, not inline
-#: (AWS Batch caps a SubmitJob request at 30 KiB; this leaves room for the rest)
-INLINE_CELL_BYTES = 8 * 1024
-#: an inline Map's items must fit in the 256 KiB state payload with room to spare
-INLINE_PAYLOAD_BYTES = 160 * 1024
 #: the template's defaults (CellTimeLimitSeconds, JobTimeLimitSeconds, PlanMaxCells)
 DEFAULT_CELL_TIME_LIMIT = 6 * 3600
 DEFAULT_JOB_TIME_LIMIT = 7 * 86400
 DEFAULT_MAX_CELLS = 30_000
-_JOB_NAME_BAD = re.compile(r"[^A-Za-z0-9_-]")
 _JOB_ID_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -126,8 +123,8 @@ def plan(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     if not isinstance(event, Mapping) or "input" not in event:
         raise InvalidInput('the planner expects {"input": <execution input>, "execution_name"}')
     limits = job_limits(event["input"], settings)
-    job_id, cells, items = _read_input(event["input"], settings,
-                                       str(event.get("execution_name") or ""))
+    job_id, cells, items, units = _read_input(event["input"], settings,
+                                              str(event.get("execution_name") or ""))
     if not cells:
         raise InvalidInput(f"job {job_id} has no cells")
     if len(cells) > settings.max_cells:
@@ -135,42 +132,50 @@ def plan(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
             f"job {job_id} has {len(cells)} cells; this stack plans at most "
             f"{settings.max_cells} per job (the plan function's time and memory): split it "
             "into smaller jobs or raise the stack's PlanMaxCells with a larger function")
-    for cell in cells:
-        _check_output(cell, settings.bucket)
-    created = _register(cells, settings)
+    for task in (*cells, *units):
+        _check_output(task, settings.bucket)
+    created = _register([*cells, *units], settings)
     work = f"{WORK_PREFIX}/{job_id}"
     s3 = _s3(settings)
     if items is None:  # cells of our contract: `rsbatch-worker run <cell JSON or s3:// URI>`
-        items = []
-        for cell in cells:
-            text = json.dumps(cell.to_dict(), separators=(",", ":"))
-            if len(text.encode()) > INLINE_CELL_BYTES:  # a large AOI: the worker reads it
-                key = f"{work}/cells/{cell.cell_id}.json"
-                s3.put_object(Bucket=settings.bucket, Key=key, Body=text.encode(),
-                              ContentType="application/json")
-                text = f"s3://{settings.bucket}/{key}"
-            items.append(_item(job_id, cell, ["--task-log", settings.task_log_uri, "run", text],
-                               []))
+        if _resuming(event["input"]):  # a resumed job: what succeeded is not submitted again
+            done = settings.task_log().get_many(cell.task_id for cell in cells)
+            cells_to_run = [c for c in cells if getattr(done.get(c.task_id), "status", None)
+                            is not Status.SUCCEEDED]
+        else:
+            cells_to_run = cells
+        items = [stages.worker_item(cell, settings.task_log_uri, s3, settings.bucket, work)
+                 for cell in cells_to_run]
     for item in items:
         item["cell_timeout"] = limits["cell_seconds"]
-    payload = json.dumps(items, separators=(",", ":"))
-    distributed = len(items) > settings.distributed_threshold or \
-        len(payload) > INLINE_PAYLOAD_BYTES
+    levels = stages.write_levels(units, s3=s3, bucket=settings.bucket, work=work)
     result: dict[str, Any] = {
-        "job_id": job_id, "count": len(items), "created": created,
-        "mode": "DISTRIBUTED" if distributed else "INLINE",
+        "job_id": job_id, "count": len(cells) + len(units), "created": created,
         "outputs": sorted({f"{cell.output}/{job_id}/" for cell in cells}),
-        "work_bucket": settings.bucket, "work_prefix": f"{work}/",
-        "items_key": f"{work}/items.json", "items": [], "limits": limits,
+        "work_bucket": settings.bucket, "work_prefix": f"{work}/", "limits": limits,
+        "level": 0, "levels": levels,
+        **stages.stage(items, s3=s3, bucket=settings.bucket, key=f"{work}/items.json",
+                       threshold=settings.distributed_threshold),
     }
-    if distributed:
-        s3.put_object(Bucket=settings.bucket, Key=result["items_key"], Body=payload.encode(),
-                      ContentType="application/json")
-    else:
-        result["items"] = items
-    log.info("job %s: %d cells, %d new PENDING records, %s map", job_id, len(items), created,
-             result["mode"].lower())
+    log.info("job %s: %d cells and %d units (%d levels), %d new PENDING records, %s map",
+             job_id, len(cells), len(units), levels, created, result["mode"].lower())
     return result
+
+
+def _resuming(event: Any) -> bool:
+    return isinstance(event, Mapping) and event.get("resume") is True
+
+
+def advance(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    """After a stage's Map: the plan with the next level of reduce units to run (mosaics,
+    then the composites reading them), or `done` (infra/units.py)."""
+    settings = Settings.from_env()
+    plan_ = event.get("plan") if isinstance(event, Mapping) else None
+    if not isinstance(plan_, Mapping) or not plan_.get("job_id"):
+        raise InvalidInput('advance expects {"plan": <the plan function\'s result>}')
+    return stages.next_stage(plan_, store=settings.task_log(), s3=_s3(settings),
+                             task_log_uri=settings.task_log_uri,
+                             threshold=settings.distributed_threshold)
 
 
 def job_limits(event: Any, settings: Settings) -> dict[str, int]:
@@ -206,8 +211,9 @@ def job_limits(event: Any, settings: Settings) -> dict[str, int]:
 
 
 def _read_input(event: Mapping[str, Any], settings: Settings, execution_name: str = ""
-                ) -> tuple[str, list[Cell], list[dict[str, Any]] | None]:
-    """(job id, cells, Map items or None) from any of the three execution inputs.
+                ) -> tuple[str, list[Cell], list[dict[str, Any]] | None, list[ReduceUnit]]:
+    """(job id, cells, Map items or None, reduce units) from any of the three execution
+    inputs.
 
     The seed's cells come with their items (the worker's env-var mode); ours get theirs
     in plan(), once the PENDING records are written.
@@ -215,7 +221,7 @@ def _read_input(event: Mapping[str, Any], settings: Settings, execution_name: st
     if not isinstance(event, Mapping):
         raise InvalidInput("the execution input must be a JSON object")
     if isinstance(event.get("detail"), Mapping) and "cells" in event["detail"]:
-        return _seed_items(event, settings, execution_name)
+        return (*_seed_items(event, settings, execution_name), [])
     if "job" in event:
         job = Job.from_dict(event["job"])
     elif "job_uri" in event:
@@ -224,7 +230,7 @@ def _read_input(event: Mapping[str, Any], settings: Settings, execution_name: st
         raise InvalidInput(
             'the execution input must be {"job": {…}}, {"job_uri": "s3://…/job.json"} or the '
             'seed\'s {"detail": {"cells": […]}}; got keys ' + ", ".join(sorted(event)))
-    return job.job_id, list(job.cells), None
+    return job.job_id, list(job.cells), None, list(job.units)
 
 
 def _read_job(uri: str, settings: Settings) -> Any:
@@ -247,18 +253,6 @@ def _read_job(uri: str, settings: Settings) -> Any:
         return json.loads(body)
     except ValueError as exc:
         raise InvalidInput(f"job_uri {uri} is not JSON: {exc}") from exc
-
-
-def _job_name(job_id: str, cell_id: str) -> str:
-    """An AWS Batch job name: letters, digits, '-' and '_', at most 128 characters."""
-    return _JOB_NAME_BAD.sub("_", f"{job_id}-{cell_id}")[:128]
-
-
-def _item(job_id: str, cell: Cell, command: list[str],
-          environment: list[dict[str, str]]) -> dict[str, Any]:
-    return {"task_id": cell.task_id, "job_id": job_id, "cell_id": cell.cell_id,
-            "job_name": _job_name(job_id, cell.cell_id), "command": command,
-            "environment": environment}
 
 
 def _seed_job_id(execution_name: str) -> str:
@@ -290,24 +284,26 @@ def _seed_items(event: Mapping[str, Any], settings: Settings, execution_name: st
                        for name in ("files", "date", "output_bucket", "region_name", "job_id")
                        if entry.get(name)]
         cells.append(cell)
-        items.append(_item(job_id, cell, ["--task-log", settings.task_log_uri], environment))
+        items.append(task_item(job_id, cell, ["--task-log", settings.task_log_uri],
+                               environment))
     dupes = sorted(i for i, n in Counter(cell.cell_id for cell in cells).items() if n > 1)
     if dupes:
         raise InvalidInput(f"seed input has the same tile-date twice: {', '.join(dupes)}")
     return job_id, cells, items
 
 
-def _check_output(cell: Cell, bucket: str) -> None:
+def _check_output(task: Cell | ReduceUnit, bucket: str) -> None:
     """Workers may only write to the stack's bucket: say so now, not in 10,000 failures."""
     root = f"s3://{bucket}"
-    if cell.output != root and not cell.output.startswith(root + "/"):
+    if task.output != root and not task.output.startswith(root + "/"):
+        name = f"unit {task.unit_id}" if isinstance(task, ReduceUnit) else f"cell {task.cell_id}"
         raise InvalidInput(
-            f"cell {cell.cell_id}: output {cell.output} is outside this stack's results "
+            f"{name}: output {task.output} is outside this stack's results "
             f"bucket; use {root}/<prefix>")
 
 
-def _register(cells: list[Cell], settings: Settings) -> int:
-    """PENDING records for every cell (conditional: existing records are left alone)."""
+def _register(cells: list[Cell | ReduceUnit], settings: Settings) -> int:
+    """PENDING records for every cell and unit (conditional: existing ones are left alone)."""
     return settings.task_log().register(cells, expires_at=settings.expires_at())
 
 

@@ -328,10 +328,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     job = result.job
     if job is None:  # plan() always makes one; this keeps type checkers honest
         raise InvalidInput("the plan has no job")
-    if args.backend == "aws" and job.units:  # the state machine's second stage is to come
-        result.warnings.append(f"the aws backend runs the cells only; its {len(job.units)} "
-                               "mosaic/composite unit(s) are not run there yet (use "
-                               "--no-mosaic to silence this, or the local backend)")
     for warning in result.warnings:
         print(f"rsbatch: warning: {warning}", file=sys.stderr)
     if args.dry_run:  # the estimate is for deciding; a run does not wait for it

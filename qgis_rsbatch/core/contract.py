@@ -608,3 +608,34 @@ def _job_units(job_id: str, raw_units: Any, cell_ids: set[str]) -> tuple[ReduceU
     return tuple(units)
 
 
+#: the statuses after which a unit may read an input (a FAILED or SKIPPED input published
+#: nothing: the unit runs on the others and says which it lacked)
+INPUT_FINAL = (Status.SUCCEEDED, Status.SKIPPED, Status.FAILED)
+
+
+def task_key(task: Cell | ReduceUnit) -> str:
+    """A cell's id or a unit's: the record's CellId, the log file's name, the Batch job's."""
+    return task.unit_id if isinstance(task, ReduceUnit) else task.cell_id
+
+
+def inputs_not_ended(job_id: str, stuck: Mapping[str, Any]) -> str:
+    """Why a unit is FAILED without running: inputs (id → status, None: no record) that can
+    no longer end (cancelled, never recorded). Both backends say it in these words."""
+    ended = ", ".join(f"{i} ({status or 'no record'})" for i, status in stuck.items())
+    return (f"its input(s) {ended} did not end; `rsbatch resume {job_id}` runs them and then "
+            "this unit")
+
+
+def unit_levels(units: tuple[ReduceUnit, ...] | list[ReduceUnit]) -> list[list[ReduceUnit]]:
+    """The units in stages a backend can run one after the other: a unit's level is one
+    more than the highest of the units it reads (cells are level 0), so level 1 holds the
+    mosaics and the composites of cells, level 2 the composites of mosaics."""
+    level: dict[str, int] = {}
+    stages: list[list[ReduceUnit]] = []
+    for unit in units:  # a job lists a unit after the units it reads (Job.from_dict)
+        mine = 1 + max((level.get(i, 0) for i in unit.inputs), default=0)
+        level[unit.unit_id] = mine
+        while len(stages) < mine:
+            stages.append([])
+        stages[mine - 1].append(unit)
+    return stages

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cell_logs import batch_log_stream, cloudwatch_lines, find_cell
-from ..contract import Job, Status
+from ..contract import Job, Status, task_key
 from ..errors import (
     AWS_DENIED_CODES,
     AccessDenied,
@@ -138,7 +138,7 @@ class AwsBackend:
         self._start(job, attempt=0)
         return self.wait(job.job_id, progress) if wait else self.status(job.job_id)
 
-    def _start(self, job: Job, attempt: int) -> str:
+    def _start(self, job: Job, attempt: int, resume: bool = False) -> str:
         prefix = str(self.outputs.get("JobsPrefix") or
                      f"s3://{self.outputs['ResultsBucket']}/_rsbatch/jobs/")
         uri = f"{prefix.rstrip('/')}/{job.job_id}/job-{attempt}.json"
@@ -146,6 +146,8 @@ class AwsBackend:
         self._call("uploading the job", self._client("s3").put_object, Bucket=bucket, Key=key,
                    Body=json.dumps(job.to_dict()).encode(), ContentType="application/json")
         execution_input: dict[str, Any] = {"job_uri": uri}
+        if resume:
+            execution_input["resume"] = True
         if job.params.get("limits"):  # the job's own time limits (infra/README.md)
             execution_input["limits"] = dict(job.params["limits"])
         response = self._call(
@@ -185,7 +187,7 @@ class AwsBackend:
         notes = []
         if execution is not None and execution["status"] in _ENDED:
             left = [r for r in records.values() if not r.status.finished]
-            missing = [c for c in job.cells if c.cell_id not in records]
+            missing = [t for t in job.tasks if task_key(t) not in records]
             if left or missing:
                 reason = (f"the execution ended ({execution['status']}) before this cell "
                           "finished")
@@ -194,15 +196,16 @@ class AwsBackend:
                 self.task_log.end_many(left, Status.FAILED, reason.strip())
                 if missing:  # the planner never recorded them (it failed first)
                     self.task_log.register(missing, Status.PENDING)
-                    fresh = self.task_log.get_many(cell.task_id for cell in missing)
+                    fresh = self.task_log.get_many(task.task_id for task in missing)
                     self.task_log.end_many(fresh.values(), Status.FAILED, reason.strip())
                 notes.append(reason.strip())
                 records = {r.cell_id: r for r in self.task_log.job_records(job_id)}
         elif execution is not None:
             notes.append(f"execution {execution['status'].lower()}")
-        ordered = tuple(records.get(c.cell_id) or Record.for_cell(c) for c in job.cells)
-        return JobStatus(job_id, tuple(sorted(ordered, key=lambda r: r.cell_id)), self.name,
-                         tuple(notes))
+        # cells and units by id, as the local backend's task log lists them
+        ordered = sorted((records.get(task_key(t)) or Record.for_task(t) for t in job.tasks),
+                         key=lambda r: r.cell_id)
+        return JobStatus(job_id, tuple(ordered), self.name, tuple(notes))
 
     def _move(self, task_id: str, status: Status, **kwargs: Any) -> None:
         move(self.task_log, task_id, status, **kwargs)
@@ -285,17 +288,18 @@ class AwsBackend:
         job = self._job(job_id)
         records = {r.cell_id: r for r in self.task_log.job_records(job_id)}
         again = []
-        for cell in job.cells:
-            record = records.get(cell.cell_id)
+        for task in job.tasks:
+            record = records.get(task_key(task))
             if record is not None and record.status is Status.SUCCEEDED:
                 continue
             if record is not None and record.status in (Status.FAILED, Status.CANCELLED):
                 self._move(record.task_id, Status.PENDING)
-            again.append(cell)
+            again.append(task)
         if again:
+            # the whole job, so units can name every input; the plan function leaves out
+            # the cells that succeeded ("resume") and the units that are not PENDING
             attempt = len(self._handle(job_id).get("executions") or [])
-            self._start(Job(job_id=job.job_id, cells=tuple(again), params=job.params,
-                            created=job.created), attempt)
+            self._start(job, attempt, resume=True)
         return self.wait(job_id, progress) if wait else self.status(job_id)
 
     def wait(self, job_id: str, progress: Progress | None = None, interval: float = 5.0,

@@ -25,7 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from ..contract import Cell, Job, ReduceUnit, Status
+from ..contract import (
+    INPUT_FINAL,
+    Cell,
+    Job,
+    ReduceUnit,
+    Status,
+    inputs_not_ended,
+    task_key,
+)
 from ..errors import TaskLogUnavailable, Terminated
 from ..processes import SUPERVISOR_ENV, die_with_parent, signal_group
 from ..tasklog.schema import Record, utc_now
@@ -50,11 +58,6 @@ class _Running:
 def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
     os.nice(5)  # keep the desktop responsive
     die_with_parent()
-
-
-def task_key(task: Cell | ReduceUnit) -> str:
-    """A cell's id or a unit's: the record's CellId, the log file's name."""
-    return task.unit_id if isinstance(task, ReduceUnit) else task.cell_id
 
 
 def worker_command(python: str, log_uri: str, reduce: bool = False) -> list[str]:
@@ -122,7 +125,7 @@ class Supervisor:
         runs or waits to start (`busy` off) and an input can no longer become final (it was
         cancelled, or has no record), the unit is FAILED saying which."""
         status = {r.cell_id: r.status for r in records}
-        final = (Status.SUCCEEDED, Status.SKIPPED, Status.FAILED)
+        final = INPUT_FINAL
         ready = []
         for unit in list(waiting):
             if status.get(unit.unit_id) is not Status.PENDING:
@@ -135,10 +138,8 @@ class Supervisor:
             elif not busy and not any(status.get(i) in (Status.PENDING, Status.RUNNING)
                                       for i in stuck):
                 waiting.remove(unit)
-                ended = ", ".join(f"{i} ({status.get(i) or 'no record'})" for i in stuck)
-                move(self.log, unit.task_id, Status.FAILED,
-                     error=f"its input(s) {ended} did not end; `rsbatch resume "
-                           f"{self.job.job_id}` runs them and then this unit")
+                move(self.log, unit.task_id, Status.FAILED, error=inputs_not_ended(
+                    self.job.job_id, {i: status.get(i) for i in stuck}))
         return ready
 
     # --- one worker ------------------------------------------------------------------------
