@@ -201,7 +201,7 @@ def test_cancel_stops_the_job_and_marks_unfinished_cells(dock, sample):
     from qgis_rsbatch.settings import Settings
 
     Settings().workers = 1
-    dock.run_panel.workers_spin.setValue(1)
+    dock.run_panel.backend_form.workers_spin.setValue(1)
     plan_job(dock, sample)
     job_id = submit(dock)
     dock.jobs_panel.select_job(job_id)
