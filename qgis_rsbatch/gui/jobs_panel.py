@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import unquote, urlparse
 
-from qgis.core import QgsApplication, QgsCoordinateTransform, QgsRectangle
+from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import QCoreApplication, QModelIndex, Qt, QUrl
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
@@ -37,7 +36,6 @@ from .job_history import HISTORY_LIMIT, backend_label, read_history
 from .job_model import CELL_ID_ROLE, JobModel, ProgressDelegate, describe_job, details_text
 from .job_monitor import JobMonitor
 from .job_results import JobResults
-from .layer_tree import JOB_PROPERTY
 from .messages import describe
 
 
@@ -144,7 +142,7 @@ class JobsPanel(QWidget):
         self._actions["elsewhere"].setEnabled(
             retryable and job is not None and job.key[0] == "local")
         self._actions["load"].setEnabled(bool(counts.get("SUCCEEDED")))
-        self._actions["folder"].setEnabled(self._folder(job) is not None)
+        self._actions["folder"].setEnabled(self.results.folder(self.selected_job()) is not None)
         self._actions["series"].setEnabled(status is not None and any(
             r.stats for r in status.records))
         self.empty_label.setVisible(self.model.rowCount() == 0)
@@ -164,12 +162,25 @@ class JobsPanel(QWidget):
                                     self.tr("Show log"))
             action.triggered.connect(lambda: self.show_log(job_id, cell_id))
             menu.addSeparator()
-        for name in ("cancel", "retry", "elsewhere", "load", "folder", "series"):
+        job_id = self.model.job_of(index) if index.isValid() else self.selected_job()
+        for name in ("cancel", "retry", "elsewhere", "load", "tiles", "folder", "series"):
+            if name == "tiles":  # the menu's own: a job with mosaics shows them, not tiles
+                action = menu.addAction(QgsApplication.getThemeIcon("/mActionAddRasterLayer.svg"),
+                                        self.tr("Add tile layers"))
+                action.setToolTip(self.tr("Add each tile's own layers (a Tiles group in the "
+                                          "job's group)"))
+                action.setEnabled(self.results.has_tiles_apart(job_id))
+                action.triggered.connect(lambda: self.add_tile_layers(job_id))
+                continue
             button = self._actions[name]
             action = menu.addAction(button.icon(), button.text())
             action.setEnabled(button.isEnabled())
             action.triggered.connect(button.click)
         return menu
+
+    def add_tile_layers(self, job_id: str | None) -> Any:
+        """The per-tile layers of a job with mosaics, in its Tiles group (a loading task)."""
+        return self.results.load(job_id, tiles=True)
 
     # --- history and new jobs ----------------------------------------------------------------
     def load_history(self) -> Any:
@@ -329,41 +340,14 @@ class JobsPanel(QWidget):
             on_error=lambda error: self.context.notifier.error(error, what))
         return self.context.tasks.start(task)
 
-    def _folder(self, job: Any) -> str | None:
-        if job is None or job.status is None:
-            return None
-        for record in job.status.records:
-            for uri in record.outputs.values():
-                parsed = urlparse(uri)
-                if parsed.scheme == "file":
-                    return os.path.dirname(unquote(parsed.path))
-        return None
-
     def zoom_to(self, index: QModelIndex) -> bool:
-        """Zoom the map to the results of a job (job row) or of one cell (cell row)."""
-        job_id = self.model.job_of(index)
+        """Zoom the map to the results of a job (job row) or of one cell or unit (its row)."""
         cell_id = index.sibling(index.row(), 0).data(CELL_ID_ROLE) \
             if index.parent().isValid() else None
-        canvas = self.context.canvas
-        if not job_id or canvas is None:
-            return False
-        target = canvas.mapSettings().destinationCrs()
-        extent = QgsRectangle()
-        for layer in self.context.project.mapLayers().values():
-            if layer.customProperty(JOB_PROPERTY) != job_id:
-                continue
-            if cell_id and not layer.name().startswith(cell_id.replace("_", " ")):
-                continue
-            transform = QgsCoordinateTransform(layer.crs(), target, self.context.project)
-            extent.combineExtentWith(transform.transformBoundingBox(layer.extent()))
-        if extent.isNull() or extent.isEmpty():
-            return False
-        canvas.setExtent(extent.buffered(max(extent.width(), extent.height()) * 0.05))
-        canvas.refresh()
-        return True
+        return self.results.zoom_to(self.model.job_of(index), cell_id)
 
     def open_folder(self, job_id: str | None) -> None:
-        folder = self._folder(self.monitor.jobs.get(job_id or ""))
+        folder = self.results.folder(job_id)
         if folder and os.path.isdir(folder):
             QDesktopServices.openUrl(QUrl.fromLocalFile(folder))
 

@@ -14,16 +14,17 @@ from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import Qt, QTimer, pyqtSignal
 from qgis.PyQt.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ..core.errors import DependencyMissing
+from ..core.errors import DependencyMissing, RsbatchError
 from ..core.estimate import estimate
 from ..core.outputfolder import check_output_folder
 from ..core.planning import JobRequest, make_job
 from ..environments import profile_worker_python, worker_python
 from ..tasks import FunctionTask
-from .backend_form import LOCAL, BackendForm
+from .backend_form import AWS, LOCAL, BackendForm
 from .backends import require_worker_python
 from .context import Context
-from .messages import describe
+from .messages import describe, plain_text
+from .reduce_options import ReduceOptions, units_summary
 from .worker_setup import DOWNLOAD_MB
 
 ESTIMATE_DELAY_MS = 300
@@ -54,6 +55,8 @@ class RunPanel(QWidget):
     def _build(self) -> None:
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        self.reduce_options = ReduceOptions(self.context, self)
+        layout.addWidget(self.reduce_options)
         self.backend_form = BackendForm(self.context, self)
         layout.addWidget(self.backend_form)
         self.estimate_label = QLabel(self)
@@ -66,6 +69,7 @@ class RunPanel(QWidget):
         layout.addWidget(self.submit_button)
         self.submit_button.clicked.connect(self.submit)
         self.backend_form.changed.connect(self.invalidate)
+        self.reduce_options.changed.connect(self.invalidate)
 
     def backend(self) -> str:
         return self.backend_form.backend()
@@ -75,6 +79,7 @@ class RunPanel(QWidget):
 
     def _save(self) -> None:
         self.backend_form.save()
+        self.reduce_options.save()
 
     # --- plan and estimate -------------------------------------------------------------------
     def set_inputs(self, options: dict[str, Any] | None, scenes: list[Any]) -> None:
@@ -96,7 +101,7 @@ class RunPanel(QWidget):
 
     def _inputs(self) -> tuple:
         form = self.backend_form
-        return (form.backend(), form.output(), form.workers(),
+        return (form.backend(), form.output(), form.workers(), self.reduce_options.state(),
                 repr(sorted((k, repr(v)) for k, v in (self.options or {}).items())),
                 tuple(s.item_id for s in self.scenes))
 
@@ -107,17 +112,19 @@ class RunPanel(QWidget):
             self._plan_task.detach()
             self._plan_task.cancel()
         inputs = self._inputs()
-        options = dict(self.options, output=self.backend_form.output())
+        try:
+            reduce = self.reduce_options.options()
+        except RsbatchError as exc:
+            self._plan_failed(exc)
+            return
+        options = dict(self.options, output=self.backend_form.output(), **reduce)
         scenes = list(self.scenes)
         backend = self.backend()
         workers = self.backend_form.workers() or None
         spot = self.context.settings().spot_price
 
         def run(task: Any) -> Any:
-            # cells only until the dock shows mosaics and composites (issue 16 §4); an
-            # option of the dock's own ("mosaic") wins
-            request = JobRequest(**{"mosaic": False, **options})
-            job = make_job(request, scenes)
+            job = make_job(JobRequest(**options), scenes)
             return job, estimate(job, backend=backend, workers=workers, spot_price=spot)
 
         self._plan_task = self.context.tasks.start(FunctionTask(
@@ -131,7 +138,7 @@ class RunPanel(QWidget):
             self.invalidate()
             return
         self.plan = (inputs, job, guess)
-        self.estimate_label.setText(self.describe(guess))
+        self.estimate_label.setText(self.describe(guess, job))
         if self._submit_after_plan:
             self._submit_after_plan = False
             self.submit()
@@ -141,11 +148,14 @@ class RunPanel(QWidget):
         self._submit_after_plan = False
         self.estimate_label.setText(f"<span style='color:#d7301f'>{describe(error)}</span>")
 
-    def describe(self, guess: Any) -> str:
-        """The estimate in the dock's words (HTML)."""
-        parts = [self.tr("<b>{} cell(s)</b> on {} tile(s)").format(guess.cells, guess.tiles),
-                 self.tr("{:.2f} GB to read, {:.2f} GB to write").format(guess.input_gb,
-                                                                       guess.output_gb)]
+    def describe(self, guess: Any, job: Any = None) -> str:
+        """The estimate in the dock's words (HTML): cells, reduce units, bytes, time or cost."""
+        parts = [self.tr("<b>{} cell(s)</b> on {} tile(s)").format(guess.cells, guess.tiles)]
+        units = units_summary(job) if job is not None else ""
+        if units:
+            parts.append(self.tr("then {}").format(units))
+        parts.append(self.tr("{:.2f} GB to read, {:.2f} GB to write").format(guess.input_gb,
+                                                                            guess.output_gb))
         if guess.dollars is not None:
             parts.append(self.tr("{:.2f} vCPU-hours, about <b>${:.2f}</b> at ${:g}/vCPU-hour "
                                  "Spot").format(guess.vcpu_hours, guess.dollars,
@@ -155,7 +165,12 @@ class RunPanel(QWidget):
             when = self.tr("{:.0f} min").format(max(1, minutes)) if minutes < 120 else \
                 self.tr("{:.1f} h").format(guess.hours_local)
             parts.append(self.tr("about {} on this computer").format(when))
-        return " · ".join(parts)
+        text = " · ".join(parts)
+        if units and self.backend() == AWS:  # as `rsbatch run` warns
+            text += self.tr("<br><span style='color:#a6611a'>The AWS stack runs only the cells "
+                            "for now: these mosaics and composites would not be made there "
+                            "(run on this computer for them).</span>")
+        return text
 
     def needs_confirmation(self, guess: Any) -> bool:
         settings = self.context.settings()
@@ -177,8 +192,7 @@ class RunPanel(QWidget):
         if self.needs_confirmation(guess) and not self.context.confirm(
                 self, self.tr("Submit this job?"),
                 self.tr("This job is larger than your confirmation threshold:\n{}\n\nSubmit "
-                        "it?").format(self.describe(guess).replace("<b>", "")
-                                      .replace("</b>", ""))):
+                        "it?").format(plain_text(self.describe(guess, job)))):
             return None
         self._save()
         key = self.backend_form.backend_key()

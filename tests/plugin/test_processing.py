@@ -113,8 +113,9 @@ def test_run_job_loads_styled_layers_into_the_job_group(provider, sample, tmp_pa
     group = next(g for g in root.children() if isinstance(g, QgsLayerTreeGroup)
                  and g.name() == f"rsbatch {job_id}")
     layers = [node.layer() for node in group.findGroup("NDVI").findLayers()]
-    assert sorted(la.name() for la in layers) == ["32TMT 2024-06-01 NDVI",
-                                                  "32TNT 2024-06-01 NDVI"]
+    tag = job_id.rsplit("-", 1)[1]
+    assert sorted(la.name() for la in layers) == [f"32TMT 2024-06-01 NDVI · {tag}",
+                                                  f"32TNT 2024-06-01 NDVI · {tag}"]
     assert all(la.renderer().type() == "singlebandpseudocolor" for la in layers)
     # nothing of them stays at the root
     assert not [n for n in root.children() if not isinstance(n, QgsLayerTreeGroup)]
