@@ -169,7 +169,7 @@ def test_run_job_makes_mosaics_in_the_chosen_crs_and_composites_per_period(provi
 def test_run_job_refuses_a_mosaic_crs_that_cannot_hold_its_grid(provider, sample, tmp_path):
     import processing
 
-    with pytest.raises(QgsProcessingException, match="EPSG:4326 .*not projected in metres"):
+    with pytest.raises(QgsProcessingException, match=r"EPSG:4326 .*not projected in metres"):
         processing.run("rsbatch:runjob", {
             "EXTENT": SAMPLE_EXTENT, "START": sample["start"], "END": sample["end"],
             "CATALOG": sample["catalog"], "OUTPUT_FOLDER": str(tmp_path / "o"), "LOAD": False,
