@@ -16,7 +16,7 @@ from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
-    QHBoxLayout,
+    QGridLayout,
     QHeaderView,
     QLabel,
     QMenu,
@@ -86,8 +86,9 @@ class JobsPanel(QWidget):
         layout.addWidget(self.details)
         self.empty_label = QLabel(self.tr("No job yet: submit one from the first tab."), self)
         layout.addWidget(self.empty_label)
-        row = QHBoxLayout()
-        for name, icon, text, tip in (
+        # two rows of three: one row of six would make the whole dock as wide as it
+        buttons = QGridLayout()
+        for number, (name, icon, text, tip) in enumerate((
                 ("cancel", "/mTaskCancel.svg", self.tr("Cancel"),
                  self.tr("Stop the job: unfinished cells become cancelled")),
                 ("retry", "/mActionRefresh.svg", self.tr("Retry failed"),
@@ -100,12 +101,12 @@ class JobsPanel(QWidget):
                 ("folder", "/mIconFolderOpen.svg", self.tr("Open folder"),
                  self.tr("Open the job's output folder")),
                 ("series", "/mIconTemporal.svg", self.tr("Time series"),
-                 self.tr("Each index over the area, date by date (mean, p10–p90)"))):
+                 self.tr("Each index over the area, date by date (mean, p10–p90)")))):
             button = QPushButton(QgsApplication.getThemeIcon(icon), text, self)
             button.setToolTip(tip)
-            row.addWidget(button)
+            buttons.addWidget(button, number // 3, number % 3)
             self._actions[name] = button
-        layout.addLayout(row)
+        layout.addLayout(buttons)
         self._actions["cancel"].clicked.connect(lambda: self.cancel(self.selected_job()))
         self._actions["retry"].clicked.connect(lambda: self.retry(self.selected_job()))
         self._actions["elsewhere"].clicked.connect(

@@ -62,6 +62,11 @@ class ReduceOptions(QWidget):
         self.crs_widget.setToolTip(self.tr(
             "The mosaics' (and composites') CRS, projected in metres; tiles of other zones "
             "are warped with nearest neighbour, so values stay exact"))
+        # the combo would be as wide as its longest entry and widen the whole dock with it
+        for combo in self.crs_widget.findChildren(QComboBox):
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(18)
         form.addRow(self.tr("Mosaic CRS"), self.crs_widget)
 
         row = QHBoxLayout()
