@@ -255,7 +255,7 @@ class Driver:
         from qgis.PyQt.QtWidgets import QDockWidget
 
         layers = window.findChild(QDockWidget, "Layers")
-        window.resizeDocks([layers, self.dock], [330, 470], Qt.Orientation.Horizontal)
+        window.resizeDocks([layers, self.dock], [320, 560], Qt.Orientation.Horizontal)
         return True
 
     def aoi_extent(self):
