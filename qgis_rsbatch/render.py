@@ -170,7 +170,7 @@ def compose(job_id: str, rows: list[tuple[str, list[tuple[str, Any]]]], subtitle
 
 def _what_ran(records: list) -> str:
     """'4 cell(s) on 32TMT, 32TNT and 4 mosaic/composite unit(s)' (units carry their kind)."""
-    cells = [r for r in records if "Kind" not in r.extra]
+    cells = [r for r in records if r.kind == "cell"]
     units = len(records) - len(cells)
     tiles = ", ".join(sorted({r.tile for r in cells}))
     return f"{len(cells)} cell(s) on {tiles}" + (
@@ -188,7 +188,8 @@ def render_job(job_id: str, png: str, project_path: str | None = None,
     from .gui.results import LoadRequest, outputs_of, prepare
 
     records, job = _records(job_id, task_log)
-    outputs = outputs_of(records)
+    # a panel per date: the mosaics (or tiles); a composite spans dates, it has no panel
+    outputs = [o for o in outputs_of(records) if o.kind != "composite"]
     if not outputs:
         raise InvalidInput(f"job {job_id} has no succeeded cell to render")
     project = QgsProject.instance()

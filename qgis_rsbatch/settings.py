@@ -72,6 +72,12 @@ class Settings:
     clip = _Setting("search/clip", True, _bool)
     days_back = _Setting("search/days_back", 30, int)
 
+    # --- what to make of the cells (per-date mosaics, period composites) ----------------
+    mosaic = _Setting("reduce/mosaic", True, _bool)
+    mosaic_crs = _Setting("reduce/mosaic_crs", "", str)          # "" = the AOI's UTM zone
+    composite = _Setting("reduce/composite", "none", str)        # "none" | "median"
+    composite_period = _Setting("reduce/composite_period", "all", str)  # all | month | Nd
+
     # --- where to run -----------------------------------------------------------------
     backend = _Setting("backend", "local", str)
     output_folder = _Setting("local/output_folder", _default_output, str)

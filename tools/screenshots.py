@@ -250,6 +250,12 @@ class Driver:
         settings.worker_python = self.config["python"]
         self.plugin.toggle_dock(True)
         self.dock.setMinimumWidth(470)
+        # the Layers panel wide enough for a job's group and layer names
+        from qgis.PyQt.QtCore import Qt
+        from qgis.PyQt.QtWidgets import QDockWidget
+
+        layers = window.findChild(QDockWidget, "Layers")
+        window.resizeDocks([layers, self.dock], [320, 560], Qt.Orientation.Horizontal)
         return True
 
     def aoi_extent(self):
@@ -334,6 +340,9 @@ class Driver:
         panel.set_catalog(sample["catalog"])
         panel.set_dates(sample["start"], sample["end"])
         panel.cloud_spin.setValue(100)
+        # mosaics (the default) and a median composite of the whole range
+        options = self.dock.run_panel.reduce_options
+        options.composite_combo.setCurrentIndex(options.composite_combo.findData("median"))
         self.zoom_to_aoi(1.3)
         panel.search_button.click()
         return True
@@ -341,6 +350,9 @@ class Driver:
     def scenes_shown(self):
         if not self.dock.search_panel.model.scenes() or not self.dock.run_panel.plan:
             return False
+        if self._render_for != "dock-scenes.png":  # down to the run step: options, estimate
+            scroll = self.dock.tabs.widget(0)
+            scroll.verticalScrollBar().setValue(scroll.verticalScrollBar().maximum())
         return self.rendered_shot("dock-scenes.png")
 
     def submit(self):
@@ -364,11 +376,13 @@ class Driver:
     def results_ndvi(self):
         from qgis.core import QgsProject
 
+        from qgis_rsbatch.gui.results import outputs_of
+
         panel = self.dock.jobs_panel
         job = panel.monitor.jobs[self.job_id]
         layers = [la for la in QgsProject.instance().mapLayers().values()
                   if la.customProperty("rsbatch/job_id") == self.job_id]
-        if not job.finished or len(layers) < 2 * len(job.status.records):
+        if not job.finished or len(layers) < len(outputs_of(job.status.records)):
             return False
         if self._render_for != "dock-results-ndvi.png":
             panel.tree.expandAll()
@@ -402,6 +416,8 @@ class Driver:
         group = job_group(QgsProject.instance(), self.job_id, create=False)
         for child in group.children():
             child.setExpanded(child.name() == product)
+            if child.name() == "Composites":  # the dates step through the mosaics
+                child.setItemVisibilityChecked(False)
 
     def settings_tab(self):
         panel = self.dock.settings_panel

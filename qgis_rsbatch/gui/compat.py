@@ -6,7 +6,13 @@ QGIS 4 keeps only the new ones (`Qgis.GeometryType`, `Qgis.ShaderInterpolationMe
 
 from __future__ import annotations
 
-from qgis.core import Qgis, QgsColorRampShader, QgsRasterLayerTemporalProperties, QgsWkbTypes
+from qgis.core import (
+    Qgis,
+    QgsColorRampShader,
+    QgsRasterLayerTemporalProperties,
+    QgsUnitTypes,
+    QgsWkbTypes,
+)
 
 
 def _pick(new_owner: object, new: str, old_owner: object, old: str) -> object:
@@ -31,6 +37,8 @@ SHADER_INTERPOLATED = _pick(Qgis, "ShaderInterpolationMethod.Linear", QgsColorRa
 #: a raster layer's fixed temporal range mode
 FIXED_TEMPORAL_RANGE = _pick(Qgis, "RasterTemporalMode.FixedTemporalRange",
                              QgsRasterLayerTemporalProperties, "ModeFixedTemporalRange")
+#: a CRS's map units when they are metres
+METRES = _pick(Qgis, "DistanceUnit.Meters", QgsUnitTypes, "DistanceUnit.DistanceMeters")
 SHADER_CONTINUOUS = _pick(Qgis, "ShaderClassificationMethod.Continuous", QgsColorRampShader,
                           "ClassificationMode.Continuous")
 

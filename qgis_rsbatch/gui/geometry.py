@@ -25,9 +25,26 @@ from qgis.core import (
 
 from ..core import aoi as core_aoi
 from ..core.errors import InvalidInput
+from .compat import METRES
 
 #: points per edge (at least) after densifying, before the transform to EPSG:4326
 DENSIFY_STEPS = 64
+
+
+def mosaic_epsg(crs: QgsCoordinateReferenceSystem) -> int | None:
+    """The EPSG code of a CRS chosen for the mosaic grid (None: not set, the planner's
+    automatic UTM zone); InvalidInput when it cannot hold a grid of 10 m pixels."""
+    if not crs.isValid():
+        return None
+    authid = crs.authid().upper()
+    if not authid.startswith("EPSG:") or not authid[5:].isdigit():
+        raise InvalidInput(f"the mosaic CRS {crs.description() or authid} has no EPSG code; "
+                           "choose one from the EPSG list")
+    if crs.isGeographic() or crs.mapUnits() != METRES:
+        raise InvalidInput(f"the mosaic CRS {authid} ({crs.description()}) is not projected in "
+                           "metres; mosaics have 10 m pixels: choose a projected CRS such as "
+                           "a UTM zone")
+    return int(authid[5:])
 
 
 def wgs84() -> QgsCoordinateReferenceSystem:

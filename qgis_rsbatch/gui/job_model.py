@@ -1,5 +1,5 @@
 """The dock's job list: one row per job (progress bar, counts, backend) with a child row per
-cell (status, attempts, and the reason when it failed).
+cell and per mosaic or composite unit (status, attempts, and the reason when it failed).
 
 A QStandardItemModel refreshed in place from core `JobStatus` objects: rows are found by id
 and updated, never rebuilt, so selection and expansion survive every poll.
@@ -23,6 +23,7 @@ from qgis.PyQt.QtWidgets import (
 from ..core import products
 from ..core.contract import Status
 from .compat import user_role
+from .layer_tree import product_title
 
 JOB_ID_ROLE = user_role(1)
 CELL_ID_ROLE = user_role(2)
@@ -87,6 +88,17 @@ def progress_text(status: Any) -> str:
     return text
 
 
+def record_title(record: Any) -> str:
+    """A cell's or unit's row name: '32TMT 2024-06-01', 'Mosaic 2024-06-01 NDVI',
+    'Composite 2024-06-01 – 2024-06-30 NDVI'."""
+    if record.kind == "cell":
+        return f"{record.tile} {record.date}"
+    first, last = record.period
+    when = first if first == last else f"{first} – {last}"
+    kind = tr("Mosaic") if record.kind == "mosaic" else tr("Composite")
+    return f"{kind} {when} {product_title(str(record.extra.get('Product', '')))}"
+
+
 def describe_job(params: Any) -> str:
     """What a job is about, from the parameters it was planned from: area (its name or its
     extent), dates and products."""
@@ -116,6 +128,11 @@ def describe_job(params: Any) -> str:
     if params.get("products"):
         parts.append(" + ".join(products.PRODUCTS[p].title if p in products.PRODUCTS
                                 else str(p) for p in params["products"]))
+    if params.get("mosaic"):
+        parts.append(tr("mosaics"))
+    if params.get("composite"):
+        parts.append(tr("{} composites ({})").format(params["composite"],
+                                                     params.get("composite_period") or "all"))
     return ", ".join(parts)
 
 
@@ -128,8 +145,7 @@ def details_text(job_id: str, status: Any, *, description: str = "", backend: st
         record = next((r for r in records if r.cell_id == cell_id), None)
         if record is None:
             return cell_id
-        lines = [f"{record.tile} {record.date} ({record.cell_id}): "
-                 f"{status_text(record.status)}"
+        lines = [f"{record_title(record)} ({record.cell_id}): {status_text(record.status)}"
                  + (tr(", attempt {}").format(record.attempts) if record.attempts else "")]
         if record.error:
             lines.append(tr("Reason: {}").format(record.error))
@@ -142,7 +158,7 @@ def details_text(job_id: str, status: Any, *, description: str = "", backend: st
         lines.append(tr("Not reachable: {}").format(error))
     for record in records:
         if record.status is Status.FAILED:
-            lines.append(f"✗ {record.tile} {record.date}: {record.error or '?'}")
+            lines.append(f"✗ {record_title(record)}: {record.error or '?'}")
     return "\n".join(lines)
 
 
@@ -238,7 +254,7 @@ class JobModel(QStandardItemModel):
                 head.appendRow(items)
                 row = head.rowCount() - 1
             name, state, attempts, details = (head.child(row, c) for c in range(4))
-            name.setText(f"{record.tile} {record.date}")
+            name.setText(record_title(record))
             name.setToolTip(record.cell_id)
             state.setText(status_text(record.status))
             state.setForeground(QBrush(QColor(STATUS_COLORS[record.status])))

@@ -1,24 +1,22 @@
 """The dock's job list: history from the task log, live status by polling, and what a user
 does with a job (cancel, retry the failed cells, add its results, open its folder).
 
-Every backend call (status, cancel, resume) runs in a task; notices go to the message bar:
-a job finished, cells failed (with the reason). Finished cells' outputs are added to the
-map as they arrive, through the ResultLoader.
+Every backend call (status, cancel, resume) runs in a task. Notices and result layers are
+`job_results`' business.
 """
 
 from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import unquote, urlparse
 
-from qgis.core import QgsApplication, QgsCoordinateTransform, QgsRectangle
+from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import QCoreApplication, QModelIndex, Qt, QUrl
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
-    QHBoxLayout,
+    QGridLayout,
     QHeaderView,
     QLabel,
     QMenu,
@@ -31,17 +29,14 @@ from qgis.PyQt.QtWidgets import (
 
 from ..core.contract import Status
 from ..core.errors import InvalidInput
-from ..core.tasklog import user_data_dir
 from ..tasks import FunctionTask
-from .backends import BackendKey, read_stack
+from .backends import BackendKey
 from .context import Context
 from .job_history import HISTORY_LIMIT, backend_label, read_history
 from .job_model import CELL_ID_ROLE, JobModel, ProgressDelegate, describe_job, details_text
 from .job_monitor import JobMonitor
-from .layer_tree import JOB_PROPERTY
+from .job_results import JobResults
 from .messages import describe
-from .results import LoadRequest, ResultLoader, outputs_of
-from .sources import S3Access
 
 
 def tr(text: str) -> str:
@@ -57,7 +52,8 @@ class JobsPanel(QWidget):
         settings = context.settings()
         self.model = JobModel(self)
         self.monitor = JobMonitor(context.tasks, context.pool, settings.poll_ms, self)
-        self.loader = ResultLoader(context.tasks, parent=self)
+        self.results = JobResults(context, self.monitor, self)
+        self.loader = self.results.loader
         self.labels: dict[str, str] = {}
         self.created: dict[str, str] = {}
         self.descriptions: dict[str, str] = {}
@@ -65,10 +61,6 @@ class JobsPanel(QWidget):
         self._actions: dict[str, Any] = {}
         self._build()
         self.monitor.jobChanged.connect(self._job_changed)
-        self.monitor.cellsSucceeded.connect(self._cells_succeeded)
-        self.monitor.cellsFailed.connect(self._cells_failed)
-        self.monitor.jobFinished.connect(self._job_finished)
-        self.loader.loadFailed.connect(self._load_failed)
 
     def _build(self) -> None:
         layout = QVBoxLayout(self)
@@ -94,8 +86,9 @@ class JobsPanel(QWidget):
         layout.addWidget(self.details)
         self.empty_label = QLabel(self.tr("No job yet: submit one from the first tab."), self)
         layout.addWidget(self.empty_label)
-        row = QHBoxLayout()
-        for name, icon, text, tip in (
+        # two rows of three: one row of six would make the whole dock as wide as it
+        buttons = QGridLayout()
+        for number, (name, icon, text, tip) in enumerate((
                 ("cancel", "/mTaskCancel.svg", self.tr("Cancel"),
                  self.tr("Stop the job: unfinished cells become cancelled")),
                 ("retry", "/mActionRefresh.svg", self.tr("Retry failed"),
@@ -108,12 +101,12 @@ class JobsPanel(QWidget):
                 ("folder", "/mIconFolderOpen.svg", self.tr("Open folder"),
                  self.tr("Open the job's output folder")),
                 ("series", "/mIconTemporal.svg", self.tr("Time series"),
-                 self.tr("Each index over the area, date by date (mean, p10–p90)"))):
+                 self.tr("Each index over the area, date by date (mean, p10–p90)")))):
             button = QPushButton(QgsApplication.getThemeIcon(icon), text, self)
             button.setToolTip(tip)
-            row.addWidget(button)
+            buttons.addWidget(button, number // 3, number % 3)
             self._actions[name] = button
-        layout.addLayout(row)
+        layout.addLayout(buttons)
         self._actions["cancel"].clicked.connect(lambda: self.cancel(self.selected_job()))
         self._actions["retry"].clicked.connect(lambda: self.retry(self.selected_job()))
         self._actions["elsewhere"].clicked.connect(
@@ -150,7 +143,7 @@ class JobsPanel(QWidget):
         self._actions["elsewhere"].setEnabled(
             retryable and job is not None and job.key[0] == "local")
         self._actions["load"].setEnabled(bool(counts.get("SUCCEEDED")))
-        self._actions["folder"].setEnabled(self._folder(job) is not None)
+        self._actions["folder"].setEnabled(self.results.folder(self.selected_job()) is not None)
         self._actions["series"].setEnabled(status is not None and any(
             r.stats for r in status.records))
         self.empty_label.setVisible(self.model.rowCount() == 0)
@@ -170,12 +163,25 @@ class JobsPanel(QWidget):
                                     self.tr("Show log"))
             action.triggered.connect(lambda: self.show_log(job_id, cell_id))
             menu.addSeparator()
-        for name in ("cancel", "retry", "elsewhere", "load", "folder", "series"):
+        job_id = self.model.job_of(index) if index.isValid() else self.selected_job()
+        for name in ("cancel", "retry", "elsewhere", "load", "tiles", "folder", "series"):
+            if name == "tiles":  # the menu's own: a job with mosaics shows them, not tiles
+                action = menu.addAction(QgsApplication.getThemeIcon("/mActionAddRasterLayer.svg"),
+                                        self.tr("Add tile layers"))
+                action.setToolTip(self.tr("Add each tile's own layers (a Tiles group in the "
+                                          "job's group)"))
+                action.setEnabled(self.results.has_tiles_apart(job_id))
+                action.triggered.connect(lambda: self.add_tile_layers(job_id))
+                continue
             button = self._actions[name]
             action = menu.addAction(button.icon(), button.text())
             action.setEnabled(button.isEnabled())
             action.triggered.connect(button.click)
         return menu
+
+    def add_tile_layers(self, job_id: str | None) -> Any:
+        """The per-tile layers of a job with mosaics, in its Tiles group (a loading task)."""
+        return self.results.load(job_id, tiles=True)
 
     # --- history and new jobs ----------------------------------------------------------------
     def load_history(self) -> Any:
@@ -192,7 +198,6 @@ class JobsPanel(QWidget):
 
     def _history_read(self, found: list[tuple[dict, BackendKey, Any]]) -> None:
         self._history_task = None
-        loading = set(self.context.settings().loading_jobs)
         for row, key, status in found:
             job_id = row["job_id"]
             if job_id in self.monitor.jobs:
@@ -205,22 +210,13 @@ class JobsPanel(QWidget):
                                    error=describe(status))
             else:
                 self.monitor.watch(job_id, key, status=status, created=row.get("created", ""))
-                if job_id in loading:
+                if self.results.was_loading(job_id):
                     # results were being added when QGIS closed: add every cell finished
                     # since (the loader skips what is already on the map)
                     self.load_results(job_id)
                     if status.finished:
-                        self._done_loading(job_id)
+                        self.results.done_loading(job_id)
         self._update_buttons()
-
-    def _loading(self, job_id: str) -> None:
-        settings = self.context.settings()
-        if job_id not in settings.loading_jobs:
-            settings.loading_jobs = [job_id, *settings.loading_jobs][:HISTORY_LIMIT]
-
-    def _done_loading(self, job_id: str) -> None:
-        settings = self.context.settings()
-        settings.loading_jobs = [j for j in settings.loading_jobs if j != job_id]
 
     def add_job(self, job: Any, status: Any, key: BackendKey, label: str) -> None:
         """A job just submitted from the dock: list it on top, select it, watch it."""
@@ -231,7 +227,7 @@ class JobsPanel(QWidget):
                               newest=True, description=self.descriptions[job.job_id])
         self.monitor.watch(job.job_id, key, status=status, created=job.created)
         if self.context.settings().auto_load:
-            self._loading(job.job_id)
+            self.results.loading(job.job_id)
         self.select_job(job.job_id)
         self.tree.expand(self.model.index(self.model.job_row(job.job_id), 0))
         self.context.notifier.info(self.tr("Job {} submitted: {} cell(s) on {}")
@@ -282,69 +278,9 @@ class JobsPanel(QWidget):
         dialog.show()
         return dialog
 
-    # --- notices and results -----------------------------------------------------------------
-    def _cells_succeeded(self, job_id: str, records: list) -> None:
-        if self.context.settings().auto_load:
-            self.load_results(job_id, records)
-
-    def _cells_failed(self, job_id: str, records: list) -> None:
-        first = records[0]
-        if len(records) == 1:
-            text = self.tr("Cell {} of job {} failed: {}").format(first.cell_id, job_id,
-                                                                  first.error or "?")
-        else:
-            text = self.tr("{} cells of job {} failed; {}: {}").format(
-                len(records), job_id, first.cell_id, first.error or "?")
-        self.context.notifier.warning(text, self.tr("rsbatch job"))
-
-    def _job_finished(self, job_id: str) -> None:
-        status = self.monitor.jobs[job_id].status
-        self._done_loading(job_id)
-        counts = status.counts
-        done, total = counts["SUCCEEDED"], len(status.records)
-        skipped = counts["SKIPPED"]
-        if done + skipped == total:
-            text = self.tr("Job {} finished: {} cell(s) succeeded").format(job_id, done)
-            if skipped:
-                text += self.tr(", {} skipped (AOI too cloudy)").format(skipped)
-            self.context.notifier.success(text, self.tr("rsbatch job"))
-        else:
-            self.context.notifier.warning(
-                self.tr("Job {} finished: {} of {} cell(s) succeeded, {} failed, {} cancelled, "
-                        "{} skipped")
-                .format(job_id, done, total, counts["FAILED"], counts["CANCELLED"], skipped),
-                self.tr("rsbatch job"))
-
-    def _load_failed(self, job_id: str, reasons: list) -> None:
-        self.context.notifier.warning(self.tr("Some results of job {} could not be added: {}")
-                                      .format(job_id, "; ".join(reasons[:3])))
-
-    def _s3_access(self, key: BackendKey) -> S3Access:
-        name, options = key
-        if name != "aws":
-            return S3Access()
-        opts = dict(options)
-        try:
-            stack = read_stack(opts.get("stack") or "rsbatch")
-        except Exception:  # the stack file is optional for reading results
-            stack = {}
-        access = S3Access.from_stack(stack, opts.get("profile"))
-        return S3Access(access.profile, opts.get("region") or access.region,
-                        access.endpoint_url)
-
     def load_results(self, job_id: str | None, records: list | None = None) -> Any:
         """Add a job's finished outputs to the map (all of them, or those of `records`)."""
-        job = self.monitor.jobs.get(job_id or "")
-        if job is None or job.status is None:
-            return None
-        settings = self.context.settings()
-        request = LoadRequest(
-            job_id=job.job_id, outputs=outputs_of(records or job.status.records),
-            s3_mode=settings.s3_mode,
-            download_folder=settings.download_folder or os.path.join(user_data_dir(),
-                                                                     "downloads"),
-            rgb_stretch=settings.rgb_stretch, s3=self._s3_access(job.key))
-        return self.loader.load(request)
+        return self.results.load(job_id, records)
 
     # --- actions -----------------------------------------------------------------------------
     def _backend_call(self, job_id: str, what: str, call: Any, done: Any) -> Any:
@@ -405,41 +341,14 @@ class JobsPanel(QWidget):
             on_error=lambda error: self.context.notifier.error(error, what))
         return self.context.tasks.start(task)
 
-    def _folder(self, job: Any) -> str | None:
-        if job is None or job.status is None:
-            return None
-        for record in job.status.records:
-            for uri in record.outputs.values():
-                parsed = urlparse(uri)
-                if parsed.scheme == "file":
-                    return os.path.dirname(unquote(parsed.path))
-        return None
-
     def zoom_to(self, index: QModelIndex) -> bool:
-        """Zoom the map to the results of a job (job row) or of one cell (cell row)."""
-        job_id = self.model.job_of(index)
+        """Zoom the map to the results of a job (job row) or of one cell or unit (its row)."""
         cell_id = index.sibling(index.row(), 0).data(CELL_ID_ROLE) \
             if index.parent().isValid() else None
-        canvas = self.context.canvas
-        if not job_id or canvas is None:
-            return False
-        target = canvas.mapSettings().destinationCrs()
-        extent = QgsRectangle()
-        for layer in self.context.project.mapLayers().values():
-            if layer.customProperty(JOB_PROPERTY) != job_id:
-                continue
-            if cell_id and not layer.name().startswith(cell_id.replace("_", " ")):
-                continue
-            transform = QgsCoordinateTransform(layer.crs(), target, self.context.project)
-            extent.combineExtentWith(transform.transformBoundingBox(layer.extent()))
-        if extent.isNull() or extent.isEmpty():
-            return False
-        canvas.setExtent(extent.buffered(max(extent.width(), extent.height()) * 0.05))
-        canvas.refresh()
-        return True
+        return self.results.zoom_to(self.model.job_of(index), cell_id)
 
     def open_folder(self, job_id: str | None) -> None:
-        folder = self._folder(self.monitor.jobs.get(job_id or ""))
+        folder = self.results.folder(job_id)
         if folder and os.path.isdir(folder):
             QDesktopServices.openUrl(QUrl.fromLocalFile(folder))
 

@@ -1,6 +1,12 @@
 """The layer tree of results: a group per job ("rsbatch <job id>"), in it the indices above "RGB",
-in each one layer per cell, newest date on top. The dock, Processing and `render` all place
-layers through `place_layer`, so they agree.
+in each one layer per date (the mosaic) or per cell, newest date on top; a job's composites
+in a "Composites" group below, per-tile layers of a job with mosaics in a "Tiles" group at
+the bottom. The dock, Processing and `render` all place layers through `place_layer`, so
+they agree.
+
+Every layer is time-aware: a fixed temporal range, its acquisition day (a composite: its
+period), so QGIS's temporal controller steps through a job's dates. QGIS 3.22 gives a raster
+layer one fixed range (a range per band came in 3.38), hence one layer per date.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from .styles import style_product
 URI_PROPERTY = "rsbatch/uri"
 JOB_PROPERTY = "rsbatch/job_id"
 GROUP_PROPERTY = "rsbatch/job_group"
+SECTION_PROPERTY = "rsbatch/section"
+#: a job group's sections below its product groups, in this order: kind → title
+SECTIONS = {"composite": "Composites", "tiles": "Tiles"}
 DATE_PROPERTY = "rsbatch/date"
 TILE_PROPERTY = "rsbatch/tile"
 
@@ -53,15 +62,51 @@ def job_group(project: QgsProject, job_id: str, *, create: bool = True
     return group
 
 
+def job_tag(job_id: str) -> str:
+    """The part of a job id that tells its layers from another job's: 'rsb-20240611-…-3f9a'
+    → '3f9a' (the group's name shows it whole); other ids stay whole."""
+    head, _, tail = job_id.rpartition("-")
+    return tail if head.startswith("rsb-") and tail else job_id
+
+
+def _child_group(group: QgsLayerTreeGroup, name: str) -> QgsLayerTreeGroup | None:
+    """A direct child group by name (`findGroup` also searches the sections' groups)."""
+    for child in group.children():
+        if isinstance(child, QgsLayerTreeGroup) and child.name() == name \
+                and not child.customProperty(SECTION_PROPERTY):
+            return child
+    return None
+
+
+def section_group(group: QgsLayerTreeGroup, section: str) -> QgsLayerTreeGroup:
+    """The job group's "Composites" or "Tiles" group, made below the product groups."""
+    kinds = list(SECTIONS)
+    for child in group.children():
+        if isinstance(child, QgsLayerTreeGroup) and \
+                child.customProperty(SECTION_PROPERTY) == section:
+            return child
+    position = len(group.children())
+    for index, child in enumerate(group.children()):
+        kind = child.customProperty(SECTION_PROPERTY) if isinstance(
+            child, QgsLayerTreeGroup) else None
+        if kind in kinds and kinds.index(kind) > kinds.index(section):
+            position = index
+            break
+    created = group.insertGroup(position, SECTIONS[section])
+    created.setCustomProperty(SECTION_PROPERTY, section)
+    return created
+
+
 def product_group(group: QgsLayerTreeGroup, product: str) -> QgsLayerTreeGroup:
     title = product_title(product)
-    found = group.findGroup(title)
+    found = _child_group(group, title)
     if found is not None:
         return found
     order = [product_title(p) for p in products.LAYER_ORDER]
     rank = order.index(title) if title in order else len(order)
     position = sum(1 for child in group.children()
                    if isinstance(child, QgsLayerTreeGroup) and child.name() in order
+                   and not child.customProperty(SECTION_PROPERTY)
                    and order.index(child.name()) < rank)
     first = not group.children()
     created = group.insertGroup(position, title)
@@ -77,16 +122,19 @@ def _reveal(node: Any) -> None:
     node.setExpanded(True)
 
 
-def acquisition_day(date: str) -> QgsDateTimeRange:
-    """The UTC day of an acquisition, [00:00, next day 00:00)."""
+def acquisition_day(date: str, last: str | None = None) -> QgsDateTimeRange:
+    """The UTC day of an acquisition, [00:00, next day 00:00); with `last`, the days from
+    `date` to `last` (a composite's period), [first 00:00, day after last 00:00)."""
     start = QDateTime(QDate.fromString(date, "yyyy-MM-dd"), QTime(0, 0), Qt.TimeSpec.UTC)
-    return QgsDateTimeRange(start, start.addDays(1), True, False)
+    end = QDateTime(QDate.fromString(last or date, "yyyy-MM-dd"), QTime(0, 0), Qt.TimeSpec.UTC)
+    return QgsDateTimeRange(start, end.addDays(1), True, False)
 
 
-def make_temporal(project: QgsProject, layer: Any, date: str) -> None:
-    """Give the layer its acquisition day as a fixed temporal range, and widen the project's
-    time extent to cover it, so QGIS's temporal controller steps through a job's dates."""
-    day = acquisition_day(date)
+def make_temporal(project: QgsProject, layer: Any, date: str, last: str | None = None) -> None:
+    """Give the layer its acquisition day (or period) as a fixed temporal range, and widen
+    the project's time extent to cover it, so QGIS's temporal controller steps through a
+    job's dates."""
+    day = acquisition_day(date, last)
     properties = layer.temporalProperties()
     properties.setMode(FIXED_TEMPORAL_RANGE)
     properties.setFixedTemporalRange(day)
@@ -101,14 +149,19 @@ def make_temporal(project: QgsProject, layer: Any, date: str) -> None:
 
 
 def place_layer(project: QgsProject, layer: Any, output: Any) -> None:
-    """Put `layer` (already in `project` or not) in its job's product group, newest date on
-    top, then tiles in order; tags it so the plugin knows it later and gives it its day."""
-    make_temporal(project, layer, output.date)
+    """Put `layer` (already in `project` or not) in its job's product group (of its section,
+    if any: `output.section`), newest date on top, then tiles in order; tags it so the
+    plugin knows it later and gives it its day (a composite: its period)."""
+    first, last = output.period
+    make_temporal(project, layer, first, last)
     layer.setCustomProperty(URI_PROPERTY, output.uri)
     layer.setCustomProperty(JOB_PROPERTY, output.job_id)
     layer.setCustomProperty(DATE_PROPERTY, output.date)
     layer.setCustomProperty(TILE_PROPERTY, output.tile)
-    group = product_group(job_group(project, output.job_id), output.product)
+    parent = job_group(project, output.job_id)
+    if output.section:
+        parent = section_group(parent, output.section)
+    group = product_group(parent, output.product)
     position = 0
     for child in group.findLayers():
         other = child.layer()

@@ -5,6 +5,7 @@ on (core's error messages are written that way); details go to the log only.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from qgis.core import Qgis, QgsMessageLog
@@ -25,6 +26,11 @@ def tr(text: str) -> str:
 def log(message: str, level: Any = INFO) -> None:
     """One line in the rsbatch tab of QGIS's log messages panel."""
     QgsMessageLog.logMessage(message, LOG_TAG, level)
+
+
+def plain_text(html: str) -> str:
+    """The dock's short HTML (<b>, <br>, <span>) as plain text, for a question box."""
+    return re.sub(r"<[^>]+>", "", html.replace("<br>", "\n"))
 
 
 def describe(error: BaseException) -> str:

@@ -25,11 +25,7 @@ from ..core import products
 from ..core.contract import Status
 from ..core.errors import MissingInput
 from ..tasks import FunctionTask
-from .layer_tree import (
-    loaded_uris,
-    place_layer,
-    product_title,
-)
+from .layer_tree import job_tag, loaded_uris, place_layer, product_title
 from .messages import describe
 from .sources import S3Access, download_s3, resolve
 from .styles import rgb_limits, style_product
@@ -41,18 +37,32 @@ def tr(text: str) -> str:
 
 @dataclass(frozen=True)
 class Output:
-    """One product file of one finished cell."""
+    """One product file of one finished cell, mosaic or composite."""
 
     job_id: str
-    cell_id: str
-    tile: str
-    date: str
+    cell_id: str                  # a cell's id, or a reduce unit's
+    tile: str                     # a cell's tile; a unit's kind
+    date: str                     # the acquisition day; a composite's first day
     product: str
     uri: str
+    kind: str = "cell"            # "cell", "mosaic" or "composite" (Record.kind)
+    last: str = ""                # a composite's last day
+    section: str = ""             # the job group's section it goes in (layer_tree.SECTIONS)
+
+    @property
+    def period(self) -> tuple[str, str]:
+        return self.date, self.last or self.date
 
     @property
     def name(self) -> str:
-        return f"{self.tile} {self.date} {product_title(self.product)}"
+        """Says what and when, and which job (so repeated jobs' layers differ by name)."""
+        title, tag = product_title(self.product), job_tag(self.job_id)
+        if self.kind == "mosaic":
+            return f"{self.date} {title} · {tag}"
+        if self.kind == "composite":
+            first, last = self.period
+            return f"{first} – {last} {title} composite · {tag}"
+        return f"{self.tile} {self.date} {title} · {tag}"
 
 
 @dataclass
@@ -74,15 +84,35 @@ class LoadRequest:
     s3: S3Access = field(default_factory=S3Access)
 
 
-def outputs_of(records: Iterable[Any]) -> list[Output]:
-    """Every product of every SUCCEEDED record (core.tasklog Record)."""
+def has_mosaics(records: Iterable[Any]) -> bool:
+    """Whether a job makes per-date mosaics (its records, of any status, say so)."""
+    return any(record.kind == "mosaic" for record in records)
+
+
+def outputs_of(records: Iterable[Any], *, mosaics: bool | None = None,
+               tiles: bool = False) -> list[Output]:
+    """The outputs of the SUCCEEDED records (core.tasklog Record) that stand for the job.
+
+    A job with per-date mosaics (`mosaics`; default: whether `records` hold any) is its
+    mosaics and composites; its per-tile outputs only when asked (`tiles=True`: those
+    alone, for a "Tiles" group). A job without mosaics is its cells and composites.
+    """
+    records = list(records)
+    if mosaics is None:
+        mosaics = has_mosaics(records)
     found = []
     for record in records:
-        if record.status is not Status.SUCCEEDED:
+        kind = record.kind
+        if record.status is not Status.SUCCEEDED or \
+                (tiles and kind != "cell") or (mosaics and kind == "cell" and not tiles):
             continue
+        section = "composite" if kind == "composite" else ("tiles" if tiles and mosaics
+                                                           else "")
+        first, last = record.period
         for product, uri in sorted(dict(record.outputs).items()):
-            found.append(Output(record.job_id, record.cell_id, record.tile, record.date,
-                                product, uri))
+            found.append(Output(record.job_id, record.cell_id, record.tile, first, product,
+                                uri, kind=kind, last=last if last != first else "",
+                                section=section))
     return found
 
 

@@ -1,10 +1,9 @@
 """The dock's third step: where the job runs, what it will cost, and the Submit button.
 
-Local (default): an output folder; the job runs in worker processes beside QGIS. AWS: a
-deployed stack (its outputs file names the bucket and region), a profile *name* and a region;
-credentials stay in the AWS profile chain. The job and core's estimate are made in a task
-whenever the ticked scenes change; Submit asks for confirmation above the user's thresholds
-and submits in a task (starting processes or calling AWS must not freeze the window).
+Where is the backend form's business (`backend_form`). The job and core's estimate are made
+in a task whenever the ticked scenes or the backend change; Submit asks for confirmation
+above the user's thresholds and submits in a task (starting processes or calling AWS must
+not freeze the window).
 """
 
 from __future__ import annotations
@@ -12,22 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from qgis.core import QgsApplication
-from qgis.gui import QgsFileWidget
 from qgis.PyQt.QtCore import Qt, QTimer, pyqtSignal
-from qgis.PyQt.QtWidgets import (
-    QComboBox,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QSizePolicy,
-    QSpinBox,
-    QStackedWidget,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qgis.PyQt.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ..core.errors import DependencyMissing, RsbatchError
 from ..core.estimate import estimate
@@ -35,20 +20,13 @@ from ..core.outputfolder import check_output_folder
 from ..core.planning import JobRequest, make_job
 from ..environments import profile_worker_python, worker_python
 from ..tasks import FunctionTask
-from .backends import (
-    aws_key,
-    aws_profiles,
-    boto3_missing,
-    default_s3_output,
-    list_stacks,
-    read_stack,
-    require_worker_python,
-)
+from .backend_form import AWS, LOCAL, BackendForm
+from .backends import require_worker_python
 from .context import Context
-from .messages import describe
+from .messages import describe, plain_text
+from .reduce_options import ReduceOptions, units_summary
 from .worker_setup import DOWNLOAD_MB
 
-LOCAL, AWS = "local", "aws"
 ESTIMATE_DELAY_MS = 300
 
 
@@ -67,30 +45,20 @@ class RunPanel(QWidget):
         self._plan_task: Any = None
         self._submit_task: Any = None
         self._submit_after_plan = False
-        self._default_s3 = ""
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.timeout.connect(self._start_plan)
         self._build()
-        self._restore()
+        self.invalidate()
 
     # --- widgets ---------------------------------------------------------------------------
     def _build(self) -> None:
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        self.backend_combo = QComboBox(self)
-        self.backend_combo.addItem(self.tr("This computer"), LOCAL)
-        self.backend_combo.addItem(self.tr("AWS Batch (deployed stack)"), AWS)
-        form.addRow(self.tr("Run on"), self.backend_combo)
-        layout.addLayout(form)
-
-        self.pages = QStackedWidget(self)
-        self.pages.addWidget(self._local_page())
-        self.pages.addWidget(self._aws_page())
-        layout.addWidget(self.pages)
-
+        self.reduce_options = ReduceOptions(self.context, self)
+        layout.addWidget(self.reduce_options)
+        self.backend_form = BackendForm(self.context, self)
+        layout.addWidget(self.backend_form)
         self.estimate_label = QLabel(self)
         self.estimate_label.setWordWrap(True)
         self.estimate_label.setTextFormat(Qt.TextFormat.RichText)
@@ -99,153 +67,19 @@ class RunPanel(QWidget):
                                          self.tr("Submit job"), self)
         self.submit_button.setMinimumHeight(30)
         layout.addWidget(self.submit_button)
-
-        self.backend_combo.currentIndexChanged.connect(self._backend_changed)
-        self.stack_combo.currentTextChanged.connect(self._stack_changed)
-        self.refresh_stacks_button.clicked.connect(self.refresh_stacks)
         self.submit_button.clicked.connect(self.submit)
-        self.folder_widget.fileChanged.connect(lambda _path: self.invalidate())
-        self.s3_edit.textChanged.connect(lambda _text: self.invalidate())
-        self.workers_spin.valueChanged.connect(lambda _value: self.invalidate())
+        self.backend_form.changed.connect(self.invalidate)
+        self.reduce_options.changed.connect(self.invalidate)
 
-    def _local_page(self) -> QWidget:
-        local = QWidget(self.pages)
-        local_form = QFormLayout(local)
-        local_form.setContentsMargins(0, 0, 0, 0)
-        self.folder_widget = QgsFileWidget(local)
-        self.folder_widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
-        self.folder_widget.setDialogTitle(self.tr("Folder for the results"))
-        local_form.addRow(self.tr("Output folder"), self.folder_widget)
-        self.workers_spin = QSpinBox(local)
-        self.workers_spin.setRange(0, 64)
-        self.workers_spin.setSpecialValueText(self.tr("one per core"))
-        self.workers_spin.setToolTip(self.tr("Cells processed at the same time"))
-        local_form.addRow(self.tr("Parallel cells"), self.workers_spin)
-        return local
-
-    def _aws_page(self) -> QWidget:
-        aws = QWidget(self.pages)
-        aws_form = QFormLayout(aws)
-        aws_form.setContentsMargins(0, 0, 0, 0)
-        stack_row = QHBoxLayout()
-        self.stack_combo = QComboBox(aws)
-        self.stack_combo.setEditable(True)
-        self.stack_combo.setToolTip(self.tr("Stacks deployed from this computer with `make "
-                                            "deploy`"))
-        self.refresh_stacks_button = QToolButton(aws)
-        self.refresh_stacks_button.setIcon(QgsApplication.getThemeIcon("/mActionRefresh.svg"))
-        self.refresh_stacks_button.setToolTip(self.tr("Look for deployed stacks again"))
-        stack_row.addWidget(self.stack_combo, 1)
-        stack_row.addWidget(self.refresh_stacks_button)
-        aws_form.addRow(self.tr("Stack"), stack_row)
-        self.profile_combo = QComboBox(aws)
-        self.profile_combo.setEditable(True)
-        self.profile_combo.setToolTip(self.tr("An AWS profile name (credentials stay in your "
-                                              "AWS configuration); empty: the default chain"))
-        aws_form.addRow(self.tr("AWS profile"), self.profile_combo)
-        self.region_edit = QLineEdit(aws)
-        self.region_edit.setPlaceholderText(self.tr("the stack's region"))
-        aws_form.addRow(self.tr("Region"), self.region_edit)
-        self.s3_edit = QLineEdit(aws)
-        self.s3_edit.setPlaceholderText("s3://bucket/prefix")
-        aws_form.addRow(self.tr("Output"), self.s3_edit)
-        self.aws_note = QLabel(aws)
-        self.aws_note.setWordWrap(True)
-        aws_form.addRow(self.aws_note)
-        return aws
-
-    def _restore(self) -> None:
-        settings = self.context.settings()
-        self.folder_widget.setFilePath(settings.output_folder)
-        self.workers_spin.setValue(max(0, settings.workers))
-        self.profile_combo.addItem("")
-        self.profile_combo.addItems(aws_profiles())
-        self.profile_combo.setEditText(settings.aws_profile)
-        self.refresh_stacks()
-        self.stack_combo.setEditText(settings.aws_stack)
-        if settings.aws_region:
-            self.region_edit.setText(settings.aws_region)
-        if settings.aws_output:
-            self.s3_edit.setText(settings.aws_output)
-        index = self.backend_combo.findData(settings.backend)
-        self.backend_combo.setCurrentIndex(max(0, index))
-        self._backend_changed()
-
-    def refresh_stacks(self) -> None:
-        current = self.stack_combo.currentText()
-        self.stack_combo.blockSignals(True)
-        self.stack_combo.clear()
-        self.stack_combo.addItems(list_stacks())
-        self.stack_combo.setEditText(current)
-        self.stack_combo.blockSignals(False)
-
-    # --- backend ----------------------------------------------------------------------------
     def backend(self) -> str:
-        return self.backend_combo.currentData() or LOCAL
+        return self.backend_form.backend()
 
     def set_backend(self, name: str) -> None:
-        self.backend_combo.setCurrentIndex(max(0, self.backend_combo.findData(name)))
-
-    def _backend_changed(self, *_args: Any) -> None:
-        aws = self.backend() == AWS
-        self.pages.setCurrentIndex(1 if aws else 0)
-        # the stack is as tall as the page shown, not as its tallest page
-        for index in range(self.pages.count()):
-            policy = QSizePolicy.Policy.Preferred if index == self.pages.currentIndex() \
-                else QSizePolicy.Policy.Ignored
-            self.pages.widget(index).setSizePolicy(policy, policy)
-        self.pages.adjustSize()
-        if aws:
-            self._stack_changed(self.stack_combo.currentText())
-        self.invalidate()
-
-    def _stack_changed(self, stack: str) -> None:
-        notes = []
-        missing = boto3_missing()
-        if missing:
-            notes.append(missing)
-        try:
-            outputs = read_stack(stack.strip()) if stack.strip() else {}
-        except RsbatchError as exc:
-            outputs = {}
-            notes.append(str(exc))
-        self._default_s3 = default_s3_output(outputs)
-        self.region_edit.setPlaceholderText(outputs.get("Region") or self.tr("the stack's region"))
-        self.s3_edit.setPlaceholderText(self._default_s3 or "s3://bucket/prefix")
-        self.aws_note.setText("\n".join(notes))
-        self.aws_note.setVisible(bool(notes))
-        self.invalidate()
-
-    def backend_key(self) -> Any:
-        if self.backend() == AWS:
-            return aws_key(stack=self.stack_combo.currentText().strip(),
-                           region=self.region_edit.text().strip(),
-                           profile=self.profile_combo.currentText().strip())
-        return self.context.local_key()
-
-    def backend_label(self) -> str:
-        if self.backend() == AWS:
-            region = self.region_edit.text().strip() or self.region_edit.placeholderText()
-            return self.tr("AWS stack {} ({})").format(self.stack_combo.currentText().strip(),
-                                                       region)
-        return self.tr("this computer")
-
-    def output(self) -> str:
-        if self.backend() == AWS:
-            return self.s3_edit.text().strip() or self._default_s3
-        return self.folder_widget.filePath().strip()
+        self.backend_form.set_backend(name)
 
     def _save(self) -> None:
-        settings = self.context.settings()
-        settings.backend = self.backend()
-        settings.workers = self.workers_spin.value()
-        if self.backend() == AWS:
-            settings.aws_stack = self.stack_combo.currentText().strip()
-            settings.aws_region = self.region_edit.text().strip()
-            settings.aws_profile = self.profile_combo.currentText().strip()
-            settings.aws_output = self.s3_edit.text().strip()
-        else:
-            settings.output_folder = self.folder_widget.filePath().strip()
+        self.backend_form.save()
+        self.reduce_options.save()
 
     # --- plan and estimate -------------------------------------------------------------------
     def set_inputs(self, options: dict[str, Any] | None, scenes: list[Any]) -> None:
@@ -266,7 +100,8 @@ class RunPanel(QWidget):
         self._debounce.start(ESTIMATE_DELAY_MS)
 
     def _inputs(self) -> tuple:
-        return (self.backend(), self.output(), self.workers_spin.value(),
+        form = self.backend_form
+        return (form.backend(), form.output(), form.workers(), self.reduce_options.state(),
                 repr(sorted((k, repr(v)) for k, v in (self.options or {}).items())),
                 tuple(s.item_id for s in self.scenes))
 
@@ -277,17 +112,19 @@ class RunPanel(QWidget):
             self._plan_task.detach()
             self._plan_task.cancel()
         inputs = self._inputs()
-        options = dict(self.options, output=self.output())
+        try:
+            reduce = self.reduce_options.options()
+        except RsbatchError as exc:
+            self._plan_failed(exc)
+            return
+        options = dict(self.options, output=self.backend_form.output(), **reduce)
         scenes = list(self.scenes)
         backend = self.backend()
-        workers = self.workers_spin.value() or None
+        workers = self.backend_form.workers() or None
         spot = self.context.settings().spot_price
 
         def run(task: Any) -> Any:
-            # cells only until the dock shows mosaics and composites (issue 16 §4); an
-            # option of the dock's own ("mosaic") wins
-            request = JobRequest(**{"mosaic": False, **options})
-            job = make_job(request, scenes)
+            job = make_job(JobRequest(**options), scenes)
             return job, estimate(job, backend=backend, workers=workers, spot_price=spot)
 
         self._plan_task = self.context.tasks.start(FunctionTask(
@@ -301,7 +138,7 @@ class RunPanel(QWidget):
             self.invalidate()
             return
         self.plan = (inputs, job, guess)
-        self.estimate_label.setText(self.describe(guess))
+        self.estimate_label.setText(self.describe(guess, job))
         if self._submit_after_plan:
             self._submit_after_plan = False
             self.submit()
@@ -311,11 +148,14 @@ class RunPanel(QWidget):
         self._submit_after_plan = False
         self.estimate_label.setText(f"<span style='color:#d7301f'>{describe(error)}</span>")
 
-    def describe(self, guess: Any) -> str:
-        """The estimate in the dock's words (HTML)."""
-        parts = [self.tr("<b>{} cell(s)</b> on {} tile(s)").format(guess.cells, guess.tiles),
-                 self.tr("{:.2f} GB to read, {:.2f} GB to write").format(guess.input_gb,
-                                                                       guess.output_gb)]
+    def describe(self, guess: Any, job: Any = None) -> str:
+        """The estimate in the dock's words (HTML): cells, reduce units, bytes, time or cost."""
+        parts = [self.tr("<b>{} cell(s)</b> on {} tile(s)").format(guess.cells, guess.tiles)]
+        units = units_summary(job) if job is not None else ""
+        if units:
+            parts.append(self.tr("then {}").format(units))
+        parts.append(self.tr("{:.2f} GB to read, {:.2f} GB to write").format(guess.input_gb,
+                                                                            guess.output_gb))
         if guess.dollars is not None:
             parts.append(self.tr("{:.2f} vCPU-hours, about <b>${:.2f}</b> at ${:g}/vCPU-hour "
                                  "Spot").format(guess.vcpu_hours, guess.dollars,
@@ -325,7 +165,12 @@ class RunPanel(QWidget):
             when = self.tr("{:.0f} min").format(max(1, minutes)) if minutes < 120 else \
                 self.tr("{:.1f} h").format(guess.hours_local)
             parts.append(self.tr("about {} on this computer").format(when))
-        return " · ".join(parts)
+        text = " · ".join(parts)
+        if units and self.backend() == AWS:  # as `rsbatch run` warns
+            text += self.tr("<br><span style='color:#a6611a'>The AWS stack runs only the cells "
+                            "for now: these mosaics and composites would not be made there "
+                            "(run on this computer for them).</span>")
+        return text
 
     def needs_confirmation(self, guess: Any) -> bool:
         settings = self.context.settings()
@@ -347,12 +192,11 @@ class RunPanel(QWidget):
         if self.needs_confirmation(guess) and not self.context.confirm(
                 self, self.tr("Submit this job?"),
                 self.tr("This job is larger than your confirmation threshold:\n{}\n\nSubmit "
-                        "it?").format(self.describe(guess).replace("<b>", "")
-                                      .replace("</b>", ""))):
+                        "it?").format(plain_text(self.describe(guess, job)))):
             return None
         self._save()
-        key = self.backend_key()
-        label = self.backend_label()
+        key = self.backend_form.backend_key()
+        label = self.backend_form.backend_label()
         pool = self.context.pool
         self.submit_button.setEnabled(False)
         self.estimate_label.setText(self.tr("Submitting {} cell(s)…").format(len(job.cells)))

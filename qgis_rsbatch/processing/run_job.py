@@ -10,6 +10,7 @@ by a post-processor: the same styles and layout as the dock.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 from qgis.core import (
@@ -20,6 +21,7 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
+    QgsProcessingParameterCrs,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFolderDestination,
@@ -30,10 +32,12 @@ from qgis.core import (
 from ..core import catalog
 from ..core import products as registry
 from ..core.backends import get_backend
-from ..core.contract import Status, cell_id_for
+from ..core.contract import COMPOSITE_METHODS, Status, cell_id_for
 from ..core.errors import RsbatchError
 from ..core.estimate import estimate
 from ..core.planning import JobRequest, find_scenes, make_job
+from ..gui.geometry import mosaic_epsg
+from ..gui.job_model import record_title
 from ..gui.layer_tree import place_layer
 from ..gui.proxy import proxies_for
 from ..gui.results import LoadRequest, Output, outputs_of, prepare
@@ -69,6 +73,10 @@ class RunJobAlgorithm(RsbatchAlgorithm):
     CLOUD_MASK = "CLOUD_MASK"
     MAX_AOI_CLOUD = "MAX_AOI_CLOUD"
     CLIP = "CLIP"
+    MOSAIC = "MOSAIC"
+    MOSAIC_CRS = "MOSAIC_CRS"
+    COMPOSITE = "COMPOSITE"
+    COMPOSITE_PERIOD = "COMPOSITE_PERIOD"
     BACKEND = "BACKEND"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
     S3_OUTPUT = "S3_OUTPUT"
@@ -80,6 +88,8 @@ class RunJobAlgorithm(RsbatchAlgorithm):
     LOAD = "LOAD"
     JOB_ID = "JOB_ID"
     OUTPUT_LAYERS = "OUTPUT_LAYERS"
+    MOSAICS = "MOSAICS"
+    COMPOSITES = "COMPOSITES"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
 
@@ -96,8 +106,12 @@ class RunJobAlgorithm(RsbatchAlgorithm):
             "interest: one cell per tile and date found in the catalog, run on this computer "
             "(worker processes; the worker Python comes from rsbatch's settings) or on a "
             "deployed AWS stack (profile, region and stack; credentials come from the AWS "
-            "profile chain). Waits for the job, reports failed cells, and adds the results "
-            "as styled layers in a group per job. Cancelling cancels the job.")
+            "profile chain). Per date and product the tiles are merged into one mosaic of the "
+            "area (in the UTM zone holding most of it, or the CRS given), and with a composite "
+            "method each period (the whole range, 'month' or N days as '16d') is reduced to "
+            "its per-pixel median. Waits for the job, reports failed cells and units, and adds "
+            "the results (the mosaics and composites, or the tiles without mosaics) as styled, "
+            "time-aware layers in a group per job. Cancelling cancels the job.")
 
     def initAlgorithm(self, config: Any = None) -> None:
         self.add_aoi_parameters()
@@ -115,6 +129,18 @@ class RunJobAlgorithm(RsbatchAlgorithm):
                                         "(%, scene classification; empty: never)"),
             QgsProcessingParameterNumber.Type.Double, optional=True, minValue=0.0,
             maxValue=100.0))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.MOSAIC, self.tr("Merge each date's tiles into one mosaic"), defaultValue=True))
+        self.addParameter(QgsProcessingParameterCrs(
+            self.MOSAIC_CRS, self.tr("Mosaic CRS (empty: the UTM zone holding most of the "
+                                     "area)"), optional=True))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.COMPOSITE, self.tr("Composite"),
+            options=[self.tr("None"), *(self.tr(m.capitalize()) for m in COMPOSITE_METHODS)],
+            defaultValue=0))
+        self.addParameter(QgsProcessingParameterString(
+            self.COMPOSITE_PERIOD, self.tr("Composite period: all, month or N days (e.g. 16d)"),
+            defaultValue="all", optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.BACKEND, self.tr("Run on"), options=[self.tr("This computer"),
                                                       self.tr("AWS (deployed stack)")],
@@ -147,6 +173,10 @@ class RunJobAlgorithm(RsbatchAlgorithm):
         self.addOutput(QgsProcessingOutputString(self.JOB_ID, self.tr("Job id")))
         self.addOutput(QgsProcessingOutputMultipleLayers(self.OUTPUT_LAYERS,
                                                          self.tr("Result layers")))
+        self.addOutput(QgsProcessingOutputMultipleLayers(self.MOSAICS,
+                                                         self.tr("Per-date mosaics")))
+        self.addOutput(QgsProcessingOutputMultipleLayers(self.COMPOSITES,
+                                                         self.tr("Period composites")))
         self.addOutput(QgsProcessingOutputNumber(self.SUCCEEDED, self.tr("Cells succeeded")))
         self.addOutput(QgsProcessingOutputNumber(self.FAILED, self.tr("Cells failed")))
 
@@ -204,8 +234,7 @@ class RunJobAlgorithm(RsbatchAlgorithm):
                 cloud_mask=self.parameterAsBoolean(parameters, self.CLOUD_MASK, context),
                 clip=self.parameterAsBoolean(parameters, self.CLIP, context),
                 max_aoi_cloud=self._max_aoi_cloud(parameters, context),
-                # cells only until the algorithm has the mosaic/composite options (issue 16 §4)
-                **{"mosaic": False, **options})
+                **self._reduce_options(parameters, context), **options)
             feedback.pushInfo(self.tr("Searching scenes…"))
             plan = find_scenes(request, proxies=getattr(self, "_proxies", None))
             scenes = [s for s in plan.scenes if cell_id_for(s.tile, s.date) not in exclude
@@ -220,6 +249,16 @@ class RunJobAlgorithm(RsbatchAlgorithm):
         status = self._follow(backend, job.job_id, status, feedback)
         return self._results(job.job_id, status, output, access, parameters, context, feedback)
 
+    def _reduce_options(self, parameters: dict, context: Any) -> dict[str, Any]:
+        """Mosaic, its CRS, composite and period as JobRequest fields (InvalidInput if bad)."""
+        method = self.parameterAsEnum(parameters, self.COMPOSITE, context)
+        period = self.parameterAsString(parameters, self.COMPOSITE_PERIOD, context).strip()
+        return {"mosaic": self.parameterAsBoolean(parameters, self.MOSAIC, context),
+                "mosaic_crs": mosaic_epsg(self.parameterAsCrs(parameters, self.MOSAIC_CRS,
+                                                              context)),
+                "composite": COMPOSITE_METHODS[method - 1] if method else None,
+                "composite_period": period or "all"}
+
     def _max_aoi_cloud(self, parameters: dict, context: Any) -> float | None:
         value = parameters.get(self.MAX_AOI_CLOUD)
         if value is None or value == "":
@@ -232,8 +271,8 @@ class RunJobAlgorithm(RsbatchAlgorithm):
             for record in status.records:
                 if record.status is Status.FAILED and record.cell_id not in reported:
                     reported.add(record.cell_id)
-                    feedback.reportError(self.tr("Cell {} failed: {}").format(
-                        record.cell_id, record.error or "?"), False)
+                    feedback.reportError(self.tr("{} failed: {}").format(
+                        record_title(record), record.error or "?"), False)
             feedback.setProgress(100 * status.progress)
             if status.finished:
                 return status
@@ -249,7 +288,6 @@ class RunJobAlgorithm(RsbatchAlgorithm):
 
     def _results(self, job_id: str, status: Any, output: str, access: S3Access,
                  parameters: dict, context: Any, feedback: Any) -> dict:
-        counts = status.counts
         outputs = outputs_of(status.records)
         if not outputs:
             first = next((r.error for r in status.records if r.error), "")
@@ -258,13 +296,13 @@ class RunJobAlgorithm(RsbatchAlgorithm):
         prepared = prepare(LoadRequest(job_id, outputs, s3_mode=self._s3_mode,
                                        download_folder=self._download_folder,
                                        rgb_stretch=self._rgb_stretch, s3=access))
-        sources = []
+        sources: dict[str, list[str]] = {"cell": [], "mosaic": [], "composite": []}
         load = self.parameterAsBoolean(parameters, self.LOAD, context)
         for item in prepared:
             if item.error:
                 feedback.reportError(item.error, False)
                 continue
-            sources.append(item.source)
+            sources[item.output.kind].append(item.source)
             if load and context.project() is not None:
                 details = QgsProcessingContext.LayerDetails(item.output.name, context.project(),
                                                             self.OUTPUT_LAYERS)
@@ -274,12 +312,21 @@ class RunJobAlgorithm(RsbatchAlgorithm):
                 context.addLayerToLoadOnCompletion(item.source, details)
         for record in status.records:
             if record.status is Status.SKIPPED:
-                feedback.pushInfo(self.tr("Cell {} skipped: {}").format(record.cell_id,
-                                                                         record.error))
+                feedback.pushInfo(self.tr("{} skipped: {}").format(record_title(record),
+                                                                   record.error))
+        counts = {kind: Counter(r.status.value for r in status.records
+                                if (r.kind == "cell") == (kind == "cell"))
+                  for kind in ("cell", "unit")}
+        cells, units = counts["cell"], counts["unit"]
         feedback.pushInfo(self.tr("Job {}: {} cell(s) succeeded, {} skipped, {} failed, "
-                                  "{} cancelled")
-                          .format(job_id, counts["SUCCEEDED"], counts["SKIPPED"],
-                                  counts["FAILED"],
-                                  counts["CANCELLED"]))
-        return {self.JOB_ID: job_id, self.OUTPUT_FOLDER: output, self.OUTPUT_LAYERS: sources,
-                self.SUCCEEDED: counts["SUCCEEDED"], self.FAILED: counts["FAILED"]}
+                                  "{} cancelled").format(job_id, cells["SUCCEEDED"],
+                                                         cells["SKIPPED"], cells["FAILED"],
+                                                         cells["CANCELLED"]))
+        if sum(units.values()):
+            feedback.pushInfo(self.tr("Job {}: {} mosaic/composite unit(s) made, {} skipped, "
+                                      "{} failed").format(job_id, units["SUCCEEDED"],
+                                                          units["SKIPPED"], units["FAILED"]))
+        return {self.JOB_ID: job_id, self.OUTPUT_FOLDER: output,
+                self.OUTPUT_LAYERS: [src for kind in sources.values() for src in kind],
+                self.MOSAICS: sources["mosaic"], self.COMPOSITES: sources["composite"],
+                self.SUCCEEDED: cells["SUCCEEDED"], self.FAILED: cells["FAILED"]}

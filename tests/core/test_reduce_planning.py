@@ -214,7 +214,15 @@ def test_a_unit_has_a_task_log_record_of_its_own(tmp_path):
     assert (record.cell_id, record.tile, record.date, record.status) == (
         "mosaic_2024-06-01_ndvi", "mosaic", "2024-06-01", Status.PENDING)
     assert record.extra["Inputs"] == ["32TMT_2024-06-01", "32TNT_2024-06-01"]
+    assert (record.kind, record.period) == ("mosaic", ("2024-06-01", "2024-06-01"))
     assert [r.task_id for r in log.job_records("j")] == ["j#mosaic_2024-06-01_ndvi"]
+    # a composite's record knows its whole period (its layer's time range in QGIS)
+    composite = ReduceUnit.from_dict(unit_dict(kind="composite", date=None,
+                                               period=["2024-06-01", "2024-06-30"]))
+    log.register([composite])
+    record = log.get(composite.task_id)
+    assert (record.kind, record.date, record.period) == ("composite", "2024-06-01",
+                                                        ("2024-06-01", "2024-06-30"))
 
 
 def test_reduce_planning_needs_only_the_standard_library():

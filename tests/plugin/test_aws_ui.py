@@ -99,12 +99,12 @@ def aws(dock, monkeypatch):
 
     dock.context.pool.factory = factory
     dock.context.pool.clear()
-    monkeypatch.setattr("qgis_rsbatch.gui.run_panel.boto3_missing", lambda: None)
+    monkeypatch.setattr("qgis_rsbatch.gui.backend_form.boto3_missing", lambda: None)
     run = dock.run_panel
-    run.refresh_stacks()
+    run.backend_form.refresh_stacks()
     run.set_backend("aws")
-    run.stack_combo.setEditText("team")
-    run.profile_combo.setEditText("analyst")
+    run.backend_form.stack_combo.setEditText("team")
+    run.backend_form.profile_combo.setEditText("analyst")
     return made
 
 
@@ -117,9 +117,9 @@ def test_aws_job_from_the_dock(dock, aws, sample, qgis_iface, monkeypatch):
     monkeypatch.setattr(dock.jobs_panel.loader, "load", loads.append)
 
     run = dock.run_panel
-    assert run.aws_note.isHidden()
-    assert run.s3_edit.placeholderText() == "s3://team-results/results"
-    assert run.region_edit.placeholderText() == "eu-central-1"
+    assert run.backend_form.aws_note.isHidden()
+    assert run.backend_form.s3_edit.placeholderText() == "s3://team-results/results"
+    assert run.backend_form.region_edit.placeholderText() == "eu-central-1"
     plan_job(dock, sample)
     assert "$" in run.estimate_label.text() and "vCPU-hours" in run.estimate_label.text()
     run.submit_button.click()
@@ -191,13 +191,13 @@ def test_missing_boto3_says_what_to_install(dock, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "boto3" else real(name, *a))
     dock.run_panel.set_backend("aws")
-    note = dock.run_panel.aws_note
+    note = dock.run_panel.backend_form.aws_note
     assert not note.isHidden()
     assert "pip install boto3" in note.text() and "python3-boto3" in note.text()
 
 
 def test_a_stack_never_deployed_says_how_to_deploy(dock, monkeypatch):
-    monkeypatch.setattr("qgis_rsbatch.gui.run_panel.boto3_missing", lambda: None)
+    monkeypatch.setattr("qgis_rsbatch.gui.backend_form.boto3_missing", lambda: None)
     dock.run_panel.set_backend("aws")
-    dock.run_panel.stack_combo.setEditText("nowhere")
-    assert "make deploy STACK=nowhere" in dock.run_panel.aws_note.text()
+    dock.run_panel.backend_form.stack_combo.setEditText("nowhere")
+    assert "make deploy STACK=nowhere" in dock.run_panel.backend_form.aws_note.text()

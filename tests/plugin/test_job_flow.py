@@ -28,8 +28,11 @@ from tests.plugin.conftest import messages, wait_until
 pytestmark = pytest.mark.slow
 
 
-def plan_job(dock, sample: dict, catalog: str | None = None) -> None:
-    """AOI, catalog, dates, a search, all scenes ticked, the estimate ready."""
+def plan_job(dock, sample: dict, catalog: str | None = None, *, mosaic: bool = False) -> None:
+    """AOI, catalog, dates, a search, all scenes ticked, the estimate ready. The Mosaic box
+    (on by default in the dock) is set to `mosaic`: most tests here count per-tile layers
+    and records; test_reduce_ui drives the mosaics."""
+    dock.run_panel.reduce_options.mosaic_check.setChecked(mosaic)
     dock.aoi_panel.set_aoi(sample["aoi"])
     wait_until(lambda: dock.aoi_panel.tiles, 30, "tiles")
     search = dock.search_panel
@@ -114,10 +117,12 @@ def test_full_job_ends_with_styled_layers_in_their_group(dock, sample, qgis_ifac
                  and g.name() == f"rsbatch {job_id}")
     assert [g.name() for g in group.children()] == ["NDVI", "RGB"]
     ndvi_names = [node.name() for node in group.findGroup("NDVI").findLayers()]
-    assert ndvi_names == ["32TMT 2024-06-11 NDVI", "32TNT 2024-06-11 NDVI",
-                          "32TMT 2024-06-01 NDVI", "32TNT 2024-06-01 NDVI"]
+    tag = job_id.rsplit("-", 1)[1]  # another job's layers have other names
+    assert ndvi_names == [f"32TMT 2024-06-11 NDVI · {tag}", f"32TNT 2024-06-11 NDVI · {tag}",
+                          f"32TMT 2024-06-01 NDVI · {tag}", f"32TNT 2024-06-01 NDVI · {tag}"]
 
-    ndvi = next(la for la in result_layers(job_id) if la.name() == "32TMT 2024-06-01 NDVI")
+    ndvi = next(la for la in result_layers(job_id)
+                if la.name() == f"32TMT 2024-06-01 NDVI · {tag}")
     renderer = ndvi.renderer()
     assert renderer.type() == "singlebandpseudocolor" and renderer.band() == 1
     assert (renderer.classificationMin(), renderer.classificationMax()) == (-1.0, 1.0)
@@ -128,7 +133,7 @@ def test_full_job_ends_with_styled_layers_in_their_group(dock, sample, qgis_ifac
     assert ndvi.dataProvider().sourceHasNoDataValue(1)
     assert math.isnan(ndvi.dataProvider().sourceNoDataValue(1))
 
-    rgb = next(la for la in result_layers(job_id) if la.name() == "32TMT 2024-06-01 RGB")
+    rgb = next(la for la in result_layers(job_id) if la.name() == f"32TMT 2024-06-01 RGB · {tag}")
     renderer = rgb.renderer()
     assert renderer.type() == "multibandcolor"
     assert (renderer.redBand(), renderer.greenBand(), renderer.blueBand()) == (1, 2, 3)
@@ -201,7 +206,7 @@ def test_cancel_stops_the_job_and_marks_unfinished_cells(dock, sample):
     from qgis_rsbatch.settings import Settings
 
     Settings().workers = 1
-    dock.run_panel.workers_spin.setValue(1)
+    dock.run_panel.backend_form.workers_spin.setValue(1)
     plan_job(dock, sample)
     job_id = submit(dock)
     dock.jobs_panel.select_job(job_id)

@@ -61,7 +61,7 @@ def test_an_output_folder_that_cannot_take_the_results_is_refused(dock, sample, 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     plan_job(dock, sample)
-    dock.run_panel.folder_widget.setFilePath(str(blocker / "results"))
+    dock.run_panel.backend_form.folder_widget.setFilePath(str(blocker / "results"))
     wait_until(lambda: dock.run_panel.plan, 30, "the estimate")
     dock.run_panel.submit_button.click()
     wait_until(lambda: messages(qgis_iface, Qgis.MessageLevel.Critical), 60, "the refusal")

@@ -90,7 +90,8 @@ def test_run_job_writes_every_cell_and_returns_the_layers(provider, sample, tmp_
     result = processing.run("rsbatch:runjob", {
         "EXTENT": SAMPLE_EXTENT, "START": sample["start"], "END": sample["end"],
         "MAX_CLOUD": 100, "CATALOG": sample["catalog"], "PRODUCTS": [0, 1],
-        "OUTPUT_FOLDER": folder, "LOAD": False, "EXCLUDE": "32TNT_2024-06-11"},
+        "OUTPUT_FOLDER": folder, "LOAD": False, "EXCLUDE": "32TNT_2024-06-11",
+        "MOSAIC": False},
         feedback=feedback)
     assert result["SUCCEEDED"] == 3 and result["FAILED"] == 0
     assert result["JOB_ID"].startswith("rsb-")
@@ -106,18 +107,79 @@ def test_run_job_loads_styled_layers_into_the_job_group(provider, sample, tmp_pa
     result = processing.runAndLoadResults("rsbatch:runjob", {
         "EXTENT": SAMPLE_EXTENT, "START": sample["start"], "END": sample["start"],
         "MAX_CLOUD": 100, "CATALOG": sample["catalog"], "PRODUCTS": [1],
-        "OUTPUT_FOLDER": str(tmp_path / "out"), "LOAD": True})
+        "OUTPUT_FOLDER": str(tmp_path / "out"), "LOAD": True, "MOSAIC": False})
     process_events(0.1)
     job_id = result["JOB_ID"]
     root = QgsProject.instance().layerTreeRoot()
     group = next(g for g in root.children() if isinstance(g, QgsLayerTreeGroup)
                  and g.name() == f"rsbatch {job_id}")
     layers = [node.layer() for node in group.findGroup("NDVI").findLayers()]
-    assert sorted(la.name() for la in layers) == ["32TMT 2024-06-01 NDVI",
-                                                  "32TNT 2024-06-01 NDVI"]
+    tag = job_id.rsplit("-", 1)[1]
+    assert sorted(la.name() for la in layers) == [f"32TMT 2024-06-01 NDVI · {tag}",
+                                                  f"32TNT 2024-06-01 NDVI · {tag}"]
     assert all(la.renderer().type() == "singlebandpseudocolor" for la in layers)
     # nothing of them stays at the root
     assert not [n for n in root.children() if not isinstance(n, QgsLayerTreeGroup)]
+
+
+def test_run_job_makes_mosaics_in_the_chosen_crs_and_composites_per_period(provider, sample,
+                                                                          tmp_path):
+    import processing
+    import rasterio
+
+    result = processing.runAndLoadResults("rsbatch:runjob", {
+        "EXTENT": SAMPLE_EXTENT, "START": sample["start"], "END": sample["end"],
+        "MAX_CLOUD": 100, "CATALOG": sample["catalog"], "PRODUCTS": [1],
+        "OUTPUT_FOLDER": str(tmp_path / "out"), "LOAD": True, "MOSAIC": True,
+        "MOSAIC_CRS": "EPSG:32633", "COMPOSITE": 1, "COMPOSITE_PERIOD": "10d"})
+    process_events(0.1)
+    job_id = result["JOB_ID"]
+    assert result["SUCCEEDED"] == 4 and result["FAILED"] == 0
+    folder = os.path.join(str(tmp_path / "out"), job_id)
+    assert sorted(result["MOSAICS"]) == [os.path.join(folder, "mosaic", f"{d}_ndvi.tif")
+                                         for d in ("2024-06-01", "2024-06-11")]
+    # 10-day periods from the first day: 06-01…06-10 (one date) and 06-11…06-11
+    assert sorted(result["COMPOSITES"]) == [
+        os.path.join(folder, "composite", "2024-06-01_2024-06-10_ndvi_median.tif"),
+        os.path.join(folder, "composite", "2024-06-11_2024-06-11_ndvi_median.tif")]
+    assert sorted(result["OUTPUT_LAYERS"]) == sorted(result["MOSAICS"] + result["COMPOSITES"])
+    for path in result["MOSAICS"] + result["COMPOSITES"]:
+        with rasterio.open(path) as ds:
+            assert ds.crs.to_epsg() == 32633 and ds.res == (10.0, 10.0)
+            assert ds.transform.c % 10 == 0 and ds.transform.f % 10 == 0
+
+    root = QgsProject.instance().layerTreeRoot()
+    group = next(g for g in root.children() if isinstance(g, QgsLayerTreeGroup)
+                 and g.name() == f"rsbatch {job_id}")
+    tag = job_id.rsplit("-", 1)[1]
+    assert [g.name() for g in group.children()] == ["NDVI", "Composites"]
+    mosaics = [n.layer() for n in group.children()[0].findLayers()]
+    assert [la.name() for la in mosaics] == [f"2024-06-11 NDVI · {tag}",
+                                             f"2024-06-01 NDVI · {tag}"]
+    composites = [n.layer() for n in group.children()[1].findLayers()]
+    assert [la.name() for la in composites] == [
+        f"2024-06-11 – 2024-06-11 NDVI composite · {tag}",
+        f"2024-06-01 – 2024-06-10 NDVI composite · {tag}"]
+    assert {la.crs().authid() for la in mosaics + composites} == {"EPSG:32633"}
+    assert {la.renderer().type() for la in mosaics + composites} == {"singlebandpseudocolor"}
+    first = composites[1].temporalProperties().fixedTemporalRange()
+    assert first.end().toString("yyyy-MM-dd") == "2024-06-11"  # the day after the period
+
+
+def test_run_job_refuses_a_mosaic_crs_that_cannot_hold_its_grid(provider, sample, tmp_path):
+    import processing
+
+    with pytest.raises(QgsProcessingException, match=r"EPSG:4326 .*not projected in metres"):
+        processing.run("rsbatch:runjob", {
+            "EXTENT": SAMPLE_EXTENT, "START": sample["start"], "END": sample["end"],
+            "CATALOG": sample["catalog"], "OUTPUT_FOLDER": str(tmp_path / "o"), "LOAD": False,
+            "MOSAIC_CRS": "EPSG:4326"})
+    with pytest.raises(QgsProcessingException, match="composite period 'weekly'"):
+        processing.run("rsbatch:runjob", {
+            "EXTENT": SAMPLE_EXTENT, "START": sample["start"], "END": sample["end"],
+            "CATALOG": sample["catalog"], "OUTPUT_FOLDER": str(tmp_path / "o"), "LOAD": False,
+            "COMPOSITE": 1, "COMPOSITE_PERIOD": "weekly"})
+    assert not os.path.exists(tmp_path / "o")  # refused before anything was written
 
 
 def test_errors_are_processing_exceptions_with_the_reason(provider, sample, tmp_path):

@@ -68,4 +68,4 @@ def test_product_groups_stack_in_the_registry_s_layer_order(tmp_path, qgis_new_p
     assert [g.name() for g in group.children()] == titles and titles[-1] == "RGB"
     last = products.NAMES[-1]
     assert group.findGroup(products.get(last).title).findLayers()[0].name() == (
-        f"32TMT 2024-06-01 {products.get(last).title}")
+        f"32TMT 2024-06-01 {products.get(last).title} · job-2")

@@ -70,3 +70,30 @@ def test_render_says_what_is_wrong(tmp_path, finished_job):
     assert done.returncode == 2
     assert "job rsb-nope is not in the task log" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_render_of_a_mosaic_job_draws_a_panel_per_date_from_the_mosaics(sample, tmp_path,
+                                                                       qgis_new_project):
+    """Mosaics on and a median composite: the panels are the per-date mosaics (a composite
+    spans the dates, it has no panel of its own), never the tiles under them."""
+    log = str(tmp_path / "tasklog.sqlite")
+    request = JobRequest(aoi=sample["aoi"], start=sample["start"], end=sample["end"],
+                         output=str(tmp_path / "out"), catalog=sample["catalog"],
+                         max_cloud=100, composite="median")
+    job = make_job(request, find_scenes(request).scenes)
+    assert get_backend("local", task_log_path=log, workers=2).submit(job, wait=True).succeeded
+    png, qgz = str(tmp_path / "job.png"), str(tmp_path / "job.qgz")
+    done = _render(job.job_id, "--png", png, "--project", qgz, "--task-log", log)
+    assert done.returncode == 0, done.stderr
+    assert "rendered 4 layer(s)" in done.stdout   # 2 dates × NDVI, RGB
+    assert QImage(png).width() > 1000
+
+    project = QgsProject.instance()
+    assert project.read(qgz)
+    layers = [la for la in project.mapLayers().values() if la.customProperty("rsbatch/job_id")]
+    mosaic = os.path.join(str(tmp_path / "out"), job.job_id, "mosaic")
+    assert sorted(os.path.basename(la.source()) for la in layers) == [
+        "2024-06-01_ndvi.tif", "2024-06-01_rgb.tif", "2024-06-11_ndvi.tif",
+        "2024-06-11_rgb.tif"]
+    assert all(os.path.dirname(la.source()) == mosaic for la in layers)
+    assert {la.crs().authid() for la in layers} == {"EPSG:32632"}

@@ -42,7 +42,7 @@ def test_cells_finished_while_qgis_was_closed_are_added_once(qgis_iface, qgis_ne
     Settings().workers = 1
     first = start_session(qgis_iface)
     dock = first.dock
-    dock.run_panel.workers_spin.setValue(1)
+    dock.run_panel.backend_form.workers_spin.setValue(1)
     plan_job(dock, sample)
     job_id = submit(dock)
     project = QgsProject.instance()
@@ -76,7 +76,7 @@ def test_quitting_with_a_running_local_job_asks_once_then_closes(dock, sample, q
     asked = []
     dock.context.confirm = lambda parent, title, text: asked.append(title) or cancel
     Settings().workers = 1
-    dock.run_panel.workers_spin.setValue(1)
+    dock.run_panel.backend_form.workers_spin.setValue(1)
     plan_job(dock, sample)
     job_id = submit(dock)
     wait_until(rsbatch_tasks, 30, "a poll task")  # QGIS would ask about it

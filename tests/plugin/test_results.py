@@ -109,7 +109,8 @@ def test_layers_go_into_product_groups_newest_first(tmp_path, qgis_new_project):
     group = job_group(project, "job-1", create=False)
     assert [g.name() for g in group.children()] == ["NDVI", "RGB"]
     assert [n.name() for n in group.findGroup("NDVI").findLayers()] == [
-        "32TMT 2024-06-11 NDVI", "32TMT 2024-06-01 NDVI", "32TNT 2024-06-01 NDVI"]
+        "32TMT 2024-06-11 NDVI · job-1", "32TMT 2024-06-01 NDVI · job-1",
+        "32TNT 2024-06-01 NDVI · job-1"]
 
 
 @pytest.mark.parametrize("mode", ["stream", "download"])
@@ -184,3 +185,82 @@ def test_result_layers_get_their_acquisition_day_and_the_project_the_job_s_span(
     span = project.timeSettings().temporalRange()
     assert span.begin() == QDateTime.fromString("2024-05-02T00:00:00Z", Qt.DateFormat.ISODate)
     assert span.end() == QDateTime.fromString("2024-06-12T00:00:00Z", Qt.DateFormat.ISODate)
+
+
+def _finished(task, outputs: dict):
+    """A cell's or unit's task-log record after a successful run (the worker's transitions)."""
+    from qgis_rsbatch.core.contract import Status
+    from qgis_rsbatch.core.tasklog import Record
+
+    return Record.for_task(task).moved(Status.RUNNING).moved(Status.SUCCEEDED, outputs=outputs)
+
+
+def test_a_job_with_mosaics_shows_them_its_composites_apart_and_its_tiles_on_request(
+        tmp_path, qgis_new_project):
+    from qgis.PyQt.QtCore import QDateTime, Qt
+
+    from qgis_rsbatch.core.contract import Cell, ReduceUnit
+    from qgis_rsbatch.gui.results import outputs_of
+
+    job = "rsb-20240701-101500-3f9a"
+    grid = {"epsg": 32632, "transform": [10, 0, 500000, 0, -10, 5290000], "width": 64,
+            "height": 64}
+    ndvi = _ndvi_file(tmp_path / "n.tif")
+    bands = {k: f"{k}.tif" for k in ("blue", "green", "red", "nir", "scl")}
+    records = []
+    for date in ("2024-06-01", "2024-06-11"):
+        for tile in ("32TMT", "32TNT"):
+            cell = Cell.from_dict({"job_id": job, "tile": tile, "date": date, "bands": bands,
+                                   "products": ["ndvi"], "output": str(tmp_path)})
+            records.append(_finished(cell, {"ndvi": f"file://{ndvi}?{tile}{date}"}))
+        mosaic = ReduceUnit.from_dict({"job_id": job, "kind": "mosaic", "product": "ndvi",
+                                       "date": date, "grid": grid, "output": str(tmp_path),
+                                       "inputs": [f"32TMT_{date}", f"32TNT_{date}"]})
+        records.append(_finished(mosaic, {"ndvi": f"file://{ndvi}?mosaic{date}"}))
+    composite = ReduceUnit.from_dict({
+        "job_id": job, "kind": "composite", "product": "ndvi", "period": ["2024-06-01",
+                                                                        "2024-06-30"],
+        "grid": grid, "output": str(tmp_path),
+        "inputs": ["mosaic_2024-06-01_ndvi", "mosaic_2024-06-11_ndvi"]})
+    records.append(_finished(composite, {"ndvi": f"file://{ndvi}?composite"}))
+
+    # the job's results are its mosaics and composite; its tiles come on request
+    shown = outputs_of(records)
+    assert sorted((o.kind, o.name) for o in shown) == [
+        ("composite", "2024-06-01 – 2024-06-30 NDVI composite · 3f9a"),
+        ("mosaic", "2024-06-01 NDVI · 3f9a"), ("mosaic", "2024-06-11 NDVI · 3f9a")]
+    tiles = outputs_of(records, tiles=True)
+    assert sorted(o.name for o in tiles) == [
+        "32TMT 2024-06-01 NDVI · 3f9a", "32TMT 2024-06-11 NDVI · 3f9a",
+        "32TNT 2024-06-01 NDVI · 3f9a", "32TNT 2024-06-11 NDVI · 3f9a"]
+    # without mosaics, the cells are the results (and composites stay apart)
+    no_mosaics = [r for r in records if r.kind != "mosaic"]
+    assert sorted(o.kind for o in outputs_of(no_mosaics)) == ["cell"] * 4 + ["composite"]
+
+    project = QgsProject.instance()
+    layers = {o.name: add_output_layer(project, o, ndvi) for o in shown + tiles}
+    group = job_group(project, job, create=False)
+    assert [g.name() for g in group.children()] == ["NDVI", "Composites", "Tiles"]
+    assert [n.name() for n in group.children()[0].findLayers()] == [
+        "2024-06-11 NDVI · 3f9a", "2024-06-01 NDVI · 3f9a"]
+    assert [n.name() for n in group.children()[1].findLayers()] == [
+        "2024-06-01 – 2024-06-30 NDVI composite · 3f9a"]
+    tile_group = group.children()[2]
+    assert [g.name() for g in tile_group.children()] == ["NDVI"]
+    assert [n.name() for n in tile_group.findLayers()] == [
+        "32TMT 2024-06-11 NDVI · 3f9a", "32TNT 2024-06-11 NDVI · 3f9a",
+        "32TMT 2024-06-01 NDVI · 3f9a", "32TNT 2024-06-01 NDVI · 3f9a"]
+
+    # the composite spans its period; a mosaic its day
+    def utc(text: str) -> QDateTime:
+        return QDateTime.fromString(text, Qt.DateFormat.ISODate)
+
+    period = layers["2024-06-01 – 2024-06-30 NDVI composite · 3f9a"].temporalProperties()
+    assert period.isActive()
+    assert period.fixedTemporalRange().begin() == utc("2024-06-01T00:00:00Z")
+    assert period.fixedTemporalRange().end() == utc("2024-07-01T00:00:00Z")
+    day = layers["2024-06-11 NDVI · 3f9a"].temporalProperties().fixedTemporalRange()
+    assert (day.begin(), day.end()) == (utc("2024-06-11T00:00:00Z"), utc("2024-06-12T00:00:00Z"))
+    span = project.timeSettings().temporalRange()
+    assert (span.begin(), span.end()) == (utc("2024-06-01T00:00:00Z"),
+                                          utc("2024-07-01T00:00:00Z"))

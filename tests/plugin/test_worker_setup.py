@@ -138,4 +138,7 @@ def test_try_it_with_sample_data_on_a_fresh_install(dock, fresh_install):
     assert len(search.model.scenes()) == 4
     wait_until(lambda: dock.run_panel.plan, 30, "the estimate")
     job_id = submit(dock)
-    assert wait_finished(dock, job_id, 180).counts["SUCCEEDED"] == 4
+    # the dock's defaults: 4 cells, then a mosaic per date and product
+    records = wait_finished(dock, job_id, 180).records
+    assert sorted((r.kind, r.status.value) for r in records) == [
+        ("cell", "SUCCEEDED")] * 4 + [("mosaic", "SUCCEEDED")] * 4

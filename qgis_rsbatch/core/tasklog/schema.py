@@ -178,11 +178,12 @@ class Record:
     @classmethod
     def for_unit(cls, unit: ReduceUnit, status: Status = Status.PENDING,
                  expires_at: int | None = None) -> Record:
-        """A reduce unit's record: CellId holds the unit id, Tile its kind, Date its first day."""
+        """A reduce unit's record: CellId holds the unit id, Tile its kind, Date its first day,
+        Period its first and last day (a composite's range: what a map layer's time is)."""
         return cls(task_id=unit.task_id, job_id=unit.job_id, cell_id=unit.unit_id,
                    tile=unit.kind, date=unit.dates[0], status=status, expires_at=expires_at,
                    extra={"Kind": unit.kind, "Product": unit.product,
-                          "Inputs": list(unit.inputs)})
+                          "Inputs": list(unit.inputs), "Period": list(unit.dates)})
 
     @classmethod
     def for_task(cls, task: Cell | ReduceUnit, status: Status = Status.PENDING,
@@ -212,6 +213,19 @@ class Record:
             warnings=tuple(warnings),
             extra={**self.extra, **(extra or {})},
         )
+
+    @property
+    def kind(self) -> str:
+        """"cell", or a reduce unit's kind ("mosaic", "composite")."""
+        return str(self.extra.get("Kind") or "cell")
+
+    @property
+    def period(self) -> tuple[str, str]:
+        """(first, last) day: a cell's date twice, a reduce unit's dates."""
+        period = self.extra.get("Period")
+        if isinstance(period, (list, tuple)) and len(period) == 2:
+            return str(period[0]), str(period[1])
+        return self.date, self.date
 
     @property
     def aoi_masked_pct(self) -> float | None:
