@@ -155,8 +155,9 @@ def _parser() -> argparse.ArgumentParser:
                              "rebuilds its records when the task log was lost")
     resume.add_argument("--detach", action="store_true")
     sub.add_parser("jobs", help="jobs recorded on this machine, newest first")
-    stats = sub.add_parser("stats", help="each index's statistics over the AOI, per cell and "
-                                         "date (valid fraction, mean, median, std, p10, p90)")
+    stats = sub.add_parser("stats", help="each index's statistics over the AOI per date, on "
+                                         "its mosaic (else per tile): valid fraction, mean, "
+                                         "median, std, p10, p90")
     stats.add_argument("job_id")
     stats.add_argument("--csv", metavar="FILE", help="also write the rows as CSV to FILE")
     stats.add_argument("--json", action="store_true", help="print JSON rows, not a table")

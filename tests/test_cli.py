@@ -312,7 +312,10 @@ def test_max_aoi_cloud_skips_cloudy_cells_and_still_exits_0(sample_catalog, tmp_
     assert all(c["Attempts"] == 1 for c in status["cells"])  # resume re-ran nothing
 
 
-def test_stats_rows_by_date_match_numpy_on_the_outputs(sample_catalog, tmp_path):
+@pytest.mark.parametrize("mosaic", [True, False], ids=["mosaic", "no-mosaic"])
+def test_stats_rows_by_date_match_numpy_on_the_outputs(sample_catalog, tmp_path, mosaic):
+    """With mosaics (the default) a date has one row per index, computed on the mosaic
+    (each ground pixel once); with --no-mosaic, one row per tile."""
     import numpy as np
     import rasterio
 
@@ -320,22 +323,25 @@ def test_stats_rows_by_date_match_numpy_on_the_outputs(sample_catalog, tmp_path)
     aoi.write_text(json.dumps(sample_catalog["aoi"]))
     run = rsbatch("run", "--aoi", str(aoi), "--start", sample_catalog["start"], "--end",
                   sample_catalog["end"], "--catalog", sample_catalog["catalog"], "--products",
-                  "ndvi,ndmi", "--max-cloud", "100", cwd=tmp_path)
+                  "ndvi,ndmi", "--max-cloud", "100", *([] if mosaic else ["--no-mosaic"]),
+                  cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     job_id = run.stdout.splitlines()[0]
     proc = rsbatch("stats", job_id, "--json", "--csv", str(tmp_path / "stats.csv"))
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
+    tiles = ("mosaic",) if mosaic else ("32TMT", "32TNT")
     assert [(r["date"], r["tile"], r["product"]) for r in rows] == [
-        (d, t, p) for d in ("2024-06-01", "2024-06-11") for t in ("32TMT", "32TNT")
+        (d, t, p) for d in ("2024-06-01", "2024-06-11") for t in tiles
         for p in ("ndvi", "ndmi")]
-    assert "8 row(s) written to" in proc.stderr
+    assert f"{len(rows)} row(s) written to" in proc.stderr
     csv_lines = (tmp_path / "stats.csv").read_text().splitlines()
     assert csv_lines[0].startswith("tile,date,product,status,valid_pixels") and len(
-        csv_lines) == 9
+        csv_lines) == len(rows) + 1
+    folder = tmp_path / "rsbatch-output" / job_id
     for row in rows:
-        path = tmp_path / "rsbatch-output" / job_id / f"{row['tile']}_{row['date']}_" \
-                                                        f"{row['product']}.tif"
+        path = (folder / "mosaic" / f"{row['date']}_{row['product']}.tif" if mosaic else
+                folder / f"{row['tile']}_{row['date']}_{row['product']}.tif")
         with rasterio.open(path) as ds:
             values = ds.read(1)
         valid = values[~np.isnan(values)].astype(np.float64)
@@ -346,6 +352,7 @@ def test_stats_rows_by_date_match_numpy_on_the_outputs(sample_catalog, tmp_path)
             assert abs(row[name] - np.percentile(valid, q)) <= 1e-5 + 1e-12
         assert row["valid_fraction"] == pytest.approx(valid.size / row["aoi_pixels"])
     table = rsbatch("stats", job_id).stdout.splitlines()
-    assert table[0].split()[:4] == ["DATE", "TILE", "PRODUCT", "STATUS"] and len(table) == 9
+    assert table[0].split()[:4] == ["DATE", "TILE", "PRODUCT", "STATUS"]
+    assert len(table) == len(rows) + 1
     unknown = rsbatch("stats", "rsb-nope")
     assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1

@@ -18,10 +18,11 @@ import pytest
 
 from qgis_rsbatch.core.backends.jobfolder import job_folder, write_job
 from qgis_rsbatch.core.backends.local import LocalBackend
-from qgis_rsbatch.core.contract import Status
+from qgis_rsbatch.core.contract import Status, cloud_mask_uri
 from qgis_rsbatch.core.errors import TransitionRejected
 from qgis_rsbatch.core.planning import JobRequest, plan
 from qgis_rsbatch.core.processes import SUPERVISOR_ENV, ProcessId, pid_alive
+from qgis_rsbatch.core.products import get as get_product
 from qgis_rsbatch.core.scratch import writer_pid
 from qgis_rsbatch.core.tasklog import default_sqlite_path
 from qgis_rsbatch.core.tasklog.schema import WORKER_PID, WORKER_START
@@ -69,8 +70,11 @@ def scratch_files(folder: Path) -> list[str]:
 
 
 def assert_only_results(folder: Path, cells: list[str], products=("rgb", "ndvi")) -> None:
-    """The folder holds final outputs, STAC items, job.json and logs (and the lock)."""
+    """The folder holds final outputs (with the cloud masks beside those that keep their
+    clouds), STAC items, job.json and logs (and the lock)."""
     expected = {f"{cell}_{product}.tif" for cell in cells for product in products}
+    expected |= {cloud_mask_uri(f"{cell}_{product}.tif") for cell in cells
+                 for product in products if get_product(product).clouds_beside}
     expected |= {f"{cell}.json" for cell in cells} | {"job.json", "logs", ".supervisor.lock"}
     assert sorted(p.name for p in folder.iterdir()) == sorted(expected)
     logs = {p.name for p in (folder / "logs").iterdir()}

@@ -167,7 +167,8 @@ def test_a_job_above_the_threshold_runs_as_a_distributed_map(deploy_stack, bands
     assert "Run cells (distributed)" in entered and "Run cells" not in entered
     assert "items.json" in _cogs(stack, "_rsbatch/jobs/job-big/")  # the ItemReader's array
     assert any(k.endswith("manifest.json") for k in _cogs(stack, "_rsbatch/map-runs/"))
-    assert len(_cogs(stack, "big/job-big/")) == 9  # 3 × (rgb, ndvi, STAC item)
+    # 3 × (rgb, its cloud mask, ndvi, STAC item)
+    assert len(_cogs(stack, "big/job-big/")) == 12
     assert all(r.status.value == "SUCCEEDED" for r in stack.records("job-big").values())
 
 

@@ -114,7 +114,9 @@ result["files"] = {n: getattr(sys.modules[n], "__file__", None)
 
 def test_a_zip_install_sets_up_its_worker_and_runs_a_job(plugin_zip, wheelhouse, tmp_path):
     from qgis_rsbatch.core.contract import Status
+    from qgis_rsbatch.core.tasklog.schema import is_unit_record
     from qgis_rsbatch.core.tasklog.sqlite import SqliteTaskLog
+    from qgis_rsbatch.gui.layer_tree import job_tag
     from worker.cogcheck import validate_cog
 
     home = tmp_path / "home"
@@ -151,12 +153,16 @@ def test_a_zip_install_sets_up_its_worker_and_runs_a_job(plugin_zip, wheelhouse,
     result = job["result"]
     assert result["SUCCEEDED"] == 4 and result["FAILED"] == 0
     job_id = result["JOB_ID"]
+    # the algorithm's default merges each date's two tiles: one layer per date and product
     assert sorted(job["layers"]) == sorted(
-        f"{tile} {date} {product}" for tile in ("32TMT", "32TNT")
+        f"{date} {product} · {job_tag(job_id)}"
         for date in ("2024-06-01", "2024-06-11") for product in ("RGB", "NDVI"))
     log = SqliteTaskLog(str(home / ".local" / "share" / "rsbatch" / "tasklog.sqlite"))
     records = log.job_records(job_id)
-    assert len(records) == 4 and all(r.status is Status.SUCCEEDED for r in records)
+    units = [r for r in records if is_unit_record(r)]
+    assert len(records) == 8 and len(units) == 4  # 4 cells, then a mosaic per date, product
+    assert all(r.status is Status.SUCCEEDED for r in records)
+    assert len(result["MOSAICS"]) == 4 and set(result["MOSAICS"]) <= set(result["OUTPUT_LAYERS"])
     for path in result["OUTPUT_LAYERS"]:
         report = validate_cog(path)
         assert report.valid, (path, report.errors)
