@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cell_logs import batch_log_stream, cloudwatch_lines, find_cell
-from ..contract import Job, Status, task_key
+from ..contract import Job, Status, task_id_for, task_key
 from ..errors import (
     AWS_DENIED_CODES,
     AccessDenied,
@@ -34,7 +34,7 @@ from ..tasklog import default_sqlite_path, user_data_dir
 from ..tasklog.dynamodb import DynamoTaskLog
 from ..tasklog.schema import BATCH_JOB_ID, Record
 from ..tasklog.sqlite import SqliteTaskLog
-from .base import JobStatus, Progress, move, poll, unfinished
+from .base import JobStatus, Progress, move, poll, unfinished, units_to_remake
 
 RESULTS_PREFIX = "results"
 _ENDED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -287,14 +287,18 @@ class AwsBackend:
             raise InvalidInput(f"job {job_id} is still running")
         job = self._job(job_id)
         records = {r.cell_id: r for r in self.task_log.job_records(job_id)}
-        again = []
+        again, rerun = [], []
         for task in job.tasks:
             record = records.get(task_key(task))
             if record is not None and record.status is Status.SUCCEEDED:
                 continue
             if record is not None and record.status in (Status.FAILED, Status.CANCELLED):
                 self._move(record.task_id, Status.PENDING)
+                rerun.append(record.cell_id)
             again.append(task)
+        # units made without a cell that now runs again are made again after it (as local)
+        for unit_id, reason in units_to_remake(job, records.values(), rerun).items():
+            self.task_log.remake(task_id_for(job_id, unit_id), reason)
         if again:
             # the whole job, so units can name every input; the plan function leaves out
             # the cells that succeeded ("resume") and the units that are not PENDING
