@@ -22,6 +22,20 @@ from datetime import datetime, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
+README = os.path.join(os.path.dirname(HERE), "README.md")
+README_START = "<!-- worker-bench:start (a full-size `make bench` writes this table) -->"
+README_END = "<!-- worker-bench:end -->"
+#: the README's rows: (contender, products) → what an analyst reads
+README_ROWS = {
+    ("ours", "rgb,ndvi"): "rsbatch worker, RGB + NDVI (COGs, overviews, statistics, cloud mask)",
+    ("ours", "ndvi"): "rsbatch worker, NDVI alone",
+    ("naive", "rgb,ndvi"): "the seed's approach (whole numpy arrays, uncompressed GeoTIFF), "
+                           "RGB + NDVI",
+    ("naive_cog", "rgb,ndvi"): "the same delivering COGs with GDAL's COG driver, RGB + NDVI",
+    ("rio_calc", "ndvi"): "`rio calc`, NDVI alone (no mask, no overviews)",
+    ("decode", ""): "just decoding the four input bands (all cores)",
+    ("decode_one_thread", ""): "just decoding the four input bands (one thread)",
+}
 
 
 def scene_dir(size: int) -> str:
@@ -208,6 +222,31 @@ def render(size: int, results: list[dict], codecs: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def readme_table(results: list[dict]) -> str:
+    """The README's speed table from a full-size run's contenders (between its markers)."""
+    one = next(r for r in results if r["name"] == "decode_one_thread")["seconds"]
+    by = {(r["name"], r["products"]): r for r in results}
+    lines = [README_START, "| | seconds | × one-thread decode | peak RSS |", "|---|---:|---:|---:|"]
+    for key, label in README_ROWS.items():
+        if key in by:
+            r = by[key]
+            rss = (f"{r['rss_mb'] / 1024:.1f} GB" if r["rss_mb"] >= 1024
+                   else f"{r['rss_mb']:.0f} MB")
+            lines.append(f"| {label} | {r['seconds']:.1f} | {r['seconds'] / one:.2f} | {rss} |")
+    return "\n".join([*lines, README_END])
+
+
+def rewrite_readme(results: list[dict]) -> None:
+    with open(README) as fh:
+        text = fh.read()
+    if README_START not in text or README_END not in text:
+        raise SystemExit(f"{README} lacks the worker-bench markers")
+    head, _, rest = text.partition(README_START)
+    _, _, tail = rest.partition(README_END)
+    with open(README, "w") as fh:
+        fh.write(head + readme_table(results) + tail)
+
+
 def _previous_codecs(size: int) -> list[dict]:
     """The codec table of the last full run at this size (--no-codecs keeps it)."""
     try:
@@ -237,6 +276,8 @@ def main(argv: list[str] | None = None) -> None:
         json.dump({"size": args.size, "machine": machine(),
                    "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "contenders": results, "codecs": codecs}, fh, indent=1)
+    if args.size == 10980:
+        rewrite_readme(results)
     print(text)
 
 

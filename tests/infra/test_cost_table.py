@@ -41,5 +41,15 @@ def test_the_worker_timings_are_the_benchmarks():
     assert set(ours) == set(costs.WORKER_BENCH["seconds"])
     for products, seconds in costs.WORKER_BENCH["seconds"].items():
         assert seconds == pytest.approx(ours[products], abs=0.05), products
-    assert measured["date"].startswith("2026-11-29")
-    assert "2026-11-29" in costs.WORKER_BENCH["source"]
+    assert measured["date"].startswith("2026-12-06")
+    assert "2026-12-06" in costs.WORKER_BENCH["source"]
+
+
+def test_the_readmes_speed_table_is_the_benchmarks():
+    from bench.worker_bench import README_END, README_START, readme_table
+
+    measured = json.loads((ROOT / "bench" / "results" / "worker.json").read_text())
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index(README_START):text.index(README_END) + len(README_END)]
+    assert table == readme_table(measured["contenders"])
+    assert f"| {costs.WORKER_BENCH['seconds'][('rgb', 'ndvi')]:.1f} |" in table
