@@ -53,8 +53,11 @@ def crop_origin(tile: str, size: int) -> tuple[float, float]:
     return x0 + dx, y0 - dy
 
 
-def make_cells(root: str, tiles: tuple[str, ...], days: list[str], size: int) -> list:
-    """The cells' outputs (cached): scenes generated, then processed by the worker."""
+def make_cells(root: str, tiles: tuple[str, ...], days: list[str], size: int,
+               keep_scenes: bool = True) -> list:
+    """The cells' outputs (cached): scenes generated, then processed by the worker; the
+    scenes are deleted once processed unless `keep_scenes` (30 full-size scenes and their
+    outputs would not fit beside each other on a small disk)."""
     from qgis_rsbatch.core import grid
     from qgis_rsbatch.core.contract import Cell
     from worker.process import process_cell
@@ -64,6 +67,16 @@ def make_cells(root: str, tiles: tuple[str, ...], days: list[str], size: int) ->
     for tile in tiles:
         for index, day in enumerate(days):
             folder = os.path.join(root, "scenes", f"{tile}_{day}")
+            bands = {key: os.path.join(folder, f"{name}.tif") for key, name in
+                     (("blue", "B02"), ("green", "B03"), ("red", "B04"), ("nir", "B08"),
+                      ("scl", "SCL"))}
+            cell = Cell.from_dict({"job_id": "bench", "tile": tile, "date": day, "bands": bands,
+                                   "products": ["rgb", "ndvi"], "offset": -0.1,
+                                   "output": os.path.join(root, "out")})
+            cells.append(cell)
+            made = os.path.join(root, "out", f".made-{cell.cell_id}-v{GENERATOR_VERSION}")
+            if os.path.exists(made):
+                continue
             marker = os.path.join(folder, f".complete-v{GENERATOR_VERSION}")
             if not os.path.exists(marker):
                 shutil.rmtree(folder, ignore_errors=True)
@@ -72,14 +85,10 @@ def make_cells(root: str, tiles: tuple[str, ...], days: list[str], size: int) ->
                     tile=tile, epsg=grid.tile_info(tile).epsg, origin=crop_origin(tile, size),
                     date=day, size=size, cloud=0.25, seed=11 + 7 * index, ground_seed=3))
                 open(marker, "w").close()
-            bands = {key: os.path.join(folder, f"{name}.tif") for key, name in
-                     (("blue", "B02"), ("green", "B03"), ("red", "B04"), ("nir", "B08"),
-                      ("scl", "SCL"))}
-            cell = Cell.from_dict({"job_id": "bench", "tile": tile, "date": day, "bands": bands,
-                                   "products": ["rgb", "ndvi"], "offset": -0.1,
-                                   "output": os.path.join(root, "out")})
-            process_cell(cell)  # does nothing when the outputs are already complete
-            cells.append(cell)
+            process_cell(cell)
+            open(made, "w").close()
+            if not keep_scenes:  # the units read the cells' outputs; full-size scenes are big
+                shutil.rmtree(folder, ignore_errors=True)
     return cells
 
 
@@ -95,6 +104,21 @@ def area_of(cells: list) -> dict:
     w, s = min(b[0] for b in boxes), min(b[1] for b in boxes)
     e, n = max(b[2] for b in boxes), max(b[3] for b in boxes)
     return {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+
+
+def work_window(kind: str, inputs: int, product: str, width: int) -> str:
+    """The composite's work window (rows × columns) as worker/reduce.py sizes it: its N dates
+    stacked take N × bands × 4 bytes per pixel, twice; the window narrows as N grows so the
+    work arrays stay within the budget."""
+    from worker.composite import BLOCK, DEFAULT_BUDGET, composite_bytes, window_cols
+    from worker.profiles import composite_profile
+
+    if kind != "composite":
+        return ""
+    count = composite_profile(product)["count"]
+    cols = window_cols(width, BLOCK, composite_bytes(inputs, count), DEFAULT_BUDGET)
+    mb = BLOCK * cols * composite_bytes(inputs, count) / 2**20
+    return f"{BLOCK} × {cols} ({mb:.0f} MB)"
 
 
 def run_unit(unit: dict) -> dict:
@@ -116,7 +140,7 @@ def bench(size: int, products: tuple[str, ...]) -> list[dict]:
     results = []
     for label, (kind, tiles, count) in CASES.items():
         print(f"{label}:", flush=True)
-        cells = make_cells(root, tiles, dates(count), size)
+        cells = make_cells(root, tiles, dates(count), size, keep_scenes=size < FULL)
         job = Job("bench", tuple(cells))
         plan = plan_reduce(job, aoi=area_of(cells), mosaic=kind == "mosaic",
                            composite="median" if kind == "composite" else None)
@@ -137,7 +161,9 @@ def bench(size: int, products: tuple[str, ...]) -> list[dict]:
             g = unit.grid
             result.update(label=label, product=unit.product, inputs=len(unit.inputs),
                           width=g.width, height=g.height, epsg=g.epsg,
-                          mpx_per_s=g.width * g.height / 1e6 / result["seconds"])
+                          mpx_per_s=g.width * g.height / 1e6 / result["seconds"],
+                          window=work_window(unit.kind, len(unit.inputs), unit.product,
+                                             g.width))
             print(f"  {unit.product}: {result['seconds']:.1f} s, {result['rss_mb']:.0f} MB "
                   f"({g.width} × {g.height} px)", flush=True)
             results.append(result)
@@ -150,16 +176,18 @@ def render(size: int, results: list[dict]) -> str:
     lines = [
         f"# Reduce benchmark — tiles of {size} × {size} px",
         "",
-        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}. Cells made by "
-        "the worker from generated scenes (bench/.cache); each unit in a fresh process.",
+        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}, load average "
+        f"{os.getloadavg()[0]:.1f} at the end. Cells made by the worker from generated scenes "
+        "(bench/.cache); each unit in a fresh process.",
         "",
-        "| unit | product | inputs | output px | seconds | output Mpx/s | peak RSS (MB) |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| unit | product | inputs | output px | seconds | output Mpx/s | peak RSS (MB) "
+        "| composite work window |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         lines.append(f"| {r['label']} | {r['product']} | {r['inputs']} | "
                      f"{r['width']} × {r['height']} | {r['seconds']:.1f} | "
-                     f"{r['mpx_per_s']:.1f} | {r['rss_mb']:.0f} |")
+                     f"{r['mpx_per_s']:.1f} | {r['rss_mb']:.0f} | {r.get('window', '')} |")
     return "\n".join(lines) + "\n"
 
 
