@@ -7,7 +7,7 @@ the indices use, cloudflags.py), so the bands of the median come from the same
 observations. With an even number of them the median is the mean of the
 two middle values (numpy's convention), rounded half to even for integer products.
 
-Memory: a window of N dates × bands in float32, twice (the sort). Windows are 512 rows (the
+Memory: a window of N dates × bands in float32, sorted in place. Windows are 512 rows (the
 blocks of the inputs and of the output) by as many whole blocks of columns as stay within
 `budget` bytes, so memory is bounded whatever N and the grid's width, and each input block
 is decoded once.
@@ -42,23 +42,25 @@ def median_and_count(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(dates, bands, rows, cols) float32 with NaN for no observation → the per-band median
     (NaN where no date is valid) and the count of valid observations (rows, cols).
 
+    Sorts `stack` in place along the dates (NaN sort last): no second copy of the window.
     A pixel's observation is valid in all bands or in none (see the module's docstring).
     """
-    ordered = np.sort(stack, axis=0)  # NaN sort last
     count = np.count_nonzero(~np.isnan(stack[:, 0]), axis=0)
+    stack.sort(axis=0)
     low = np.maximum((count - 1) // 2, 0)
     high = count // 2
     shape = (1, *stack.shape[1:])
-    a = np.take_along_axis(ordered, np.broadcast_to(low, shape), axis=0)[0]
-    b = np.take_along_axis(ordered, np.broadcast_to(high, shape), axis=0)[0]
+    a = np.take_along_axis(stack, np.broadcast_to(low, shape), axis=0)[0]
+    b = np.take_along_axis(stack, np.broadcast_to(high, shape), axis=0)[0]
     median = (a.astype(np.float64) + b) / 2
     median[:, count == 0] = np.nan
     return median.astype(np.float32), count
 
 
 def composite_bytes(dates: int, bands: int) -> int:
-    """Work bytes per pixel of a composite window: N dates × bands in float32, and the sort."""
-    return 2 * max(dates, 1) * bands * 4
+    """Work bytes per pixel of a composite window: N dates × bands in float32 (sorted in
+    place), and one date's window as read (at most 8 bytes a band)."""
+    return (max(dates, 1) + 2) * bands * 4
 
 
 def composite_window(dates: Sequence[DateMosaic], row: int, rows: int, col: int, cols: int,
@@ -73,7 +75,8 @@ def composite_window(dates: Sequence[DateMosaic], row: int, rows: int, col: int,
         if flags is not None:  # true colour keeps its clouds; the median leaves them out
             valid &= flags != cloudflags.MASKED
         stack[index] = values
-        stack[index][:, ~valid] = np.nan
+        np.copyto(stack[index], np.float32(np.nan), where=~valid)
+        del values, flags, valid
     median, count = median_and_count(stack)
     del stack
     out = np.empty((first.count + 1, rows, cols), dtype)

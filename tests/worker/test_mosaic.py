@@ -319,6 +319,43 @@ def test_a_failed_input_is_lacking_and_none_left_is_nothing_to_reduce(cross_zone
     assert not (out / "mos" / "mosaic").exists() or not any((out / "mos" / "mosaic").iterdir())
 
 
+def test_a_true_colour_mosaic_of_one_input_keeps_its_values_and_cloud_flags(cross_zone,
+                                                                            tmp_path):
+    """With one input left (a composite reads each date so), the mosaic is that tile on the
+    grid: its pixels where all three bands hold a value, and its cloud flags there; nodata
+    and no flag elsewhere. The tile kept is 32UKA, of the grid's zone: no warp (GDAL's warp
+    of 31UGR puts 3 pixels of 2 million on the other side of a pixel edge than pyproj)."""
+    import shutil
+
+    from qgis_rsbatch.core.contract import ReduceUnit, cloud_mask_uri
+    from worker import cloudflags
+
+    root, cells, plan, results, _log = cross_zone
+    unit, _ = results["mosaic_2024-06-01_rgb"]
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    shutil.rmtree(out / "mos" / "mosaic")
+    moved = ReduceUnit.from_dict({**unit.to_dict(), "output": str(out)})
+    gone = Path(local(cells[0].output_uri("rgb")).replace(str(root / "out"), str(out)))
+    gone.unlink()
+    Path(cloud_mask_uri(str(gone))).unlink()
+    assert process_unit(moved).status is Status.SUCCEEDED
+
+    g = plan.grid
+    transform, shape = Affine(*g.transform), (g.height, g.width)
+    kept = local(cells[1].output_uri("rgb")).replace(str(root / "out"), str(out))
+    want = warped(kept, g.epsg, transform, shape)
+    valid = valid_of(want) & aoi_inside(CROSS_AOI, g.epsg, transform, shape)
+    want[:, ~valid] = 0
+    flags = warped(cloud_mask_uri(kept), g.epsg, transform, shape)[0]
+    flags[~valid] = cloudflags.NONE
+    with rasterio.open(local(moved.output_uri())) as ds:
+        np.testing.assert_array_equal(ds.read(), want)
+    with rasterio.open(cloud_mask_uri(local(moved.output_uri()))) as ds:
+        np.testing.assert_array_equal(ds.read(1), flags)
+    assert valid.sum() > 10_000 and (flags == cloudflags.MASKED).sum() > 100
+
+
 def test_a_full_disk_fails_the_mosaic_saying_so_and_leaves_nothing(cross_zone, tmp_path,
                                                                     small_disk):
     """The real `rsbatch-worker reduce`, its inputs on a tmpfs with too little room left for
