@@ -304,3 +304,39 @@ def test_resume_remakes_a_mosaic_made_without_a_cell_that_later_succeeds(deploy_
         median = np.nanmedian(np.stack(mosaics), axis=0)
     with rasterio.open(_download(stack, composite.output_uri(), tmp_path)) as ds:
         np.testing.assert_allclose(ds.read(1), median, rtol=0, atol=1e-7)
+
+
+def test_a_failed_unit_is_announced_as_a_unit_a_failed_cell_as_a_cell(deploy_stack,
+                                                                      reduce_job):
+    """Spot takes every attempt of a cell, of a mosaic (Distributed Map) and of a composite
+    (inline Map): the cell's message stays `cell.failed`; each unit's is `unit.failed`,
+    naming the unit and its kind, under a subject that says what failed."""
+    stack = deploy_stack(DistributedMapThreshold="3")
+    job = on_aws(reduce_job, f"s3://{stack.outputs['ResultsBucket']}/e2e")
+    cell, mosaic = "32TNT_2024-06-11", "mosaic_2024-06-01_ndvi"
+    composite = "composite_2024-06-01_2024-06-11_rgb_median"
+    stack.hooks.interrupt_always.update(f"{job.job_id}-{i}" for i in (cell, mosaic, composite))
+
+    execution = stack.run({"job": job.to_dict()}, timeout=600)
+
+    assert execution["status"] == "SUCCEEDED", execution
+    records = stack.records(job.job_id)
+    assert [i for i, r in sorted(records.items()) if r.status is Status.FAILED] == [
+        cell, composite, mosaic]
+    messages = stack.messages()
+    assert sorted(m["event"] for m in messages) == [
+        "cell.failed", "job.completed", "unit.failed", "unit.failed"]
+    [cell_failed] = [m for m in messages if m["event"] == "cell.failed"]
+    assert cell_failed["subject"] == "rsbatch: a cell failed"
+    assert cell_failed["body"]["cell_id"] == cell and "unit_id" not in cell_failed["body"]
+    units = {m["body"]["unit_id"]: m for m in messages if m["event"] == "unit.failed"}
+    assert set(units) == {mosaic, composite}
+    for unit_id, kind in ((mosaic, "mosaic"), (composite, "composite")):
+        message = units[unit_id]
+        assert message["subject"] == f"rsbatch: a {kind} failed"
+        body = message["body"]
+        assert (body["kind"], body["job_id"]) == (kind, job.job_id)
+        assert body["task_id"] == f"{job.job_id}#{unit_id}" and "cell_id" not in body
+        assert body["task_log"]["status"] == "FAILED"
+        assert body["task_log"]["recorded_by"] == "state machine"
+        assert "Host EC2 (instance" in records[unit_id].error
