@@ -264,16 +264,21 @@ def test_resume_remakes_a_mosaic_made_without_a_cell_that_later_succeeds(deploy_
     with rasterio.open(_download(stack, unit.output_uri(), tmp_path)) as ds:
         before = ds.read(1)
     partial = first[mosaic_id].stats["ndvi"]["valid_pixels"]
+    # the records are final a moment before the last Batch job ends, and the execution after
+    def ended() -> bool:
+        return aws.execution(job.job_id)["status"] != "RUNNING"
+
+    wait_until(ended, 60, "the execution to end")
     ran = len(stack.hooks.runs)
-    wait_until(lambda: aws.execution(job.job_id)["status"] != "RUNNING", 60,
-               "the execution to end")  # it summarizes after the last record
 
     stack.hooks.interrupt_always.clear()
     done = aws.resume(job.job_id, wait=True)
 
     assert done.succeeded, [(r.cell_id, r.status, r.error) for r in done.records]
-    assert sorted(r.job_name.removeprefix(f"{job.job_id}-")
-                  for r in stack.hooks.runs[ran:]) == sorted([failing, mosaic_id, composite_id])
+    wait_until(ended, 60, "the resumed execution to end")
+    runs = stack.hooks.runs[ran:]
+    assert sorted(r.job_name.removeprefix(f"{job.job_id}-") for r in runs) == sorted(
+        [failing, mosaic_id, composite_id]), [(r.job_name, r.exit_code) for r in runs]
     again = {r.cell_id: r for r in done.records}
     for remade in (mosaic_id, composite_id):
         assert again[remade].attempts == 2 and again[remade].extra["LackingInputs"] == []
