@@ -201,8 +201,13 @@ def test_cancel_while_a_mosaic_waits_and_resume_runs_only_the_units(deploy_stack
         composite = by_id[f"composite_2024-06-01_2024-06-11_{product}_median"]
         assert composite.status is Status.CANCELLED
     assert cancelled.finished and not cancelled.succeeded
-    # stopped (AWS says ABORTED; moto 5.2.5 reports the aborted Map iteration as FAILED)
-    assert aws.execution(job.job_id)["status"] in ("ABORTED", "FAILED")
+    # stopped (AWS says ABORTED; moto 5.2.5 reports the aborted Map iteration as FAILED,
+    # once its interpreter's thread has seen the stop)
+    def stopped() -> str | None:
+        status = aws.execution(job.job_id)["status"]
+        return status if status != "RUNNING" else None
+
+    assert wait_until(stopped, 60, "the execution to stop") in ("ABORTED", "FAILED")
     batch = stack.client("batch")
     [summary] = [j for j in batch.list_jobs(jobQueue=stack.outputs["JobQueueArn"],
                                             jobStatus="FAILED")["jobSummaryList"]
