@@ -45,11 +45,15 @@ def job_name(job_id: str, task_key: str) -> str:
 
 def task_item(job_id: str, task: Cell | ReduceUnit, command: list[str],
               environment: list[dict[str, str]]) -> dict[str, Any]:
-    """One Map item: what the Batch task submits. `cell_id` holds a unit's id for units."""
+    """One Map item: what the Batch task submits. `cell_id` holds a unit's id for units,
+    and `kind` ("mosaic", "composite") tells the state machine that a failure is a unit's."""
     key = task_key(task)
-    return {"task_id": task.task_id, "job_id": job_id, "cell_id": key,
+    item = {"task_id": task.task_id, "job_id": job_id, "cell_id": key,
             "job_name": job_name(job_id, key), "command": command,
             "environment": environment}
+    if isinstance(task, ReduceUnit):
+        item["kind"] = task.kind
+    return item
 
 
 def worker_item(task: Cell | ReduceUnit, task_log_uri: str, s3: Any, bucket: str,

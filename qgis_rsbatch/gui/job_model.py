@@ -7,6 +7,8 @@ and updated, never rebuilt, so selection and expansion survive every poll.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from qgis.core import QgsApplication
@@ -39,8 +41,44 @@ STATUS_COLORS = {
 }
 
 
+#: the kinds of a job's records in the order the dock lists them: the cells, then the
+#: mosaics made from them, then the composites that read the mosaics
+KINDS = ("cell", "mosaic", "composite")
+
+
 def tr(text: str) -> str:
     return QCoreApplication.translate("rsbatch", text)
+
+
+def row_order(record: Any) -> tuple[int, str]:
+    """Where a record's row goes under its job: by kind (KINDS), then by id (a unit's id
+    begins with its date or period, then its product)."""
+    kind = record.kind
+    return (KINDS.index(kind) if kind in KINDS else len(KINDS), record.cell_id)
+
+
+def counted(numbers: Mapping[str, Any]) -> str:
+    """'4 cell(s), 4 mosaic(s) and 2 composite(s)': a number (or '3/4') per kind given."""
+    nouns = {"cell": tr("cell(s)"), "mosaic": tr("mosaic(s)"), "composite": tr("composite(s)")}
+    parts = [f"{numbers[kind]} {nouns[kind]}" for kind in KINDS if kind in numbers]
+    if len(parts) < 2:
+        return "".join(parts)
+    return tr("{} and {}").format(", ".join(parts[:-1]), parts[-1])
+
+
+def finished_text(job_id: str, status: Any) -> str:
+    """A finished job's notice, one short line: 'Job X finished: 4 cell(s) and 2 mosaic(s)
+    succeeded', or with what did not: '… 3/4 cell(s) and 1/2 mosaic(s) succeeded, 1 failed'."""
+    counts = status.counts
+    planned = Counter(record.kind for record in status.records)
+    made = Counter(r.kind for r in status.records if r.status is Status.SUCCEEDED)
+    whole = not counts["FAILED"] and not counts["CANCELLED"]
+    text = tr("Job {} finished: {} succeeded").format(job_id, counted(
+        {kind: made[kind] if whole else f"{made[kind]}/{n}" for kind, n in planned.items()}))
+    for state in (Status.FAILED, Status.CANCELLED, Status.SKIPPED):
+        if counts[state.value]:
+            text += f", {counts[state.value]} {status_text(state)}"
+    return text
 
 
 def columns() -> list[str]:
@@ -243,7 +281,7 @@ class JobModel(QStandardItemModel):
     def _update_cells(self, head: QStandardItem, records: Any) -> None:
         rows = {head.child(r, 0).data(CELL_ID_ROLE): r for r in range(head.rowCount())}
         job_id = head.data(JOB_ID_ROLE)
-        for record in records:
+        for record in sorted(records, key=row_order):  # new rows are appended in this order
             if self._shown.get((job_id, record.cell_id)) == record:
                 continue
             self._shown[(job_id, record.cell_id)] = record

@@ -21,6 +21,7 @@ from ..core.tasklog import user_data_dir
 from .backends import BackendKey, read_stack
 from .context import Context
 from .job_history import HISTORY_LIMIT
+from .job_model import finished_text
 from .job_monitor import JobMonitor
 from .layer_tree import JOB_PROPERTY, URI_PROPERTY
 from .results import LoadRequest, ResultLoader, has_mosaics, outputs_of
@@ -73,30 +74,11 @@ class JobResults(QObject):
         status = self.monitor.jobs[job_id].status
         self.done_loading(job_id)
         counts = status.counts
-        skipped = counts["SKIPPED"]
-        cells = [r for r in status.records if r.kind == "cell"]
-        units = [r for r in status.records if r.kind != "cell"]
-        if counts["SUCCEEDED"] + skipped == len(status.records):
-            text = self.tr("Job {} finished: {} cell(s) succeeded").format(
-                job_id, sum(r.status is Status.SUCCEEDED for r in cells))
-            if units:
-                text += self.tr(", {} mosaic/composite unit(s) made").format(
-                    sum(r.status is Status.SUCCEEDED for r in units))
-            if skipped:
-                text += self.tr(", {} skipped (AOI too cloudy, or nothing to merge)").format(
-                    skipped)
+        text = finished_text(job_id, status)
+        if counts["SUCCEEDED"] + counts["SKIPPED"] == len(status.records):
             self.context.notifier.success(text, self.tr("rsbatch job"))
-            return
-        parts = [self.tr("{} of {} cell(s)").format(
-            sum(r.status is Status.SUCCEEDED for r in cells), len(cells))]
-        if units:
-            parts.append(self.tr("{} of {} mosaic/composite unit(s)").format(
-                sum(r.status is Status.SUCCEEDED for r in units), len(units)))
-        self.context.notifier.warning(
-            self.tr("Job {} finished: {} succeeded, {} failed, {} cancelled, {} skipped")
-            .format(job_id, self.tr(" and ").join(parts), counts["FAILED"],
-                    counts["CANCELLED"], skipped),
-            self.tr("rsbatch job"))
+        else:
+            self.context.notifier.warning(text, self.tr("rsbatch job"))
 
     def _load_failed(self, job_id: str, reasons: list) -> None:
         self.context.notifier.warning(self.tr("Some results of job {} could not be added: {}")

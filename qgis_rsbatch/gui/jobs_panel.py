@@ -8,6 +8,7 @@ Every backend call (status, cancel, resume) runs in a task. Notices and result l
 from __future__ import annotations
 
 import os
+from collections import Counter
 from typing import Any
 
 from qgis.core import QgsApplication
@@ -33,7 +34,14 @@ from ..tasks import FunctionTask
 from .backends import BackendKey
 from .context import Context
 from .job_history import HISTORY_LIMIT, backend_label, read_history
-from .job_model import CELL_ID_ROLE, JobModel, ProgressDelegate, describe_job, details_text
+from .job_model import (
+    CELL_ID_ROLE,
+    JobModel,
+    ProgressDelegate,
+    counted,
+    describe_job,
+    details_text,
+)
 from .job_monitor import JobMonitor
 from .job_results import JobResults
 from .messages import describe
@@ -230,8 +238,9 @@ class JobsPanel(QWidget):
             self.results.loading(job.job_id)
         self.select_job(job.job_id)
         self.tree.expand(self.model.index(self.model.job_row(job.job_id), 0))
-        self.context.notifier.info(self.tr("Job {} submitted: {} cell(s) on {}")
-                                   .format(job.job_id, len(job.cells), label))
+        kinds = Counter(["cell"] * len(job.cells) + [unit.kind for unit in job.units])
+        self.context.notifier.info(self.tr("Job {} submitted: {} on {}")
+                                   .format(job.job_id, counted(kinds), label))
 
     def _show_details(self) -> None:
         index = self.tree.currentIndex()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 import rasterio
 
 from qgis_rsbatch.core.contract import Job, Status
+from tests.polling import wait_until
 
 from .conftest import BANDS_BUCKET
 
@@ -199,8 +201,13 @@ def test_cancel_while_a_mosaic_waits_and_resume_runs_only_the_units(deploy_stack
         composite = by_id[f"composite_2024-06-01_2024-06-11_{product}_median"]
         assert composite.status is Status.CANCELLED
     assert cancelled.finished and not cancelled.succeeded
-    # stopped (AWS says ABORTED; moto 5.2.5 reports the aborted Map iteration as FAILED)
-    assert aws.execution(job.job_id)["status"] in ("ABORTED", "FAILED")
+    # stopped (AWS says ABORTED; moto 5.2.5 reports the aborted Map iteration as FAILED,
+    # once its interpreter's thread has seen the stop)
+    def stopped() -> str | None:
+        status = aws.execution(job.job_id)["status"]
+        return status if status != "RUNNING" else None
+
+    assert wait_until(stopped, 60, "the execution to stop") in ("ABORTED", "FAILED")
     batch = stack.client("batch")
     [summary] = [j for j in batch.list_jobs(jobQueue=stack.outputs["JobQueueArn"],
                                             jobStatus="FAILED")["jobSummaryList"]
@@ -224,3 +231,122 @@ def test_cancel_while_a_mosaic_waits_and_resume_runs_only_the_units(deploy_stack
     assert all(by_id[c.cell_id].attempts == 1 for c in job.cells)
     for unit in job.units:
         assert by_id[unit.unit_id].outputs == {unit.product: unit.output_uri()}
+
+
+def test_resume_remakes_a_mosaic_made_without_a_cell_that_later_succeeds(deploy_stack,
+                                                                         sample_catalog,
+                                                                         tmp_path):
+    """32TMT's cell of 2024-06-01 loses its Spot instance on every attempt: that date's
+    mosaic is made from 32TNT alone and says it lacked 32TMT. Once capacity is back, resume
+    runs the cell, sends the mosaic and the composite reading it back to PENDING, and the
+    stack makes them again with every input (as the local backend does): the mosaic's pixels
+    become the two-tile reference; nothing else runs again."""
+    from qgis_rsbatch.core.backends.aws import AwsBackend
+    from qgis_rsbatch.core.planning import JobRequest, plan
+    from qgis_rsbatch.core.tasklog.sqlite import SqliteTaskLog
+    from tests.backends.test_local_reduce import reference_mosaic
+
+    from .conftest import STACK
+
+    request = JobRequest(aoi=sample_catalog["aoi"], start=sample_catalog["start"],
+                         end=sample_catalog["end"], output=str(tmp_path / "local"),
+                         catalog=sample_catalog["catalog"], products=("ndvi",),
+                         composite="median")
+    stack = deploy_stack()
+    aws = AwsBackend(stack=STACK, registry=SqliteTaskLog(str(tmp_path / "registry.sqlite")))
+    job = on_aws(plan(request).job, aws.default_output())
+    failing, mosaic_id = "32TMT_2024-06-01", "mosaic_2024-06-01_ndvi"
+    composite_id = "composite_2024-06-01_2024-06-11_ndvi_median"
+    stack.hooks.interrupt_always.add(f"{job.job_id}-{failing}")
+    aws.submit(job)
+    first = {r.cell_id: r for r in aws.wait(job.job_id, interval=0.5, timeout=600).records}
+    assert first[failing].status is Status.FAILED
+    assert "Host EC2" in first[failing].error
+    assert first[mosaic_id].status is Status.SUCCEEDED
+    assert first[mosaic_id].extra["LackingInputs"] == [failing]
+    assert first[composite_id].status is Status.SUCCEEDED
+    unit = next(u for u in job.units if u.unit_id == mosaic_id)
+    with rasterio.open(_download(stack, unit.output_uri(), tmp_path)) as ds:
+        before = ds.read(1)
+    partial = first[mosaic_id].stats["ndvi"]["valid_pixels"]
+    # the records are final a moment before the last Batch job ends, and the execution after
+    def ended() -> bool:
+        return aws.execution(job.job_id)["status"] != "RUNNING"
+
+    wait_until(ended, 60, "the execution to end")
+    ran = len(stack.hooks.runs)
+
+    stack.hooks.interrupt_always.clear()
+    done = aws.resume(job.job_id, wait=True)
+
+    assert done.succeeded, [(r.cell_id, r.status, r.error) for r in done.records]
+    wait_until(ended, 60, "the resumed execution to end")
+    runs = stack.hooks.runs[ran:]
+    assert sorted(r.job_name.removeprefix(f"{job.job_id}-") for r in runs) == sorted(
+        [failing, mosaic_id, composite_id]), [(r.job_name, r.exit_code) for r in runs]
+    again = {r.cell_id: r for r in done.records}
+    for remade in (mosaic_id, composite_id):
+        assert again[remade].attempts == 2 and again[remade].extra["LackingInputs"] == []
+        assert not again[remade].extra.get("RemakeReason")
+    # the cell's attempts never reached the worker: the one that did is its first
+    assert again[failing].status is Status.SUCCEEDED
+    assert all(again[i].attempts == 1 for i in again if i not in (mosaic_id, composite_id))
+    path = _download(stack, unit.output_uri(), tmp_path)
+    from tests.cog_reference import assert_valid_cog
+
+    assert_valid_cog(path)
+    with rasterio.open(path) as ds:
+        after = ds.read()
+    outputs = {i: _download(stack, again[i].outputs["ndvi"], tmp_path) for i in unit.inputs}
+    np.testing.assert_array_equal(after, reference_mosaic(unit, outputs))
+    gained = np.isnan(before) & ~np.isnan(after[0])
+    assert gained.sum() > 10_000  # 32TMT's part of the AOI arrived
+    assert again[mosaic_id].stats["ndvi"]["valid_pixels"] == partial + int(gained.sum())
+    item = json.loads(Path(_download(stack, unit.item_uri, tmp_path)).read_text())
+    assert item["properties"]["rsbatch:lacking_inputs"] == []
+    composite = next(u for u in job.units if u.unit_id == composite_id)
+    mosaics = []
+    for mosaic in composite.inputs:
+        with rasterio.open(_download(stack, again[mosaic].outputs["ndvi"], tmp_path)) as ds:
+            mosaics.append(ds.read(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        median = np.nanmedian(np.stack(mosaics), axis=0)
+    with rasterio.open(_download(stack, composite.output_uri(), tmp_path)) as ds:
+        np.testing.assert_allclose(ds.read(1), median, rtol=0, atol=1e-7)
+
+
+def test_a_failed_unit_is_announced_as_a_unit_a_failed_cell_as_a_cell(deploy_stack,
+                                                                      reduce_job):
+    """Spot takes every attempt of a cell, of a mosaic (Distributed Map) and of a composite
+    (inline Map): the cell's message stays `cell.failed`; each unit's is `unit.failed`,
+    naming the unit and its kind, under a subject that says what failed."""
+    stack = deploy_stack(DistributedMapThreshold="3")
+    job = on_aws(reduce_job, f"s3://{stack.outputs['ResultsBucket']}/e2e")
+    cell, mosaic = "32TNT_2024-06-11", "mosaic_2024-06-01_ndvi"
+    composite = "composite_2024-06-01_2024-06-11_rgb_median"
+    stack.hooks.interrupt_always.update(f"{job.job_id}-{i}" for i in (cell, mosaic, composite))
+
+    execution = stack.run({"job": job.to_dict()}, timeout=600)
+
+    assert execution["status"] == "SUCCEEDED", execution
+    records = stack.records(job.job_id)
+    assert [i for i, r in sorted(records.items()) if r.status is Status.FAILED] == [
+        cell, composite, mosaic]
+    messages = stack.messages()
+    assert sorted(m["event"] for m in messages) == [
+        "cell.failed", "job.completed", "unit.failed", "unit.failed"]
+    [cell_failed] = [m for m in messages if m["event"] == "cell.failed"]
+    assert cell_failed["subject"] == "rsbatch: a cell failed"
+    assert cell_failed["body"]["cell_id"] == cell and "unit_id" not in cell_failed["body"]
+    units = {m["body"]["unit_id"]: m for m in messages if m["event"] == "unit.failed"}
+    assert set(units) == {mosaic, composite}
+    for unit_id, kind in ((mosaic, "mosaic"), (composite, "composite")):
+        message = units[unit_id]
+        assert message["subject"] == f"rsbatch: a {kind} failed"
+        body = message["body"]
+        assert (body["kind"], body["job_id"]) == (kind, job.job_id)
+        assert body["task_id"] == f"{job.job_id}#{unit_id}" and "cell_id" not in body
+        assert body["task_log"]["status"] == "FAILED"
+        assert body["task_log"]["recorded_by"] == "state machine"
+        assert "Host EC2 (instance" in records[unit_id].error

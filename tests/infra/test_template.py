@@ -263,8 +263,19 @@ def test_a_failed_cell_is_recorded_and_announced_and_the_job_goes_on():
     assert run["Retry"][0]["BackoffRate"] > 1
     assert run["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error",
                              "Next": "Record failure"}]
-    assert cell["Record failure"]["Catch"][0]["Next"] == "Notify failure"
-    assert cell["Notify failure"]["Resource"].endswith(":::sns:publish")
+    assert cell["Record failure"]["Catch"][0]["Next"] == "Cell or unit?"
+    assert cell["Failed after all?"]["Default"] == "Cell or unit?"
+    # a reduce unit's item carries its kind (infra/units.py): its failure is its own event
+    which = cell["Cell or unit?"]
+    assert which["Choices"] == [{"Variable": "$.kind", "IsPresent": True,
+                                 "Next": "Notify unit failure"}]
+    assert which["Default"] == "Notify failure"
+    for name, event in (("Notify failure", "cell.failed"), ("Notify unit failure", "unit.failed")):
+        notice = cell[name]
+        assert notice["Resource"].endswith(":::sns:publish")
+        assert notice["Parameters"]["Message"]["event"] == event
+        assert notice["Parameters"]["MessageAttributes"]["event"]["StringValue"] == event
+        assert notice["Next"] == "Cell failed"
     for name, state in cell.items():  # nothing inside a cell can fail the job
         assert state["Type"] in ("Pass", "Choice") or state.get("Catch"), name
 

@@ -108,7 +108,9 @@ def test_full_job_ends_with_styled_layers_in_their_group(dock, sample, qgis_ifac
     assert model.item(row, 2).data(PROGRESS_ROLE) == 1.0 and model.item(row, 2).text() == "4/4 ✓"
     assert [dock.jobs_panel.cell_text(job_id, c, 1) for c in
             ("32TMT_2024-06-01", "32TNT_2024-06-11")] == ["succeeded", "succeeded"]
-    assert any(f"Job {job_id} finished: 4 cell(s) succeeded" in m
+    assert any(m.endswith(f"Job {job_id} submitted: 4 cell(s) on this computer")
+               for m in messages(qgis_iface, Qgis.MessageLevel.Info))
+    assert any(m.endswith(f"Job {job_id} finished: 4 cell(s) succeeded")
                for m in messages(qgis_iface, Qgis.MessageLevel.Success))
 
     # one group per job, NDVI above RGB, newest date first
@@ -187,7 +189,8 @@ def test_a_failing_cell_shows_its_reason_and_retry_runs_it_again(dock, sample, t
     warnings = messages(qgis_iface, Qgis.MessageLevel.Warning)
     assert any(f"Cell {failed.cell_id} of job {job_id} failed: {failed.error}" in m
                for m in warnings)
-    assert any("3 of 4 cell(s) succeeded, 1 failed" in m for m in warnings)
+    assert any(m.endswith(f"Job {job_id} finished: 3/4 cell(s) succeeded, 1 failed")
+               for m in warnings)
     model = dock.jobs_panel.model
     assert model.item(model.job_row(job_id), 1).text() == "1 failed"
     wait_until(lambda: len(result_layers(job_id)) == 6, 60, "the 6 layers that succeeded")

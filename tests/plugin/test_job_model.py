@@ -69,3 +69,52 @@ def test_skipped_cells_are_done_and_shown_apart_from_failures():
     assert STATUS_COLORS[Status.SKIPPED] not in (STATUS_COLORS[Status.FAILED],
                                                  STATUS_COLORS[Status.SUCCEEDED])
     assert all(not QgsApplication.getThemeIcon(icon).isNull() for icon in STATUS_ICONS.values())
+
+
+def _job_records(sample_catalog, tmp_path) -> tuple[str, list[Record]]:
+    """The sample's job with mosaics and a median composite, its records as a task log
+    lists them (by id: composites before mosaics)."""
+    from qgis_rsbatch.core.planning import JobRequest, plan
+
+    job = plan(JobRequest(aoi=sample_catalog["aoi"], start=sample_catalog["start"],
+                          end=sample_catalog["end"], output=str(tmp_path),
+                          catalog=sample_catalog["catalog"], composite="median")).job
+    return job.job_id, sorted((Record.for_task(t) for t in job.tasks), key=lambda r: r.cell_id)
+
+
+def test_a_jobs_rows_list_cells_then_mosaics_by_date_and_product_then_composites(
+        qgis_app, sample_catalog, tmp_path):
+    job_id, records = _job_records(sample_catalog, tmp_path)
+    model = JobModel()
+    model.update_job(job_id, JobStatus(job_id, tuple(records), "local"))
+    records[0] = records[0].moved(Status.RUNNING)
+    model.update_job(job_id, JobStatus(job_id, tuple(records), "local"))  # rows stay put
+    head = model.item(0, 0)
+    assert [head.child(row, 0).text() for row in range(head.rowCount())] == [
+        "32TMT 2024-06-01", "32TMT 2024-06-11", "32TNT 2024-06-01", "32TNT 2024-06-11",
+        "Mosaic 2024-06-01 NDVI", "Mosaic 2024-06-01 RGB",
+        "Mosaic 2024-06-11 NDVI", "Mosaic 2024-06-11 RGB",
+        "Composite 2024-06-01 – 2024-06-11 NDVI", "Composite 2024-06-01 – 2024-06-11 RGB"]
+    assert model.cell_item(job_id, records[0].cell_id, 1).text() == "running"
+
+
+def test_a_finished_job_is_told_in_one_short_line_counting_cells_and_units(
+        sample_catalog, tmp_path):
+    from qgis_rsbatch.gui.job_model import finished_text
+
+    job_id, records = _job_records(sample_catalog, tmp_path)
+    done = [r.moved(Status.RUNNING).moved(Status.SUCCEEDED) for r in records]
+    assert finished_text(job_id, JobStatus(job_id, tuple(done))) == (
+        f"Job {job_id} finished: 4 cell(s), 4 mosaic(s) and 2 composite(s) succeeded")
+    by_id = {r.cell_id: i for i, r in enumerate(records)}
+    partly = list(done)
+    partly[by_id["32TNT_2024-06-11"]] = records[by_id["32TNT_2024-06-11"]].moved(
+        Status.RUNNING).moved(Status.FAILED, error="band red is missing")
+    partly[by_id["mosaic_2024-06-11_rgb"]] = records[by_id["mosaic_2024-06-11_rgb"]].moved(
+        Status.RUNNING).moved(Status.SKIPPED, error="nothing to mosaic")
+    text = finished_text(job_id, JobStatus(job_id, tuple(partly)))
+    assert text == (f"Job {job_id} finished: 3/4 cell(s), 3/4 mosaic(s) and 2/2 composite(s) "
+                    "succeeded, 1 failed, 1 skipped")
+    cells = [r for r in done if r.kind == "cell"]
+    assert finished_text(job_id, JobStatus(job_id, tuple(cells))) == (
+        f"Job {job_id} finished: 4 cell(s) succeeded")

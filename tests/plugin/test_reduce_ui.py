@@ -80,8 +80,11 @@ def test_mosaics_and_a_monthly_median_from_the_dock(dock, sample, qgis_iface):
     status = wait_finished(dock, job_id, timeout=180)
     assert status.counts["SUCCEEDED"] == 10                   # 4 cells, 4 mosaics, 2 composites
     tag = job_id.rsplit("-", 1)[1]
-    assert any(f"Job {job_id} finished: 4 cell(s) succeeded, 6 mosaic/composite unit(s) made"
-               in m for m in messages(qgis_iface, Qgis.MessageLevel.Success))
+    assert any(m.endswith(f"Job {job_id} submitted: 4 cell(s), 4 mosaic(s) and 2 composite(s)"
+                          " on this computer")
+               for m in messages(qgis_iface, Qgis.MessageLevel.Info))
+    assert any(m.endswith(f"Job {job_id} finished: 4 cell(s), 4 mosaic(s) and 2 composite(s)"
+                          " succeeded") for m in messages(qgis_iface, Qgis.MessageLevel.Success))
     # the options persist like the others
     settings = Settings()
     assert (settings.mosaic, settings.mosaic_crs, settings.composite,
@@ -89,8 +92,14 @@ def test_mosaics_and_a_monthly_median_from_the_dock(dock, sample, qgis_iface):
     again = ReduceOptions(dock.context)
     assert again.state() == (True, "", "median", "month")
 
-    # the units have rows of their own with their state, named for what they make
+    # the units have rows of their own with their state, named for what they make, after
+    # the cells: the mosaics by date, then the composites reading them
     panel = dock.jobs_panel
+    head = panel.model.item(panel.model.job_row(job_id), 0)
+    assert [head.child(row, 0).text() for row in range(head.rowCount())][4:] == [
+        "Mosaic 2024-06-01 NDVI", "Mosaic 2024-06-01 RGB", "Mosaic 2024-06-11 NDVI",
+        "Mosaic 2024-06-11 RGB", "Composite 2024-06-01 – 2024-06-11 NDVI",
+        "Composite 2024-06-01 – 2024-06-11 RGB"]
     assert panel.cell_text(job_id, "mosaic_2024-06-11_ndvi", 0) == "Mosaic 2024-06-11 NDVI"
     assert panel.cell_text(job_id, "mosaic_2024-06-11_ndvi", 1) == "succeeded"
     composite_id = "composite_2024-06-01_2024-06-11_rgb_median"
