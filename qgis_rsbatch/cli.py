@@ -35,7 +35,7 @@ from .core import aoi as aoi_mod
 from .core import products
 from .core.contract import Status
 from .core.errors import InvalidInput, RsbatchError, Terminated
-from .core.tasklog.schema import is_unit_record
+from .core.tasklog.schema import is_unit_record, listing_order
 
 DEFAULT_OUTPUT = "rsbatch-output"
 #: options whose value may begin with a minus sign: a bbox west of Greenwich or south of
@@ -261,7 +261,7 @@ class _ProgressBar:
 def status_table(status: Any) -> str:
     """The job's cells as an aligned text table."""
     rows = [("CELL OR UNIT", "STATUS", "TRIES", "UPDATED", "AOI MASKED", "OUTPUTS / REASON")]
-    for record in status.records:
+    for record in sorted(status.records, key=listing_order):
         detail = record.error if record.error else ", ".join(
             f"{product}: {uri}" for product, uri in sorted(record.outputs.items()))
         if record.warnings:

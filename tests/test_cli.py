@@ -85,6 +85,9 @@ def test_run_makes_mosaics_and_a_composite_and_status_lists_them(sample_catalog,
     table = rsbatch("status", job_id).stdout
     assert table.splitlines()[0].startswith("CELL OR UNIT")
     rows = {line.split()[0]: line.split()[1] for line in table.splitlines()[1:-1]}
+    # listed as the dock lists them: cells, then mosaics by date, then the composite
+    assert list(rows)[4:] == ["mosaic_2024-06-01_ndvi", "mosaic_2024-06-11_ndvi",
+                              "composite_2024-06-01_2024-06-11_ndvi_median"]
     assert rows["mosaic_2024-06-11_ndvi"] == "SUCCEEDED"
     assert rows["composite_2024-06-01_2024-06-11_ndvi_median"] == "SUCCEEDED"
     data = json.loads(rsbatch("status", job_id, "--json").stdout)

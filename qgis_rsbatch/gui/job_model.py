@@ -24,6 +24,7 @@ from qgis.PyQt.QtWidgets import (
 
 from ..core import products
 from ..core.contract import Status
+from ..core.tasklog.schema import KINDS, listing_order
 from .compat import user_role
 from .layer_tree import product_title
 
@@ -41,20 +42,8 @@ STATUS_COLORS = {
 }
 
 
-#: the kinds of a job's records in the order the dock lists them: the cells, then the
-#: mosaics made from them, then the composites that read the mosaics
-KINDS = ("cell", "mosaic", "composite")
-
-
 def tr(text: str) -> str:
     return QCoreApplication.translate("rsbatch", text)
-
-
-def row_order(record: Any) -> tuple[int, str]:
-    """Where a record's row goes under its job: by kind (KINDS), then by id (a unit's id
-    begins with its date or period, then its product)."""
-    kind = record.kind
-    return (KINDS.index(kind) if kind in KINDS else len(KINDS), record.cell_id)
 
 
 def counted(numbers: Mapping[str, Any]) -> str:
@@ -281,7 +270,7 @@ class JobModel(QStandardItemModel):
     def _update_cells(self, head: QStandardItem, records: Any) -> None:
         rows = {head.child(r, 0).data(CELL_ID_ROLE): r for r in range(head.rowCount())}
         job_id = head.data(JOB_ID_ROLE)
-        for record in sorted(records, key=row_order):  # new rows are appended in this order
+        for record in sorted(records, key=listing_order):  # new rows are appended in this order
             if self._shown.get((job_id, record.cell_id)) == record:
                 continue
             self._shown[(job_id, record.cell_id)] = record

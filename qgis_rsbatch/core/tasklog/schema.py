@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from ..contract import Cell, ReduceUnit, Status
+from ..contract import REDUCE_KINDS, Cell, ReduceUnit, Status
 from ..errors import InvalidInput
 
 TABLE_NAME = "task-log"
@@ -143,6 +143,19 @@ def job_shards(job_id: str) -> list[str]:
 def is_unit_record(record: Record) -> bool:
     """Whether a record is a reduce unit's (mosaic, composite), not a cell's."""
     return "Kind" in record.extra
+
+
+#: the kinds of a job's records in the order they are listed (the dock's rows, the command
+#: line's table): the cells, then the mosaics made from them, then the composites reading
+#: the mosaics
+KINDS = ("cell", *REDUCE_KINDS)
+
+
+def listing_order(record: Record) -> tuple[int, str]:
+    """Where a record goes in a job's listing: by kind (KINDS), then by id (a unit's id
+    begins with its date or period, then its product)."""
+    kind = record.kind
+    return (KINDS.index(kind) if kind in KINDS else len(KINDS), record.cell_id)
 
 
 def utc_now() -> str:
