@@ -192,6 +192,7 @@ class CogWriter:
         self.stats = _Stats(self.count) if statistics else None
         self.rows_written = 0
         self._closed = False
+        self._made = False  # close() put the finished COG at self.path
         token = new_token()  # scratch names carry our pid, so a sweep can tell if we live
         self._part = scratch_path(self.path, "part", token)
 
@@ -353,7 +354,7 @@ class CogWriter:
                 ds.close()
             tiff.assemble(self._paths, self._part, bigtiff=self.bigtiff)
             os.replace(self._part, self.path)
-            self._closed = True
+            self._closed = self._made = True
             return self.path
         except Exception as exc:
             slack = space_slack(self.count * self.dtype.itemsize, self.blocksize)
@@ -364,9 +365,13 @@ class CogWriter:
             self._cleanup()
 
     def abort(self) -> None:
-        """Drop everything written so far (safe to call after close)."""
+        """Drop everything written so far, the finished COG too when this writer closed it:
+        a cell that fails after one product was finished leaves none of them behind."""
         self._closed = True
         self._cleanup()
+        if self._made and os.path.exists(self.path):
+            os.remove(self.path)
+        self._made = False
 
     def _cleanup(self) -> None:
         for ds in self._datasets:

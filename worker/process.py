@@ -403,10 +403,17 @@ def _fill(writers: dict[str, CogWriter], bands: BandSet, cell: Cell, offset_valu
 
 def _finish(writers: dict[str, CogWriter], cell: Cell, destination: Any,
             warnings: list[str]) -> dict[str, dict[str, Any]]:
-    """Close, check and publish each product; returns what the STAC item lists."""
+    """Close, check and publish each product, side by side (assembling a COG is mostly
+    file copying and checking it reading: one thread each keeps both cores busy); returns
+    what the STAC item lists."""
+    with products_pool(len(writers)) as pool:
+        published = {product: pool.submit(_publish, writer, cell.output_uri(product),
+                                          destination)
+                     for product, writer in writers.items()}
+        all_of(list(published.values()))
     assets: dict[str, dict[str, Any]] = {}
     for product, writer in writers.items():
-        assets[product] = _publish(writer, cell.output_uri(product), destination)
+        assets[product] = published[product].result()
         stats = writer.stats
         spec = products.get(product)
         if spec.is_index and stats is not None and stats.valid_fraction() == 0:

@@ -187,6 +187,29 @@ def test_rerun_skips_complete_outputs_and_redoes_missing_ones(scene, tmp_path, l
     assert_valid_cog(paths["rgb"])
 
 
+@pytest.mark.parametrize("failing", ["rgb", "ndvi"])
+def test_a_product_that_cannot_be_finished_takes_the_finished_ones_along(
+        scene, tmp_path, log, monkeypatch, failing):
+    """The products are finished side by side; when one cannot be (here its COG assembly
+    fails), the cell fails with that reason and leaves no output, not even the product that
+    was finished beside it, nor a scratch file."""
+    from worker import tiff
+
+    assemble = tiff.assemble
+
+    def failing_assemble(level_paths, dest, **kwargs):
+        if f"_{failing}.tif" in dest:
+            raise OSError(f"cannot assemble {failing}")
+        return assemble(level_paths, dest, **kwargs)
+
+    monkeypatch.setattr(tiff, "assemble", failing_assemble)
+    cell = make_cell(scene, tmp_path / "out")
+    with pytest.raises(OSError, match=f"cannot assemble {failing}"):
+        process_cell(cell, task_log=log)
+    assert log.get(cell.task_id).status is Status.FAILED
+    assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
+
+
 def test_a_cancelled_cell_does_not_run(scene, tmp_path, log):
     cell = make_cell(scene, tmp_path / "out")
     log.register([cell])
