@@ -13,15 +13,15 @@ from typing import Any
 #: the worker on a full 10980 × 10980 tile from local files (`make bench`,
 #: bench/results/worker.json): wall seconds per measured product set, both vCPUs busy
 WORKER_BENCH: dict[str, Any] = {
-    "seconds": {("rgb", "ndvi"): 9.15, ("ndvi",): 3.89, ("rgb",): 5.81},
+    "seconds": {("rgb", "ndvi"): 7.35, ("ndvi",): 4.0, ("rgb",): 5.62},
     "vcpus": 2,
-    "source": "bench/results/worker.md, 2026-12-06 18:18 UTC, 2 vCPUs",
+    "source": "bench/results/worker.md, 2026-12-06 19:25 UTC, 2 vCPUs",
 }
 #: a cell's fixed cost whatever its window: process start, imports, metadata reads (s)
 START_UP_SECONDS = 2.0
 #: on AWS Batch the bands come over the network (~650 MB of COGs per full tile in-region,
 #: mostly overlapped with compute by the read-ahead): vCPU-seconds a full tile adds to the
-#: local benchmark's (18.3 vCPU-s for RGB + NDVI in December 2026)
+#: local benchmark's (14.7 vCPU-s for RGB + NDVI in December 2026)
 AWS_NETWORK_VCPU_SECONDS = 16.6
 #: instance start-up, the idle tail of a scaling-down environment, Spot retries
 AWS_OVERHEAD = 0.30

@@ -62,6 +62,18 @@ def valid(data: np.ndarray) -> np.ndarray:
     return (data != 0).all(axis=0)
 
 
+def assert_remade(records, failing: str, remade: tuple[str, ...]) -> dict:
+    """After a resume: `failing` succeeded, the `remade` units ran a second time with every
+    input and no remake pending, nothing else ran again. Returns the records by id."""
+    again = {r.cell_id: r for r in records}
+    for unit_id in remade:
+        assert again[unit_id].attempts == 2 and again[unit_id].extra["LackingInputs"] == []
+        assert not again[unit_id].extra.get("RemakeReason")
+    assert again[failing].status is Status.SUCCEEDED
+    assert all(again[i].attempts == 1 for i in again if i not in remade)
+    return again
+
+
 def reference_mosaic(unit, outputs: dict[str, str]) -> np.ndarray:
     """Per pixel, the valid value of the tile whose centre is nearest (the issue's rule)."""
     grid = unit.grid
@@ -348,13 +360,8 @@ def test_resume_remakes_a_unit_made_without_an_input_that_later_succeeds(
     fixed.touch()
     done = backend.resume(job.job_id, wait=True)
     assert done.succeeded, [(r.cell_id, r.status, r.error) for r in done.records]
-    again = {r.cell_id: r for r in done.records}
-    for remade in (mosaic_id, composite_id):
-        assert again[remade].attempts == 2 and again[remade].extra["LackingInputs"] == []
-        assert not again[remade].extra.get("RemakeReason")
     # the cell's first attempt died before it could record RUNNING: one attempt recorded
-    assert again[failing].status is Status.SUCCEEDED
-    assert all(again[i].attempts == 1 for i in again if i not in (mosaic_id, composite_id))
+    again = assert_remade(done.records, failing, (mosaic_id, composite_id))
     assert_valid_cog(path)
     with rasterio.open(path) as ds:
         after = ds.read()
