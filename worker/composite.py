@@ -7,10 +7,10 @@ the indices use, cloudflags.py), so the bands of the median come from the same
 observations. With an even number of them the median is the mean of the
 two middle values (numpy's convention), rounded half to even for integer products.
 
-Memory: a window of N dates × bands in float32, sorted in place. Windows are 512 rows (the
-blocks of the inputs and of the output) by as many whole blocks of columns as stay within
-`budget` bytes, so memory is bounded whatever N and the grid's width, and each input block
-is decoded once.
+Memory: a window of N dates × bands in float32 (the median sorts it in small blocks).
+Windows are 512 rows (the blocks of the inputs and of the output) by as many whole blocks of
+columns as stay within `budget` bytes, so memory is bounded whatever N and the grid's width,
+and each input block is decoded once.
 """
 
 from __future__ import annotations
@@ -38,28 +38,41 @@ def window_cols(width: int, rows: int, bytes_per_pixel: int,
     return max(BLOCK, cols - cols % BLOCK) if cols >= BLOCK else max(1, cols)
 
 
+#: pixels per block of the median: a block's dates × pixels (8192 × N float32) stay in cache
+MEDIAN_BLOCK = 8192
+
+
 def median_and_count(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(dates, bands, rows, cols) float32 with NaN for no observation → the per-band median
     (NaN where no date is valid) and the count of valid observations (rows, cols).
 
-    Sorts `stack` in place along the dates (NaN sort last): no second copy of the window.
+    Block by block of MEDIAN_BLOCK pixels, each band's dates are turned so that a pixel's
+    values lie side by side, and sorted there (NaN last): numpy sorts short contiguous rows
+    about twice as fast as the dates' strided lanes, and the block stays in cache.
     A pixel's observation is valid in all bands or in none (see the module's docstring).
     """
+    dates, bands = stack.shape[:2]
     count = np.count_nonzero(~np.isnan(stack[:, 0]), axis=0)
-    stack.sort(axis=0)
-    low = np.maximum((count - 1) // 2, 0)
-    high = count // 2
-    shape = (1, *stack.shape[1:])
-    a = np.take_along_axis(stack, np.broadcast_to(low, shape), axis=0)[0]
-    b = np.take_along_axis(stack, np.broadcast_to(high, shape), axis=0)[0]
-    median = (a.astype(np.float64) + b) / 2
-    median[:, count == 0] = np.nan
-    return median.astype(np.float32), count
+    flat = stack.reshape(dates, bands, -1)
+    counts = count.ravel()
+    low = np.maximum((counts - 1) // 2, 0)
+    high = counts // 2
+    median = np.empty(flat.shape[1:], np.float32)
+    for start in range(0, flat.shape[2], MEDIAN_BLOCK):
+        end = min(flat.shape[2], start + MEDIAN_BLOCK)
+        pixels = np.arange(end - start)
+        for band in range(bands):
+            block = np.ascontiguousarray(flat[:, band, start:end].T)
+            block.sort(axis=1)
+            a = block[pixels, low[start:end]].astype(np.float64)
+            median[band, start:end] = (a + block[pixels, high[start:end]]) / 2
+    median[:, counts == 0] = np.nan
+    return median.reshape(stack.shape[1:]), count
 
 
 def composite_bytes(dates: int, bands: int) -> int:
-    """Work bytes per pixel of a composite window: N dates × bands in float32 (sorted in
-    place), and one date's window as read (at most 8 bytes a band)."""
+    """Work bytes per pixel of a composite window: N dates × bands in float32, and one
+    date's window as read or the median (at most 8 bytes a band)."""
     return (max(dates, 1) + 2) * bands * 4
 
 
