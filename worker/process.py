@@ -403,13 +403,17 @@ def _fill(writers: dict[str, CogWriter], bands: BandSet, cell: Cell, offset_valu
 
 def _finish(writers: dict[str, CogWriter], cell: Cell, destination: Any,
             warnings: list[str]) -> dict[str, dict[str, Any]]:
-    """Close, check and publish each product, side by side (assembling a COG is mostly
-    file copying and checking it reading: one thread each keeps both cores busy); returns
-    what the STAC item lists."""
+    """Close and check every product side by side (assembling a COG is mostly file
+    copying, checking it reading: one thread each keeps both cores busy), then publish
+    them, only once all are complete: a product that cannot be finished sends none to a
+    bucket. Returns what the STAC item lists."""
     with products_pool(len(writers)) as pool:
-        published = {product: pool.submit(_publish, writer, cell.output_uri(product),
-                                          destination)
-                     for product, writer in writers.items()}
+        closed = {product: pool.submit(_closed, writer, cell.output_uri(product))
+                  for product, writer in writers.items()}
+        all_of(list(closed.values()))
+        published = {product: pool.submit(_send, closed[product].result(),
+                                          cell.output_uri(product), destination)
+                     for product in writers}
         all_of(list(published.values()))
     assets: dict[str, dict[str, Any]] = {}
     for product, writer in writers.items():
@@ -445,10 +449,20 @@ def all_of(futures: list[Any]) -> None:
 
 def _publish(writer: CogWriter, uri: str, destination: Any) -> dict[str, Any]:
     """Close, check and publish one COG; returns its STAC asset's uri and size."""
+    return _send(_closed(writer, uri), uri, destination)
+
+
+def _closed(writer: CogWriter, uri: str) -> str:
+    """Close one COG and check it; returns its local path."""
     path = writer.close()
     check = validate_cog(path)
     if not check.valid:
         raise RsbatchError(f"{uri.rsplit('/', 1)[-1]} is not a valid COG: {check.errors}")
+    return path
+
+
+def _send(path: str, uri: str, destination: Any) -> dict[str, Any]:
+    """Publish a closed, checked COG at `uri`; returns its STAC asset's uri and size."""
     facts = {"uri": uri, "size": os.path.getsize(path)}
     destination.publish(path, uri)
     return facts

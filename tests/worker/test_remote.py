@@ -198,6 +198,28 @@ def test_a_full_scratch_disk_before_an_s3_upload_is_named(aws_endpoint, scene, t
     assert list(scratch.iterdir()) == []  # the scratch folder is gone too
 
 
+@pytest.mark.parametrize("failing", ["rgb", "ndvi"])
+def test_a_product_that_cannot_be_finished_sends_none_to_the_bucket(aws_endpoint, scene,
+                                                                   monkeypatch, failing):
+    """The products are finished side by side and uploaded only once all are complete:
+    when one cannot be finished, the other, finished beside it, never reaches the bucket."""
+    from worker import tiff
+
+    assemble = tiff.assemble
+
+    def failing_assemble(level_paths, dest, **kwargs):
+        if f"_{failing}.tif" in dest:
+            raise OSError(f"cannot assemble {failing}")
+        return assemble(level_paths, dest, **kwargs)
+
+    monkeypatch.setattr(tiff, "assemble", failing_assemble)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="results")
+    with pytest.raises(OSError, match=f"cannot assemble {failing}"):
+        process_cell(make_cell(scene, "s3://results/runs"))
+    assert s3.list_objects_v2(Bucket="results").get("KeyCount") == 0
+
+
 def test_a_cell_from_s3_logs_no_pyopenssl_deprecation_noise(aws_endpoint, scene):
     """The container's path (cell, bands and outputs in S3, the task log in DynamoDB) through
     the real command: botocore probes urllib3's pyOpenSSL support, and where a system
