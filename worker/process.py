@@ -314,11 +314,9 @@ def _make_products(cell: Cell, bands: BandSet, destination: Any, report: Progres
         outcome.stats = {p: s.result(aoi_pixels) for p, s in stats.items()}
         pause_point("written", cell)
         report(0.9, "writing Cloud-Optimized GeoTIFFs")
-        assets = _finish(writers, cell, destination, warnings)
-        # after the products (a product that cannot be written leaves no mask behind),
-        # before the item, which comes last
-        mask_assets = {p: _publish(w, cloud_mask_uri(cell.output_uri(p)), destination)
-                       for p, w in masks.items()}
+        # the products and their masks published together, only once all are complete;
+        # the item comes last
+        assets, mask_assets = _finish(writers, masks, cell, destination, warnings)
     except BaseException as exc:
         # decided before abort() frees the space the scratch files hold
         needed = None if folder is None else space_needed_if_full(
@@ -401,23 +399,17 @@ def _fill(writers: dict[str, CogWriter], bands: BandSet, cell: Cell, offset_valu
     return inside_total
 
 
-def _finish(writers: dict[str, CogWriter], cell: Cell, destination: Any,
-            warnings: list[str]) -> dict[str, dict[str, Any]]:
-    """Close and check every product side by side (assembling a COG is mostly file
-    copying, checking it reading: one thread each keeps both cores busy), then publish
-    them, only once all are complete: a product that cannot be finished sends none to a
-    bucket. Returns what the STAC item lists."""
-    with products_pool(len(writers)) as pool:
-        closed = {product: pool.submit(_closed, writer, cell.output_uri(product))
-                  for product, writer in writers.items()}
-        all_of(list(closed.values()))
-        published = {product: pool.submit(_send, closed[product].result(),
-                                          cell.output_uri(product), destination)
-                     for product in writers}
-        all_of(list(published.values()))
+def _finish(writers: dict[str, CogWriter], masks: dict[str, CogWriter], cell: Cell,
+            destination: Any, warnings: list[str]
+            ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Publish the products and the cloud masks beside them (`publish_all`); returns what
+    the STAC item lists of each."""
+    done = publish_all({**{("product", p): (w, cell.output_uri(p)) for p, w in writers.items()},
+                        **{("mask", p): (w, cloud_mask_uri(cell.output_uri(p)))
+                           for p, w in masks.items()}}, destination)
     assets: dict[str, dict[str, Any]] = {}
     for product, writer in writers.items():
-        assets[product] = published[product].result()
+        assets[product] = done["product", product]
         stats = writer.stats
         spec = products.get(product)
         if spec.is_index and stats is not None and stats.valid_fraction() == 0:
@@ -425,7 +417,23 @@ def _finish(writers: dict[str, CogWriter], cell: Cell, destination: Any,
                             "or no data)")
         assets[product]["stats"] = ({b: stats.tags(b) for b in range(writer.count)}
                                     if stats else {})
-    return assets
+    return assets, {product: done["mask", product] for product in masks}
+
+
+def publish_all(items: dict[Any, tuple[CogWriter, str]],
+                destination: Any) -> dict[Any, dict[str, Any]]:
+    """Close and check every COG side by side (assembling one is mostly file copying,
+    checking it reading: one thread each keeps both cores busy), then publish them, only
+    once all are complete: one that cannot be finished sends none to a bucket (the caller
+    aborts the writers, which removes the local ones). key → (writer, uri) in, key → the
+    STAC asset's uri and size out."""
+    with products_pool(len(items)) as pool:
+        closed = {key: pool.submit(_closed, writer, uri) for key, (writer, uri) in items.items()}
+        all_of(list(closed.values()))
+        sent = {key: pool.submit(_send, closed[key].result(), uri, destination)
+                for key, (_writer, uri) in items.items()}
+        all_of(list(sent.values()))
+    return {key: future.result() for key, future in sent.items()}
 
 
 def products_pool(count: int) -> Any:
@@ -445,11 +453,6 @@ def all_of(futures: list[Any]) -> None:
     wait(futures)
     for future in futures:
         future.result()
-
-
-def _publish(writer: CogWriter, uri: str, destination: Any) -> dict[str, Any]:
-    """Close, check and publish one COG; returns its STAC asset's uri and size."""
-    return _send(_closed(writer, uri), uri, destination)
 
 
 def _closed(writer: CogWriter, uri: str) -> str:

@@ -37,11 +37,11 @@ from .outputs import destination_for, no_space, space_needed_if_full
 from .process import (
     Progress,
     TaskResult,
-    _publish,
     _record,
     _start,
     failure_reason,
     pause_point,
+    publish_all,
 )
 from .profiles import composite_profile, gdal_threads, product_profile
 from .reader import AoiClip, Grid
@@ -239,13 +239,14 @@ def _make(unit: ReduceUnit, present: list[str], destination: Any, report: Progre
                 mask.write(flags, row)
             report(0.9 * (row + rows) / grid.height, f"rows {row + rows}/{grid.height}")
         pause_point("written", unit)  # every strip on disk under scratch names
-        masks = {} if mask is None else {
-            unit.product: _publish(mask, cloud_mask_uri(unit.output_uri()), destination)}
-        asset = _publish(writer, unit.output_uri(), destination)
+        done = publish_all({"product": (writer, unit.output_uri()), **(
+            {} if mask is None else {"mask": (mask, cloud_mask_uri(unit.output_uri()))})},
+            destination)
+        asset = done["product"]
         tags = writer.stats
         asset.update(stats={b: tags.tags(b) for b in range(writer.count)} if tags else {},
                      aoi_stats={unit.product: stats.result(aoi_pixels)} if stats else {},
-                     masks=masks)
+                     masks={unit.product: done["mask"]} if "mask" in done else {})
         return asset, grid
     except BaseException as exc:
         needed = None if writer is None else space_needed_if_full(

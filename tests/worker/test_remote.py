@@ -220,6 +220,34 @@ def test_a_product_that_cannot_be_finished_sends_none_to_the_bucket(aws_endpoint
     assert s3.list_objects_v2(Bucket="results").get("KeyCount") == 0
 
 
+def test_a_mosaic_that_cannot_be_finished_sends_neither_it_nor_its_mask(aws_endpoint, scene,
+                                                                        monkeypatch):
+    """A true-colour mosaic and the cloud mask beside it are published together: when the
+    mosaic's COG cannot be finished, its mask (finished first) does not reach the bucket."""
+    from qgis_rsbatch.core.contract import Job
+    from qgis_rsbatch.core.reduce_plan import plan_reduce
+    from worker import tiff
+    from worker.reduce import process_unit
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="results")
+    cell = make_cell(scene, "s3://results/runs", aoi=AOI, products=["rgb"])
+    assert process_cell(cell).status is Status.SUCCEEDED
+    [unit] = plan_reduce(Job("job1", (cell,)), aoi=AOI, mosaic=True).units
+    assemble = tiff.assemble
+
+    def failing_assemble(level_paths, dest, **kwargs):
+        if "_rgb.tif" in dest:  # the mosaic itself, not its mask
+            raise OSError("cannot assemble the mosaic")
+        return assemble(level_paths, dest, **kwargs)
+
+    monkeypatch.setattr(tiff, "assemble", failing_assemble)
+    with pytest.raises(OSError, match="cannot assemble the mosaic"):
+        process_unit(unit)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="results")["Contents"]]
+    assert keys and not [k for k in keys if "/mosaic/" in k], keys
+
+
 def test_a_cell_from_s3_logs_no_pyopenssl_deprecation_noise(aws_endpoint, scene):
     """The container's path (cell, bands and outputs in S3, the task log in DynamoDB) through
     the real command: botocore probes urllib3's pyOpenSSL support, and where a system
