@@ -39,6 +39,21 @@ def scl_at_10m(path, shape):
     return np.repeat(np.repeat(scl, 2, axis=0), 2, axis=1)[: shape[0], : shape[1]]
 
 
+def fail_assembly(monkeypatch, needle: str, message: str) -> None:
+    """Assembling a COG whose scratch name holds `needle` fails with OSError(message), as a
+    disk filling up at the end would; every other COG is assembled as usual."""
+    from worker import tiff
+
+    assemble = tiff.assemble
+
+    def failing(level_paths, dest, **kwargs):
+        if needle in dest:
+            raise OSError(message)
+        return assemble(level_paths, dest, **kwargs)
+
+    monkeypatch.setattr(tiff, "assemble", failing)
+
+
 @pytest.fixture
 def log(tmp_path):
     return SqliteTaskLog(str(tmp_path / "log.sqlite"))
@@ -193,16 +208,7 @@ def test_a_product_that_cannot_be_finished_takes_the_finished_ones_along(
     """The products are finished side by side; when one cannot be (here its COG assembly
     fails), the cell fails with that reason and leaves no output, not even the product that
     was finished beside it, nor a scratch file."""
-    from worker import tiff
-
-    assemble = tiff.assemble
-
-    def failing_assemble(level_paths, dest, **kwargs):
-        if f"_{failing}.tif" in dest:
-            raise OSError(f"cannot assemble {failing}")
-        return assemble(level_paths, dest, **kwargs)
-
-    monkeypatch.setattr(tiff, "assemble", failing_assemble)
+    fail_assembly(monkeypatch, f"_{failing}.tif", f"cannot assemble {failing}")
     cell = make_cell(scene, tmp_path / "out")
     with pytest.raises(OSError, match=f"cannot assemble {failing}"):
         process_cell(cell, task_log=log)

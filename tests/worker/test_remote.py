@@ -18,7 +18,7 @@ from qgis_rsbatch.core.tasklog.sqlite import SqliteTaskLog
 from tests.range_server import RangeServer
 from tests.worker.test_compute import reference_ndvi
 from tests.worker.test_failures import run_worker
-from tests.worker.test_process import AOI, make_cell, read_band, scl_at_10m
+from tests.worker.test_process import AOI, fail_assembly, make_cell, read_band, scl_at_10m
 from worker.process import process_cell
 
 
@@ -203,16 +203,7 @@ def test_a_product_that_cannot_be_finished_sends_none_to_the_bucket(aws_endpoint
                                                                    monkeypatch, failing):
     """The products are finished side by side and uploaded only once all are complete:
     when one cannot be finished, the other, finished beside it, never reaches the bucket."""
-    from worker import tiff
-
-    assemble = tiff.assemble
-
-    def failing_assemble(level_paths, dest, **kwargs):
-        if f"_{failing}.tif" in dest:
-            raise OSError(f"cannot assemble {failing}")
-        return assemble(level_paths, dest, **kwargs)
-
-    monkeypatch.setattr(tiff, "assemble", failing_assemble)
+    fail_assembly(monkeypatch, f"_{failing}.tif", f"cannot assemble {failing}")
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="results")
     with pytest.raises(OSError, match=f"cannot assemble {failing}"):
@@ -226,7 +217,6 @@ def test_a_mosaic_that_cannot_be_finished_sends_neither_it_nor_its_mask(aws_endp
     mosaic's COG cannot be finished, its mask (finished first) does not reach the bucket."""
     from qgis_rsbatch.core.contract import Job
     from qgis_rsbatch.core.reduce_plan import plan_reduce
-    from worker import tiff
     from worker.reduce import process_unit
 
     s3 = boto3.client("s3")
@@ -234,14 +224,7 @@ def test_a_mosaic_that_cannot_be_finished_sends_neither_it_nor_its_mask(aws_endp
     cell = make_cell(scene, "s3://results/runs", aoi=AOI, products=["rgb"])
     assert process_cell(cell).status is Status.SUCCEEDED
     [unit] = plan_reduce(Job("job1", (cell,)), aoi=AOI, mosaic=True).units
-    assemble = tiff.assemble
-
-    def failing_assemble(level_paths, dest, **kwargs):
-        if "_rgb.tif" in dest:  # the mosaic itself, not its mask
-            raise OSError("cannot assemble the mosaic")
-        return assemble(level_paths, dest, **kwargs)
-
-    monkeypatch.setattr(tiff, "assemble", failing_assemble)
+    fail_assembly(monkeypatch, "_rgb.tif", "cannot assemble the mosaic")  # not its mask
     with pytest.raises(OSError, match="cannot assemble the mosaic"):
         process_unit(unit)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="results")["Contents"]]
