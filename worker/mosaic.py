@@ -175,8 +175,6 @@ class DateMosaic:
         came from (cloudflags: an input without a mask counts as clear)."""
         g = self.grid
         cols = g.width - col if cols is None else cols
-        if len(self.sources) == 1:
-            return self._single(self.sources[0], row, rows, col, cols)
         out = np.full((self.count, rows, cols), self.nodata, dtype=self.dtype)
         flags = np.full((rows, cols), cloudflags.NONE, np.uint8) if self.flagged else None
         best = np.full((rows, cols), np.inf)
@@ -196,34 +194,11 @@ class DateMosaic:
                 window = best[r:r + h, c:c + w]
                 take &= distance < window
                 window[take] = distance[take]
-            target = out[:, r:r + h, c:c + w]
-            for band in range(self.count):
-                target[band][take] = data[band][take]
+            # copied where taken, in place (no per-band gather of the taken pixels)
+            np.copyto(out[:, r:r + h, c:c + w], data, where=take)
             if flags is not None:
-                flags[r:r + h, c:c + w][take] = _flags_of(source, row, rows, col, cols,
-                                                          data.shape[1:])[take]
-        return out, flags
-
-    def _single(self, source: Source, row: int, rows: int, col: int, cols: int
-                ) -> tuple[np.ndarray, np.ndarray | None]:
-        """`read_flagged` of a single input (a composite reads each date so): its window
-        copied in whole, then nodata where it holds none, without the per-pixel selection
-        several inputs need."""
-        out = np.full((self.count, rows, cols), self.nodata, dtype=self.dtype)
-        flags = np.full((rows, cols), cloudflags.NONE, np.uint8) if self.flagged else None
-        piece = read_onto(source, row, rows, col, cols)
-        if piece is None:
-            return out, flags
-        data, r0, c0 = piece
-        r, c = r0 - row, c0 - col
-        h, w = data.shape[1:]
-        invalid = ~valid_pixels(data, self.nodata)
-        target = out[:, r:r + h, c:c + w]
-        target[...] = data
-        np.copyto(target, np.asarray(self.nodata, self.dtype), where=invalid)
-        if flags is not None:
-            np.copyto(flags[r:r + h, c:c + w], _flags_of(source, row, rows, col, cols, (h, w)),
-                      where=~invalid)
+                np.copyto(flags[r:r + h, c:c + w],
+                          _flags_of(source, row, rows, col, cols, data.shape[1:]), where=take)
         return out, flags
 
     def close(self) -> None:
