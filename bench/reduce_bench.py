@@ -37,7 +37,7 @@ CASES = {
 
 
 NOTE = ("A composite's memory does not grow with its dates: its work window (N dates × bands "
-        "in float32, sorted in place) is held to a 256 MB budget by narrowing as N grows "
+        "in float32, sorted in small blocks) is held to a 256 MB budget by narrowing as N grows "
         "(512 rows × 2560 columns for 10 dates of RGB, × 1024 for 30), so peak RSS stays "
         "near 600 MB for 10 and for 30 dates; the time grows with N (reading N dates, and "
         "sorting N values per pixel and band). Mosaics read each tile once, warping through "
@@ -115,18 +115,19 @@ def area_of(cells: list) -> dict:
 
 
 def work_window(kind: str, inputs: int, product: str, width: int) -> str:
-    """The composite's work window (rows × columns) as worker/reduce.py sizes it: its N dates
-    stacked take N × bands × 4 bytes per pixel, twice; the window narrows as N grows so the
-    work arrays stay within the budget."""
-    from worker.composite import BLOCK, DEFAULT_BUDGET, composite_bytes, window_cols
+    """A composite's work window as worker/reduce.py sizes it (rows × columns and the MB of
+    its stacked dates): it narrows as the dates grow, so the work arrays stay within the
+    budget."""
+    from worker.composite import composite_bytes
     from worker.profiles import composite_profile
+    from worker.reduce import work_window as unit_window
 
     if kind != "composite":
         return ""
-    count = composite_profile(product)["count"]
-    cols = window_cols(width, BLOCK, composite_bytes(inputs, count), DEFAULT_BUDGET)
-    mb = BLOCK * cols * composite_bytes(inputs, count) / 2**20
-    return f"{BLOCK} × {cols} ({mb:.0f} MB)"
+    spec = composite_profile(product)
+    rows, cols = unit_window(kind, inputs, spec, width)
+    mb = rows * cols * composite_bytes(inputs, spec["count"]) / 2**20
+    return f"{rows} × {cols} ({mb:.0f} MB)"
 
 
 def run_unit(unit: dict) -> dict:

@@ -189,6 +189,19 @@ def _date_mosaics(unit: ReduceUnit, present: list[str], grid: Grid,
             for _, sources in sorted(by_date.items())]
 
 
+def work_window(kind: str, dates: int, spec: dict[str, Any], width: int) -> tuple[int, int]:
+    """(rows, columns) a unit works on at a time, within the composite's memory budget: the
+    output strip is full width (the COG writer's unit), its height shrinking only for a grid
+    so wide that 512 rows would not fit; the columns hold a composite's stacked dates, or a
+    mosaic's output, distances and one input's window."""
+    budget = comp.DEFAULT_BUDGET
+    itemsize = np.dtype(spec["dtype"]).itemsize
+    rows = max(1, min(BLOCK, budget // (width * spec["count"] * itemsize)))
+    per_pixel = (composite_bytes(dates, spec["count"]) if kind == "composite"
+                 else spec["count"] * 8 + 24)
+    return rows, window_cols(width, rows, per_pixel, budget)
+
+
 def _make(unit: ReduceUnit, present: list[str], destination: Any, report: Progress,
           masked: set[str]) -> tuple[dict[str, Any], Grid]:
     grid = target_grid(unit.grid)
@@ -206,16 +219,7 @@ def _make(unit: ReduceUnit, present: list[str], destination: Any, report: Progre
                 destination.prepare(cloud_mask_uri(unit.output_uri())), grid,
                 {"RSBATCH_JOB_ID": unit.job_id, "RSBATCH_UNIT": unit.unit_id,
                  "DATE": str(unit.date)})
-        itemsize = np.dtype(spec["dtype"]).itemsize
-        # the output strip is full width (the COG writer's unit); its height shrinks only for
-        # a grid so wide that 512 rows would not fit the budget
-        budget = comp.DEFAULT_BUDGET
-        rows_each = max(1, min(BLOCK, budget // (grid.width * spec["count"] * itemsize)))
-        # the work arrays: a composite's stacked dates, or a mosaic's output, distances and
-        # one input's window
-        per_pixel = (composite_bytes(len(mosaics), spec["count"]) if composite
-                     else spec["count"] * 8 + 24)
-        cols_each = window_cols(grid.width, rows_each, per_pixel, budget)
+        rows_each, cols_each = work_window(unit.kind, len(mosaics), spec, grid.width)
         # a mosaic's index over the AOI, each ground pixel once (the cells count the tiles'
         # overlap twice): what the time series shows for that date
         stats = IndexStats(unit.product) if not composite and products.get(
