@@ -7,7 +7,7 @@ ignores it is biased towards 0 (red and NIR both look 0.1 brighter).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -17,6 +17,23 @@ from qgis_rsbatch.core import products
 MASKED_SCL = np.array(products.MASKED_SCL, dtype=np.uint8)
 #: RGB is stored as reflectance × 10000 (band scale 0.0001, offset 0 in the file)
 RGB_QUANTIFICATION = 10000.0
+
+
+#: pixels computed at once: a chunk's temporaries (a few float32 rows) stay in the CPU's
+#: cache, where a whole strip's would stream through memory and fault in fresh pages
+CHUNK_PIXELS = 1 << 18
+
+
+def row_chunks(shape: tuple[int, ...]) -> Iterator[slice]:
+    """Slices of rows of a (…, rows, cols) block, about CHUNK_PIXELS pixels each."""
+    rows, cols = shape[-2], shape[-1]
+    step = max(1, CHUNK_PIXELS // max(cols, 1))
+    for start in range(0, rows, step):
+        yield slice(start, min(rows, start + step))
+
+
+def _rows(array: np.ndarray | None, rows: slice) -> np.ndarray | None:
+    return None if array is None else array[..., rows, :]
 
 
 def reflectance(dn: np.ndarray, scale: float, offset: float) -> np.ndarray:
@@ -33,20 +50,27 @@ def _offset_dn(scale: float, offset: float) -> int | None:
     return round(shift) if abs(shift - round(shift)) < 1e-6 and shift <= 0 else None
 
 
-def _shifted(dn: np.ndarray, shift: int) -> np.ndarray:
-    """max(DN + shift, 0) as float32: reflectance / scale, exact for 16-bit DNs."""
-    out = dn.astype(np.float32)
-    if shift:
-        out += np.float32(shift)
-        np.maximum(out, 0, out=out)
+def _above(dn: np.ndarray, low: int) -> np.ndarray:
+    """max(DN, low) − low in the DNs' own unsigned type (a subtraction that stops at 0:
+    numpy's integer maximum is scalar code, this is three vectorised passes)."""
+    if dn.dtype.kind != "u" or low > np.iinfo(dn.dtype).max:
+        return np.subtract(np.maximum(dn, low), low, dtype=np.promote_types(dn.dtype, np.int64))
+    out = np.subtract(dn, dn.dtype.type(low))  # wraps where DN < low …
+    out *= dn >= dn.dtype.type(low)            # … which becomes 0
     return out
+
+
+def _shifted(dn: np.ndarray, shift: int) -> np.ndarray:
+    """max(DN + shift, 0) as float32: reflectance / scale, exact for 16-bit DNs (taken in
+    integers and cast once)."""
+    return _above(dn, -shift).astype(np.float32)
 
 
 def cloud_mask(scl: np.ndarray) -> np.ndarray:
     """True where the scene classification says the pixel is unusable for an index."""
     lookup = np.zeros(256, dtype=bool)
     lookup[MASKED_SCL] = True
-    return lookup[scl]
+    return lookup.take(scl)
 
 
 def normalized_difference(a: np.ndarray, b: np.ndarray, scale: float, offset: float,
@@ -59,29 +83,39 @@ def normalized_difference(a: np.ndarray, b: np.ndarray, scale: float, offset: fl
     the scale cancels, and the arithmetic is exact.
     """
     shift = _offset_dn(scale, offset)
-    if shift is None:
-        fa, fb = reflectance(a, scale, offset), reflectance(b, scale, offset)
-    else:
-        fa, fb = _shifted(a, shift), _shifted(b, shift)
-    total = fa + fb
-    fa -= fb
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fa /= total  # where A + B = 0 both are 0, and 0/0 is already NaN
-    return _masked(fa, (a, b), masked, inside)
+    out = np.empty(a.shape, np.float32)
+    for rows in row_chunks(a.shape):
+        dna, dnb = a[rows], b[rows]
+        if shift is None:
+            fa, fb = reflectance(dna, scale, offset), reflectance(dnb, scale, offset)
+        else:
+            fa, fb = _shifted(dna, shift), _shifted(dnb, shift)
+        total = fa + fb
+        ratio = np.subtract(fa, fb, out=out[rows])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio /= total  # where A + B = 0 both are 0, and 0/0 is already NaN
+        _masked(ratio, (dna, dnb), _rows(masked, rows), _rows(inside, rows))
+    return out
 
 
 def _masked(out: np.ndarray, dns: tuple[np.ndarray, ...], masked: np.ndarray | None,
             inside: np.ndarray | None) -> np.ndarray:
     """NaN where any input DN is 0 (no data), where `masked`, and outside the AOI."""
+    invalid = _no_data(dns, inside)
+    if masked is not None:
+        invalid |= masked
+    np.copyto(out, np.float32(np.nan), where=invalid)
+    return out
+
+
+def _no_data(dns: tuple[np.ndarray, ...], inside: np.ndarray | None) -> np.ndarray:
+    """True where any input DN is 0 or the pixel lies outside the AOI."""
     invalid = dns[0] == 0
     for dn in dns[1:]:
         invalid |= dn == 0
-    if masked is not None:
-        invalid |= masked
     if inside is not None:
         invalid |= ~inside
-    np.copyto(out, np.float32(np.nan), where=invalid)
-    return out
+    return invalid
 
 
 def ndvi(red: np.ndarray, nir: np.ndarray, scale: float, offset: float,
@@ -90,40 +124,41 @@ def ndvi(red: np.ndarray, nir: np.ndarray, scale: float, offset: float,
     return normalized_difference(nir, red, scale, offset, masked, inside)
 
 
-#: rows of EVI computed at once in float64 (bounds its temporaries to a few MB per row block)
-_EVI_ROWS = 128
-
-
 def evi(nir: np.ndarray, red: np.ndarray, blue: np.ndarray, scale: float, offset: float,
         masked: np.ndarray | None = None, inside: np.ndarray | None = None) -> np.ndarray:
     """2.5 (N − R)/(N + 6R − 7.5B + 1) of reflectances (B08, B04, B02); NaN where the
     denominator is 0, besides NDVI's rules.
 
     EVI is unbounded: a bright blue (haze, snow) brings the denominator near 0, where
-    float32 arithmetic would lose the digits, so it is computed in float64 a block of rows
+    float32 arithmetic would lose the digits, so it is computed in float64 a chunk of rows
     at a time and rounded once to float32.
     """
     out = np.empty(nir.shape, np.float32)
-    for row in range(0, nir.shape[0], _EVI_ROWS):
-        rows = slice(row, row + _EVI_ROWS)
-        n, r, b = (np.maximum(dn[rows] * scale + offset, 0.0) for dn in (nir, red, blue))
+    for rows in row_chunks(nir.shape):
+        dns = (nir[rows], red[rows], blue[rows])
+        n, r, b = (np.maximum(dn * scale + offset, 0.0) for dn in dns)
         denominator = n + 6.0 * r - 7.5 * b + 1.0
         with np.errstate(divide="ignore", invalid="ignore"):
             value = 2.5 * (n - r) / denominator
         value[denominator == 0] = np.nan
         out[rows] = value
-    return _masked(out, (nir, red, blue), masked, inside)
+        _masked(out[rows], dns, _rows(masked, rows), _rows(inside, rows))
+    return out
 
 
 def savi(nir: np.ndarray, red: np.ndarray, scale: float, offset: float,
          masked: np.ndarray | None = None, inside: np.ndarray | None = None) -> np.ndarray:
     """1.5 (N − R)/(N + R + 0.5) of reflectances (B08, B04), soil factor L = 0.5."""
-    n, r = reflectance(nir, scale, offset), reflectance(red, scale, offset)
-    denominator = n + r + np.float32(0.5)  # ≥ 0.5: reflectances are clamped at 0
-    n -= r
-    n *= np.float32(1.5)
-    n /= denominator
-    return _masked(n, (nir, red), masked, inside)
+    out = np.empty(nir.shape, np.float32)
+    for rows in row_chunks(nir.shape):
+        dns = (nir[rows], red[rows])
+        n, r = (reflectance(dn, scale, offset) for dn in dns)
+        denominator = n + r + np.float32(0.5)  # ≥ 0.5: reflectances are clamped at 0
+        value = np.subtract(n, r, out=out[rows])
+        value *= np.float32(1.5)
+        value /= denominator
+        _masked(value, dns, _rows(masked, rows), _rows(inside, rows))
+    return out
 
 
 def rgb(red: np.ndarray, green: np.ndarray, blue: np.ndarray, scale: float, offset: float,
@@ -136,24 +171,22 @@ def rgb(red: np.ndarray, green: np.ndarray, blue: np.ndarray, scale: float, offs
     composite leaves the clouds out.
     """
     out = np.empty((3, *red.shape), dtype=np.uint16)
-    nodata = red == 0
-    nodata |= green == 0
-    nodata |= blue == 0
-    if inside is not None:
-        nodata |= ~inside
     shift = _offset_dn(scale, offset) if np.isclose(scale * RGB_QUANTIFICATION, 1) else None
-    for index, dn in enumerate((red, green, blue)):
-        if shift is not None:  # reflectance × 10000 is DN + shift: integer arithmetic
-            band = out[index]
-            np.maximum(dn, 1 - shift, out=band)
-            band += np.uint16(shift % 65536)  # wraps modulo 2**16: adds the negative shift
-        else:
-            values = reflectance(dn, scale, offset)
-            values *= np.float32(RGB_QUANTIFICATION)
-            np.rint(values, out=values)
-            np.clip(values, 1, 65535, out=values)
-            out[index] = values
-        np.copyto(out[index], np.uint16(0), where=nodata)
+    for rows in row_chunks(red.shape):
+        dns = (red[rows], green[rows], blue[rows])
+        nodata = _no_data(dns, _rows(inside, rows))
+        for index, dn in enumerate(dns):
+            band = out[index, rows]
+            if shift is not None:  # reflectance × 10000 is DN + shift: integer arithmetic
+                # max(DN + shift, 1): a valid pixel stays ≥ 1
+                np.add(_above(dn, 1 - shift), 1, out=band, casting="unsafe")
+            else:
+                values = reflectance(dn, scale, offset)
+                values *= np.float32(RGB_QUANTIFICATION)
+                np.rint(values, out=values)
+                np.clip(values, 1, 65535, out=values)
+                band[...] = values
+            band *= ~nodata  # 0 where any band has no data (a product, not a masked copy)
     return out
 
 
