@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.cog import _Stats, describe, zeroed
+from worker.cog import describe, gatherer, zeroed
 from worker.profiles import cog_options
 
 
@@ -34,7 +34,7 @@ class _ScratchThenTranslate:
                  overview_resampling: str = "average", descriptions: Sequence[str] = (),
                  scales: Sequence[float] | None = None, offsets: Sequence[float] | None = None,
                  colorinterp: Sequence[str] | None = None, tags: dict[str, str] | None = None,
-                 band_tags: Sequence[dict] | None = None, statistics: bool = True,
+                 band_tags: Sequence[dict] | None = None, statistics: bool | Any = True,
                  options: dict[str, Any] | None = None) -> None:
         import rasterio
 
@@ -48,7 +48,7 @@ class _ScratchThenTranslate:
         self.descriptions, self.scales, self.offsets = descriptions, scales, offsets
         self.colorinterp = tuple(colorinterp or ())
         self.tags, self.band_tags = dict(tags or {}), list(band_tags or [])
-        self.stats = _Stats(self.count) if statistics else None
+        self.stats = gatherer(statistics, self.count)
         self.options = cog_options(**(options or {}))
         self.rows_written = 0
         folder, base = os.path.split(self.path)

@@ -88,6 +88,15 @@ class _Stats:
         return float(self.n.max()) / max(self.pixels, 1)
 
 
+def gatherer(statistics: bool | Any, count: int) -> Any:
+    """A writer's band statistics: True, its own sums (`_Stats`); False, none; or the
+    gatherer the caller keeps (an index's aoistats.IndexStats, whose AOI statistics come
+    from the same pass)."""
+    if statistics is True:
+        return _Stats(count)
+    return None if statistics is False else statistics
+
+
 def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
@@ -97,7 +106,7 @@ def valid_mask(data: np.ndarray, nodata: Any) -> np.ndarray:
     if nodata is None:
         return np.ones(data.shape[1:], dtype=bool)
     if _is_nan(nodata):
-        return ~np.isnan(data).any(axis=0)
+        return ~np.isnan(data[0]) if len(data) == 1 else ~np.isnan(data).any(axis=0)
     return ~(data == nodata).any(axis=0)
 
 
@@ -166,14 +175,15 @@ class CogWriter:
     averages of the valid pixels (nodata-aware) or, with `overview_resampling="nearest"`
     (class maps), the upper-left pixel of each 2 × 2 block. The file is a BigTIFF when its
     tiles could take more than `bigtiff_above` bytes (the classic format's limit), classic
-    otherwise.
+    otherwise. Band statistics (STATISTICS_*) are gathered as the strips go by, by the
+    writer itself or by the `statistics` gatherer it is given.
     """
 
     def __init__(self, path: str, profile: dict[str, Any], *, blocksize: int = 512,
                  overview_resampling: str = "average", descriptions: Sequence[str] = (),
                  scales: Sequence[float] | None = None, offsets: Sequence[float] | None = None,
                  colorinterp: Sequence[str] | None = None, tags: dict[str, str] | None = None,
-                 band_tags: Sequence[dict] | None = None, statistics: bool = True,
+                 band_tags: Sequence[dict] | None = None, statistics: bool | Any = True,
                  options: dict[str, Any] | None = None,
                  bigtiff_above: int = tiff.CLASSIC_LIMIT) -> None:
         import rasterio
@@ -189,7 +199,7 @@ class CogWriter:
         self.descriptions, self.scales, self.offsets = descriptions, scales, offsets
         self.colorinterp = tuple(colorinterp or ())
         self.tags, self.band_tags = dict(tags or {}), list(band_tags or [])
-        self.stats = _Stats(self.count) if statistics else None
+        self.stats = gatherer(statistics, self.count)
         self.rows_written = 0
         self._closed = False
         self._made = False  # close() put the finished COG at self.path

@@ -308,10 +308,9 @@ def _make_products(cell: Cell, bands: BandSet, destination: Any, report: Progres
                 uri = cloud_mask_uri(cell.output_uri(product))
                 masks[product] = cloudflags.writer(destination.prepare(uri), out_grid, {
                     "RSBATCH_JOB_ID": cell.job_id, "TILE": cell.tile, "DATE": cell.date})
-        stats = {p: IndexStats(p) for p in cell.products if products.get(p).is_index}
-        aoi_pixels = _fill(writers, bands, cell, decision.offset, clip, window, report, stats,
-                           masks)
-        outcome.stats = {p: s.result(aoi_pixels) for p, s in stats.items()}
+        aoi_pixels = _fill(writers, bands, cell, decision.offset, clip, window, report, masks)
+        outcome.stats = {p: w.stats.result(aoi_pixels) for p, w in writers.items()
+                         if isinstance(w.stats, IndexStats)}
         pause_point("written", cell)
         report(0.9, "writing Cloud-Optimized GeoTIFFs")
         # the products and their masks published together, only once all are complete;
@@ -357,10 +356,10 @@ def _output_window(cell: Cell, grid: Grid) -> tuple[AoiClip | None, Any, Grid]:
 
 def _fill(writers: dict[str, CogWriter], bands: BandSet, cell: Cell, offset_value: float,
           clip: AoiClip | None, window: Any, report: Progress,
-          stats: dict[str, IndexStats], masks: dict[str, CogWriter]) -> int:
-    """Read, compute and write the window strip by strip, feeding each index's AOI
-    statistics and the cloud masks beside products that keep their clouds on the way;
-    returns the AOI's pixel count."""
+          masks: dict[str, CogWriter]) -> int:
+    """Read, compute and write the window strip by strip, feeding the cloud masks beside
+    products that keep their clouds on the way (an index's AOI statistics are gathered by
+    its writer); returns the AOI's pixel count."""
     row, col = int(window.row_off), int(window.col_off)
     rows, cols = int(window.height), int(window.width)
     read_keys = cell.needed_bands()
@@ -376,8 +375,6 @@ def _fill(writers: dict[str, CogWriter], bands: BandSet, cell: Cell, offset_valu
     def make(product: str, data: dict[str, Any], inside: Any, at: int) -> None:
         block = compute.compute(product, data, cell.scale, offset_value, data.get("scl"),
                                 inside)
-        if product in stats:
-            stats[product].add(block[0])
         if product in masks:
             masks[product].write(cloudflags.flags(block, data["scl"])[None], at)
         writers[product].write(block, at)
@@ -500,4 +497,5 @@ def _writer(product: str, path: str, cell: Cell, grid: Grid,
     return CogWriter(path, profile, descriptions=spec["descriptions"], scales=spec["scales"],
                      offsets=spec["offsets"], colorinterp=spec["colorinterp"], tags=tags,
                      overview_resampling=spec["overview_resampling"],
-                     options={"predictor": spec["predictor"]})
+                     options={"predictor": spec["predictor"]},
+                     statistics=IndexStats(product) if products.get(product).is_index else True)

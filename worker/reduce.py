@@ -221,9 +221,8 @@ def _make(unit: ReduceUnit, present: list[str], destination: Any, report: Progre
                  "DATE": str(unit.date)})
         rows_each, cols_each = work_window(unit.kind, len(mosaics), spec, grid.width)
         # a mosaic's index over the AOI, each ground pixel once (the cells count the tiles'
-        # overlap twice): what the time series shows for that date
-        stats = IndexStats(unit.product) if not composite and products.get(
-            unit.product).is_index else None
+        # overlap twice): what the time series shows for that date; its writer gathers it
+        stats = writer.stats if isinstance(writer.stats, IndexStats) else None
         aoi_pixels = 0
         for row in range(0, grid.height, rows_each):
             rows = min(rows_each, grid.height - row)
@@ -236,8 +235,6 @@ def _make(unit: ReduceUnit, present: list[str], destination: Any, report: Progre
                 aoi_pixels += int(inside.sum())
             else:
                 aoi_pixels += rows * grid.width
-            if stats is not None:
-                stats.add(data[0])
             writer.write(data, row)
             if mask is not None and flags is not None:
                 mask.write(flags, row)
@@ -296,7 +293,9 @@ def _writer(unit: ReduceUnit, path: str, grid: Grid, spec: dict[str, Any]) -> Co
             "DATE" if unit.kind == "mosaic" else "PERIOD":
                 first if unit.kind == "mosaic" else f"{first}/{last}",
             "PRODUCT_TITLE": products.get(unit.product).title}
+    index = unit.kind == "mosaic" and products.get(unit.product).is_index
     return CogWriter(path, profile, descriptions=spec["descriptions"], scales=spec["scales"],
                      offsets=spec["offsets"], colorinterp=spec["colorinterp"], tags=tags,
                      overview_resampling=spec["overview_resampling"],
-                     options={"predictor": spec["predictor"]})
+                     options={"predictor": spec["predictor"]},
+                     statistics=IndexStats(unit.product) if index else True)
