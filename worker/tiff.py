@@ -10,6 +10,8 @@ GDAL's structural-metadata header. The same reader backs the independent COG che
 
 from __future__ import annotations
 
+import errno
+import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -246,23 +248,63 @@ def assemble(level_paths: Sequence[str], dest: str, *, bigtiff: bool | None = No
                 following = ifd_offsets[index + 1] if index + 1 < len(ifd_offsets) else 0
                 _write_ifd(out, order, plan, fields, ifd_offsets[index], following,
                            new_offsets[index], [s for _, s in tiles[index]])
+            out.flush()
+            tiles_out = _TileCopier(out.fileno(), order)
             for index in reversed(range(len(levels))):
-                src = handles[index]
                 for (offset, size), target in zip(tiles[index], new_offsets[index]):
                     if size == 0:
                         continue
-                    if out.tell() != target - 4:
+                    if tiles_out.position != target - 4:
                         raise AssertionError("COG layout plan and writer disagree")
-                    src.seek(offset)
-                    data = src.read(size)
-                    if len(data) != size:
-                        raise ValueError(f"truncated tile in {level_paths[index]}")
-                    out.write(struct.pack(order + "I", size))
-                    out.write(data)
-                    out.write(data[-4:] if size >= 4 else data.rjust(4, b"\0"))
+                    tiles_out.copy(handles[index].fileno(), offset, size, level_paths[index])
     finally:
         for fh in handles:
             fh.close()
+
+
+class _TileCopier:
+    """Tiles appended to the COG with their size leader and trailer, copied file to file
+    in the kernel (copy_file_range: the bytes never pass through Python), or read and
+    written where the kernel cannot (another file system, an old kernel)."""
+
+    def __init__(self, fd: int, order: str) -> None:
+        self.fd, self.order = fd, order
+        self.position = os.lseek(fd, 0, os.SEEK_CUR)
+        self.in_kernel = hasattr(os, "copy_file_range")
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def copy(self, src: int, offset: int, size: int, name: str) -> None:
+        last = os.pread(src, 4, offset + size - 4) if size >= 4 else b""
+        if size < 4 or len(last) != 4:
+            last = os.pread(src, size, offset)
+            if len(last) != size:
+                raise ValueError(f"truncated tile in {name}")
+            last = last[-4:].rjust(4, b"\0")
+        self._write(struct.pack(self.order + "I", size))
+        done = 0
+        while done < size and self.in_kernel:
+            try:
+                copied = os.copy_file_range(src, self.fd, size - done, offset + done)
+            except OSError as exc:  # EXDEV, ENOSYS, EINVAL…: read and write instead
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL,
+                                     errno.EOPNOTSUPP):
+                    raise
+                self.in_kernel = False
+                break
+            if copied == 0:
+                raise ValueError(f"truncated tile in {name}")
+            done += copied
+        if done < size:
+            data = os.pread(src, size - done, offset + done)
+            if len(data) != size - done:
+                raise ValueError(f"truncated tile in {name}")
+            self._write(data)
+        self._write(last)
+        self.position += size + 8
 
 
 def _write_ifd(out: BinaryIO, order: str, plan: _Plan, fields: Sequence[Field], at: int,

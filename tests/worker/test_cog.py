@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
 
@@ -160,9 +161,9 @@ def test_checker_rejects_striped_and_unreadable_files(tmp_path):
     assert not validate_cog(str(junk)).valid
 
 
-def test_assembly_also_writes_bigtiff(tmp_path):
-    """The assembler's BigTIFF path (used above 4 GB) gives a file GDAL reads identically."""
-    data = np.random.default_rng(3).random((1, 700, 800)).astype(np.float32)
+def _levels(tmp_path, data):
+    """Scratch levels as the writer leaves them: full resolution and one overview, each a
+    plain tiled ZSTD GeoTIFF."""
     source = tmp_path / "small.tif"
     _write(source, data, 700)
     levels = []
@@ -174,6 +175,52 @@ def test_assembly_also_writes_bigtiff(tmp_path):
             with rasterio.open(level, "w", **profile) as dst:
                 dst.write(src.read())
         levels.append(str(level))
+    return levels
+
+
+def test_assembly_copies_tiles_in_the_kernel_or_through_python_alike(tmp_path, monkeypatch):
+    """Tiles go file to file with copy_file_range; where the kernel refuses (another file
+    system: EXDEV) or lacks it, they are read and written instead: the same bytes."""
+    data = np.random.default_rng(4).random((1, 700, 800)).astype(np.float32)
+    levels = _levels(tmp_path, data)
+    in_kernel = tmp_path / "kernel.tif"
+    tiff.assemble(levels, str(in_kernel))
+    refusals = []
+
+    def refuse(*args, **kwargs):
+        refusals.append(args)
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", refuse)
+    refused = tmp_path / "refused.tif"
+    tiff.assemble(levels, str(refused))
+    monkeypatch.delattr(os, "copy_file_range")
+    lacking = tmp_path / "lacking.tif"
+    tiff.assemble(levels, str(lacking))
+    assert refusals  # the refusal was met, once per assembly, then not asked again
+    assert len(refusals) == 1
+    assert refused.read_bytes() == in_kernel.read_bytes() == lacking.read_bytes()
+    assert_valid_cog(str(in_kernel))
+    with rasterio.open(in_kernel) as ds:
+        np.testing.assert_array_equal(ds.read(), data)
+
+
+@pytest.mark.parametrize("in_kernel", [True, False])
+def test_assembly_of_a_truncated_level_fails(tmp_path, monkeypatch, in_kernel):
+    data = np.random.default_rng(6).random((1, 700, 800)).astype(np.float32)
+    levels = _levels(tmp_path, data)
+    if not in_kernel:
+        monkeypatch.delattr(os, "copy_file_range")
+    with open(levels[0], "r+b") as fh:  # the last tiles of the full resolution are cut off
+        fh.truncate(os.path.getsize(levels[0]) - 1000)
+    with pytest.raises(ValueError, match="truncated tile"):
+        tiff.assemble(levels, str(tmp_path / "cut.tif"))
+
+
+def test_assembly_also_writes_bigtiff(tmp_path):
+    """The assembler's BigTIFF path (used above 4 GB) gives a file GDAL reads identically."""
+    data = np.random.default_rng(3).random((1, 700, 800)).astype(np.float32)
+    levels = _levels(tmp_path, data)
     big = tmp_path / "big.tif"
     tiff.assemble(levels, str(big), bigtiff=True)
     assert big.read_bytes()[2:4] == b"\x2b\x00"
@@ -246,17 +293,7 @@ def test_the_assembler_left_to_decide_plans_the_classic_layout_exactly(tmp_path)
     sizes before writing: at this file's exact classic size it stays classic (the same
     bytes), one byte lower it is a BigTIFF that GDAL's validator accepts, same pixels."""
     data = np.random.default_rng(5).random((1, 700, 800)).astype(np.float32)
-    source = tmp_path / "small.tif"
-    _write(source, data, 700)
-    levels = []
-    for index in range(2):
-        level = tmp_path / f"L{index}.tif"
-        with rasterio.open(source, overview_level=index - 1 if index else None) as src:
-            profile = src.profile | {"driver": "GTiff", "tiled": True, "blockxsize": 512,
-                                     "blockysize": 512, "compress": "ZSTD"}
-            with rasterio.open(level, "w", **profile) as dst:
-                dst.write(src.read())
-        levels.append(str(level))
+    levels = _levels(tmp_path, data)
     classic = tmp_path / "classic.tif"
     tiff.assemble(levels, str(classic), bigtiff=False)
     size = classic.stat().st_size
