@@ -23,8 +23,11 @@ DESCRIPTION = "cloud mask of the indices (SCL): 0 clear, 1 cloud, shadow, cirrus
 
 def flags(values: np.ndarray, masked: np.ndarray, nodata: Any = 0) -> np.ndarray:
     """(rows, cols) uint8 flags of an output block (bands, rows, cols) and the SCL mask."""
+    none = values[0] == nodata
+    for band in values[1:]:
+        none |= band == nodata
     out = masked.astype(np.uint8)
-    out[(values == nodata).any(axis=0)] = NONE
+    out |= np.multiply(none, NONE, dtype=np.uint8)  # NONE is all ones: 255 | flag = 255
     return out
 
 

@@ -105,9 +105,10 @@ def valid_mask(data: np.ndarray, nodata: Any) -> np.ndarray:
     """(rows, cols) True where a pixel holds data in every band."""
     if nodata is None:
         return np.ones(data.shape[1:], dtype=bool)
-    if _is_nan(nodata):
-        return ~np.isnan(data[0]) if len(data) == 1 else ~np.isnan(data).any(axis=0)
-    return ~(data == nodata).any(axis=0)
+    valid = ~np.isnan(data[0]) if _is_nan(nodata) else data[0] != nodata
+    for band in data[1:]:  # band by band: no (bands, rows, cols) temporary
+        valid &= ~np.isnan(band) if _is_nan(nodata) else band != nodata
+    return valid
 
 
 def zeroed(data: np.ndarray, nodata: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -116,6 +117,8 @@ def zeroed(data: np.ndarray, nodata: Any) -> tuple[np.ndarray, np.ndarray]:
     valid = valid_mask(data, nodata)
     if nodata in (0, None) and data.dtype.kind in "ui":
         return data, valid
+    if data.dtype.kind in "uib":  # a product with 0/1 rather than a masked copy
+        return np.multiply(data, valid, dtype=data.dtype), valid
     return np.where(valid, data, np.zeros((), data.dtype)), valid
 
 

@@ -178,8 +178,7 @@ class BandSet:
         coarse = self._read(key, Window(c0, r0, c1 - c0, r1 - r0))
         if transform is not None:
             coarse = transform(coarse)
-        if k > 1:
-            coarse = np.repeat(np.repeat(coarse, k, axis=0), k, axis=1)
+        coarse = upsampled(coarse, k)
         fine = coarse[row - r0 * k: row - r0 * k + rows, col - c0 * k: col - c0 * k + cols]
         if fine.shape != (rows, cols):  # a coarse raster a little short of the 10 m extent
             fine = np.pad(fine, ((0, rows - fine.shape[0]), (0, cols - fine.shape[1])),
@@ -200,6 +199,26 @@ class BandSet:
         scl = self._read("scl", Window(0, 0, shape[1] * step / k, shape[0] * step / k),
                          out_shape=shape, resampling=Resampling.nearest)
         return red, scl
+
+
+def upsampled(coarse: np.ndarray, k: int) -> np.ndarray:
+    """Each pixel repeated k × k: the grid k times finer, nearest neighbour. For k = 2 and
+    1- or 2-byte pixels (SCL, its cloud mask, B11/B12) a column pair is one word twice the
+    width holding the value twice (value × 0x101 or × 0x10001), written once per row pair:
+    one pass, where numpy's repeat takes two."""
+    if k == 1:
+        return coarse
+    rows, cols = coarse.shape
+    out = np.empty((rows, k, cols * k), coarse.dtype)
+    size = coarse.dtype.itemsize
+    if k == 2 and size in (1, 2):
+        narrow, wide = np.dtype(f"u{size}"), np.dtype(f"u{2 * size}")
+        pairs = coarse.view(narrow).astype(wide)
+        pairs *= wide.type((1 << 8 * size) + 1)
+        out.view(wide)[...] = pairs[:, None, :]
+    else:
+        out[...] = np.repeat(coarse, k, axis=1)[:, None, :]
+    return out.reshape(rows * k, cols * k)
 
 
 def check_on_tile(grid: Grid, tile_id: str) -> None:
