@@ -83,12 +83,21 @@ def contenders(scene: str, size: int, repeat: int) -> list[dict]:
         ("(d) floor: decode the four inputs (all cores)", "decode", "", 4 * px10),
         ("(d') decode the four inputs (one thread)", "decode_one_thread", "", 4 * px10),
     ]
+    # rounds of every contender in turn, the best of each kept: this VM's speed drifts by
+    # ±15 % over tens of seconds, and interleaving puts every contender through each phase
+    best: dict[str, dict] = {}
+    runs: dict[str, list[float]] = {label: [] for label, *_ in rows}
+    for round_ in range(repeat):
+        for label, name, products, _pixels in rows:
+            print(f"  round {round_ + 1}/{repeat}: {label} …", flush=True)
+            result = run_variant(name, scene, products, 1)
+            runs[label].append(result["seconds"])
+            if label not in best or result["seconds"] < best[label]["seconds"]:
+                best[label] = result
     results = []
     for label, name, products, pixels in rows:
-        print(f"  {label} …", flush=True)
-        result = run_variant(name, scene, products, repeat)
-        result.update(label=label, name=name, products=products,
-                      mpx_per_s=pixels / 1e6 / result["seconds"])
+        result = dict(best[label], label=label, name=name, products=products, runs=runs[label],
+                      mpx_per_s=pixels / 1e6 / best[label]["seconds"])
         results.append(result)
     return results
 
@@ -168,6 +177,14 @@ def machine() -> str:
     return f"{os.cpu_count()} cores {model}, Python {platform.python_version()}"
 
 
+def _spread(results: list[dict]) -> str:
+    """How much one contender's runs differed between rounds: the machine's noise."""
+    worst = max(results, key=lambda r: max(r.get("runs") or [0]) / r["seconds"])
+    runs = worst.get("runs") or [worst["seconds"]]
+    return (f"Between rounds the same contender took up to {max(runs) / min(runs) - 1:.0%} "
+            f"longer ({worst['label']}: {', '.join(f'{t:.2f}' for t in runs)} s).")
+
+
 def render(size: int, results: list[dict], codecs: list[dict]) -> str:
     floor = next(r for r in results if r["name"] == "decode")["seconds"]
     one = next(r for r in results if r["name"] == "decode_one_thread")["seconds"]
@@ -176,8 +193,10 @@ def render(size: int, results: list[dict], codecs: list[dict]) -> str:
         "",
         f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}. "
         "Generated Sentinel-2-like tile (bench/.cache), inputs DEFLATE COGs in 1024 px blocks "
-        "like Earth Search's; best of 2 runs, each contender in a fresh process. CPU seconds "
-        "count every thread (GDAL's too); cores busy = CPU seconds / seconds.",
+        f"like Earth Search's; best of {len(results[0].get('runs', [0]))} rounds, each round "
+        "running every contender in turn, each in a fresh process. CPU seconds "
+        "count every thread (GDAL's too); cores busy = CPU seconds / seconds. "
+        f"{_spread(results)}",
         "",
         "| contender | seconds | CPU s | cores busy | input Mpx/s | peak RSS (MB) "
         "| × floor (d) | × one-thread decode (d') |",
@@ -260,7 +279,7 @@ def _previous_codecs(size: int) -> list[dict]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=10980, help="tile size in 10 m pixels")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of every contender")
     parser.add_argument("--no-codecs", action="store_true", help="skip the codec table")
     args = parser.parse_args(argv)
     scene = scene_dir(args.size)
