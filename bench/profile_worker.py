@@ -1,14 +1,14 @@
-"""`make bench`: where the worker's CPU time goes on a full tile (RGB + NDVI), by library.
+"""`make bench`: where the worker's CPU time goes on a full tile (RGB + NDVI), by stage.
 
     python -m bench.profile_worker [--size 10980] [--products rgb,ndvi]
 
-`perf record` samples the worker's process (every thread: GDAL's compression and decoding
-threads too, which a Python profiler cannot see) on the CPU clock; the samples are grouped by
-the shared object they fall in, which here names the stage: libdeflate/libz decode the input
-COGs, libblosc holds the zstd that compresses the outputs, libtiff applies the predictor,
-numpy computes products, masks, statistics and overviews, the kernel mostly zeroes fresh pages.
-The table goes to bench/results/profile.md. Shares of CPU time, so a busy machine changes the
-seconds but hardly the split. Needs `perf` (Debian's linux-perf); without it, says so.
+`perf record` samples the worker's process (every thread: GDAL's decoding and compression
+threads too, which a Python profiler cannot see) on the CPU clock, with call chains (DWARF
+unwinding); each sample goes to the first stage whose pattern its call chain matches, so a
+memory copy counts where it happens (decoding, encoding, handing strips to GDAL) rather than
+under libc. The table goes to bench/results/profile.md. Shares of CPU time, so a busy machine
+changes the seconds but hardly the split. Needs `perf` (Debian's linux-perf); without it,
+says so.
 """
 
 from __future__ import annotations
@@ -24,17 +24,41 @@ from datetime import datetime, timezone
 
 from .worker_bench import RESULTS, machine, scene_dir
 
-#: shared object (a pattern on its name) → the stage its CPU time belongs to
+#: (pattern on a sample's call chain, its stage), first match wins; the chain is the
+#: sample's frames, innermost first, as `perf script` prints them
 STAGES = (
-    (r"libdeflate|libz\.so", "decode the input COGs (DEFLATE)"),
-    (r"libblosc|libzstd", "compress the outputs (zstd)"),
-    (r"libtiff", "TIFF encoding: predictor, tile packing"),
-    (r"_multiarray_umath|_umath|numpy", "numpy: products, masks, statistics, overview sums"),
-    (r"kernel", "kernel: page faults (zeroing fresh pages), I/O"),
-    (r"libc\.so", "libc: memory copies and fills"),
-    (r"libgdal", "GDAL: copying words, block cache"),
-    (r"python", "the Python interpreter"),
+    (r"ZSTD_compress", "compress the outputs (zstd)"),
+    (r"TIFFWriteEncoded|WriteEncodedTile|GTiffDataset::WriteEncoded|ThreadCompressionFunc",
+     "encode the output tiles: predictor, copies (libtiff, GDAL)"),
+    (r"libdeflate|inflate", "decode the inputs (DEFLATE)"),
+    (r"TIFFReadEncoded|ReadEncodedTile|ThreadDecompressionFunc|TIFFReadFromUserBuffer",
+     "decode the inputs: predictor, copies (libtiff, GDAL)"),
+    (r"DatasetWriterBase|io_multi_band", "hand strips to GDAL's block cache (rasterio write)"),
+    (r"DatasetReaderBase|IReadBlock|io_band", "take strips from GDAL (rasterio read)"),
+    (r"copy_file_range", "assemble the COG (copy_file_range)"),
+    (r"page_fault|clear_page|clear_huge_page", "kernel: page faults (zeroing fresh memory)"),
+    (r"vfs_write|vfs_read|ksys_pread|ksys_write|ksys_read", "kernel: file reads and writes"),
 )
+#: (pattern on the innermost two frames, its stage) for samples no call chain above claims
+LEAF_STAGES = (
+    (r"_multiarray_umath|_umath", "numpy: products, masks, statistics, overviews"),
+    (r"python3", "the Python interpreter"),
+    (r"kallsyms", "kernel: other"),
+    (r"libc\.so", "libc: other copies and fills"),
+)
+
+
+def stage_of(frames: list[str]) -> str:
+    """The stage of one sample from its frames (`addr symbol (dso)`, innermost first)."""
+    chain = "\n".join(frames)
+    for pattern, label in STAGES:
+        if re.search(pattern, chain):
+            return label
+    leaf = "\n".join(frames[:2])  # a copy inlined into numpy names numpy next
+    for pattern, label in LEAF_STAGES:
+        if re.search(pattern, leaf):
+            return label
+    return "other"
 
 
 def profile(scene: str, products: str, rate: int) -> tuple[dict[str, float], float]:
@@ -42,26 +66,22 @@ def profile(scene: str, products: str, rate: int) -> tuple[dict[str, float], flo
     work = tempfile.mkdtemp(prefix="rsbatch-profile-", dir=os.path.dirname(scene))
     data = os.path.join(work, "perf.data")
     try:
-        subprocess.run(["perf", "record", "-e", "cpu-clock", "-F", str(rate), "-g", "-o", data,
-                        "--", sys.executable, "-m", "bench.variants", "ours", scene,
-                        os.path.join(work, "out"), products],
-                       check=True, capture_output=True)
-        report = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "dso",
-                                 "--stdio", "-g", "none", "-n"], check=True,
-                                capture_output=True, text=True).stdout
+        subprocess.run(["perf", "record", "-e", "cpu-clock", "-F", str(rate),
+                        "--call-graph", "dwarf,32768", "-o", data, "--", sys.executable,
+                        "-m", "bench.variants", "ours", scene, os.path.join(work, "out"),
+                        products], check=True, capture_output=True)
+        script = subprocess.run(["perf", "script", "-i", data, "-F", "comm,tid,ip,sym,dso"],
+                                check=True, capture_output=True, text=True).stdout
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    shares: dict[str, float] = {}
-    samples = 0
-    for line in report.splitlines():
-        match = re.match(r"\s+([\d.]+)%\s+(\d+)\s+(\S+)", line)
-        if not match:
-            continue
-        percent, dso = float(match.group(1)), match.group(3)
-        samples += int(match.group(2))
-        stage = next((label for pattern, label in STAGES if re.search(pattern, dso)), "other")
-        shares[stage] = shares.get(stage, 0.0) + percent
-    return shares, samples / rate
+    counts: dict[str, int] = {}
+    for sample in script.split("\n\n"):
+        frames = [line.strip() for line in sample.strip().splitlines()[1:]]
+        if frames:
+            stage = stage_of(frames)
+            counts[stage] = counts.get(stage, 0) + 1
+    samples = sum(counts.values())
+    return {k: 100.0 * v / max(samples, 1) for k, v in counts.items()}, samples / rate
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -80,9 +100,9 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}: `perf record` "
         f"on the CPU clock at {args.rate} Hz over every thread of one worker run, "
-        f"{cpu:.1f} CPU seconds sampled; grouped by the library each sample fell in.",
+        f"{cpu:.1f} CPU seconds sampled; each sample given to a stage by its call chain.",
         "",
-        "| stage (library) | share of CPU | CPU seconds |",
+        "| stage | share of CPU | CPU seconds |",
         "|---|---:|---:|",
     ]
     for stage, share in sorted(shares.items(), key=lambda kv: -kv[1]):
