@@ -143,7 +143,7 @@ class RioCogeoWriter(_ScratchThenTranslate):
         if self.count > 1:
             profile["interleave"] = "pixel"
         threads = self.options["num_threads"]
-        cog_translate(self._scratch, self._part, profile, overview_resampling=self.resampling,
+        cog_translate(self._scratch, self._part, profile, overview_resampling=self.resampling,  # type: ignore[arg-type]
                       in_memory=False, quiet=True, use_cog_driver=False, forward_band_tags=True,
                       config={"GDAL_NUM_THREADS": threads, "GDAL_TIFF_OVR_BLOCKSIZE":
                               str(self.blocksize)})

@@ -14,6 +14,7 @@ says so.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -84,6 +85,31 @@ def profile(scene: str, products: str, rate: int) -> tuple[dict[str, float], flo
     return {k: 100.0 * v / max(samples, 1) for k, v in counts.items()}, samples / rate
 
 
+def stage_seconds(scene: str, products: str) -> dict[str, float]:
+    """The worker's own stages in CPU seconds (bench.stage_clock, one run in a fresh
+    process); "_process" is the CPU of every thread."""
+    work = tempfile.mkdtemp(prefix="rsbatch-stages-", dir=os.path.dirname(scene))
+    try:
+        proc = subprocess.run([sys.executable, "-m", "bench.stage_clock", scene,
+                               os.path.join(work, "out"), products],
+                              check=True, capture_output=True, text=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def stage_table(seconds: dict[str, float]) -> list[str]:
+    """The second table: the worker's stages, and the rest (GDAL's threads, glue)."""
+    total = seconds.pop("_process")
+    rows = sorted(seconds.items(), key=lambda kv: -kv[1])
+    rows.append(("the rest: GDAL's threads (decoding the inputs, compressing the outputs), "
+                 "Python glue, start-up", total - sum(seconds.values())))
+    lines = ["| worker stage (thread CPU, exclusive) | CPU seconds | share |",
+             "|---|---:|---:|"]
+    lines += [f"| {stage} | {cpu:.2f} | {100 * cpu / total:.1f} % |" for stage, cpu in rows]
+    return [*lines, f"| all threads of the process | {total:.2f} | 100 % |"]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=10980)
@@ -107,6 +133,17 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for stage, share in sorted(shares.items(), key=lambda kv: -kv[1]):
         lines.append(f"| {stage} | {share:.1f} % | {cpu * share / 100:.1f} |")
+    lines += [
+        "",
+        "## The worker's own stages",
+        "",
+        "Another run, without perf: a clock on each stage function of the worker "
+        "(bench/stage_clock.py), counting the calling thread's CPU time, exclusive of the "
+        "stages it calls. GDAL's own threads run no worker code: their decoding and "
+        "compression are in the rest, and in the table above.",
+        "",
+        *stage_table(stage_seconds(scene, args.products)),
+    ]
     text = "\n".join(lines) + "\n"
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "profile.md"), "w") as fh:

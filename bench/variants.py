@@ -44,7 +44,7 @@ def _ours_with(writer: str, scene: str, out: str, products: str) -> None:
 
     from .cog_contenders import WRITERS
 
-    process.CogWriter = WRITERS[writer]  # type: ignore[misc]
+    process.CogWriter = WRITERS[writer]  # type: ignore[misc,assignment]
     ours(scene, out, products)
 
 
