@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .cog import CogWriter
+from .cog import CogWriter, valid_mask
 
 CLEAR, MASKED, NONE = 0, 1, 255
 DESCRIPTION = "cloud mask of the indices (SCL): 0 clear, 1 cloud, shadow, cirrus or no data"
@@ -23,9 +23,7 @@ DESCRIPTION = "cloud mask of the indices (SCL): 0 clear, 1 cloud, shadow, cirrus
 
 def flags(values: np.ndarray, masked: np.ndarray, nodata: Any = 0) -> np.ndarray:
     """(rows, cols) uint8 flags of an output block (bands, rows, cols) and the SCL mask."""
-    none = values[0] == nodata
-    for band in values[1:]:
-        none |= band == nodata
+    none = ~valid_mask(values, nodata)
     out = masked.astype(np.uint8)
     out |= np.multiply(none, NONE, dtype=np.uint8)  # NONE is all ones: 255 | flag = 255
     return out

@@ -105,9 +105,12 @@ def valid_mask(data: np.ndarray, nodata: Any) -> np.ndarray:
     """(rows, cols) True where a pixel holds data in every band."""
     if nodata is None:
         return np.ones(data.shape[1:], dtype=bool)
-    valid = ~np.isnan(data[0]) if _is_nan(nodata) else data[0] != nodata
+    def holds(band: np.ndarray) -> np.ndarray:
+        return ~np.isnan(band) if _is_nan(nodata) else band != nodata
+
+    valid = holds(data[0])
     for band in data[1:]:  # band by band: no (bands, rows, cols) temporary
-        valid &= ~np.isnan(band) if _is_nan(nodata) else band != nodata
+        valid &= holds(band)
     return valid
 
 

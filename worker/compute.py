@@ -73,6 +73,20 @@ def cloud_mask(scl: np.ndarray) -> np.ndarray:
     return lookup.take(scl)
 
 
+def _index(kernel: Callable[[tuple[np.ndarray, ...], np.ndarray], None],
+           dns: tuple[np.ndarray, ...], masked: np.ndarray | None,
+           inside: np.ndarray | None) -> np.ndarray:
+    """A float32 index a chunk of rows at a time: `kernel(DN chunks, out chunk)` writes a
+    chunk's values, then `_masked` sets NaN where the chunk has no data, is masked or lies
+    outside the AOI."""
+    out = np.empty(dns[0].shape, np.float32)
+    for rows in row_chunks(out.shape):
+        chunk = tuple(dn[rows] for dn in dns)
+        kernel(chunk, out[rows])
+        _masked(out[rows], chunk, _rows(masked, rows), _rows(inside, rows))
+    return out
+
+
 def normalized_difference(a: np.ndarray, b: np.ndarray, scale: float, offset: float,
                           masked: np.ndarray | None = None,
                           inside: np.ndarray | None = None) -> np.ndarray:
@@ -83,29 +97,27 @@ def normalized_difference(a: np.ndarray, b: np.ndarray, scale: float, offset: fl
     the scale cancels, and the arithmetic is exact.
     """
     shift = _offset_dn(scale, offset)
-    out = np.empty(a.shape, np.float32)
-    for rows in row_chunks(a.shape):
-        dna, dnb = a[rows], b[rows]
+
+    def kernel(dns: tuple[np.ndarray, ...], out: np.ndarray) -> None:
         if shift is None:
-            fa, fb = reflectance(dna, scale, offset), reflectance(dnb, scale, offset)
+            fa, fb = (reflectance(dn, scale, offset) for dn in dns)
         else:
-            fa, fb = _shifted(dna, shift), _shifted(dnb, shift)
+            fa, fb = (_shifted(dn, shift) for dn in dns)
         total = fa + fb
-        ratio = np.subtract(fa, fb, out=out[rows])
+        np.subtract(fa, fb, out=out)
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio /= total  # where A + B = 0 both are 0, and 0/0 is already NaN
-        _masked(ratio, (dna, dnb), _rows(masked, rows), _rows(inside, rows))
-    return out
+            out /= total  # where A + B = 0 both are 0, and 0/0 is already NaN
+
+    return _index(kernel, (a, b), masked, inside)
 
 
 def _masked(out: np.ndarray, dns: tuple[np.ndarray, ...], masked: np.ndarray | None,
-            inside: np.ndarray | None) -> np.ndarray:
-    """NaN where any input DN is 0 (no data), where `masked`, and outside the AOI."""
+            inside: np.ndarray | None) -> None:
+    """NaN in `out` where any input DN is 0 (no data), where `masked`, and outside the AOI."""
     invalid = _no_data(dns, inside)
     if masked is not None:
         invalid |= masked
     np.copyto(out, np.float32(np.nan), where=invalid)
-    return out
 
 
 def _no_data(dns: tuple[np.ndarray, ...], inside: np.ndarray | None) -> np.ndarray:
@@ -133,32 +145,28 @@ def evi(nir: np.ndarray, red: np.ndarray, blue: np.ndarray, scale: float, offset
     float32 arithmetic would lose the digits, so it is computed in float64 a chunk of rows
     at a time and rounded once to float32.
     """
-    out = np.empty(nir.shape, np.float32)
-    for rows in row_chunks(nir.shape):
-        dns = (nir[rows], red[rows], blue[rows])
+    def kernel(dns: tuple[np.ndarray, ...], out: np.ndarray) -> None:
         n, r, b = (np.maximum(dn * scale + offset, 0.0) for dn in dns)
         denominator = n + 6.0 * r - 7.5 * b + 1.0
         with np.errstate(divide="ignore", invalid="ignore"):
             value = 2.5 * (n - r) / denominator
         value[denominator == 0] = np.nan
-        out[rows] = value
-        _masked(out[rows], dns, _rows(masked, rows), _rows(inside, rows))
-    return out
+        out[...] = value
+
+    return _index(kernel, (nir, red, blue), masked, inside)
 
 
 def savi(nir: np.ndarray, red: np.ndarray, scale: float, offset: float,
          masked: np.ndarray | None = None, inside: np.ndarray | None = None) -> np.ndarray:
     """1.5 (N − R)/(N + R + 0.5) of reflectances (B08, B04), soil factor L = 0.5."""
-    out = np.empty(nir.shape, np.float32)
-    for rows in row_chunks(nir.shape):
-        dns = (nir[rows], red[rows])
+    def kernel(dns: tuple[np.ndarray, ...], out: np.ndarray) -> None:
         n, r = (reflectance(dn, scale, offset) for dn in dns)
         denominator = n + r + np.float32(0.5)  # ≥ 0.5: reflectances are clamped at 0
-        value = np.subtract(n, r, out=out[rows])
-        value *= np.float32(1.5)
-        value /= denominator
-        _masked(value, dns, _rows(masked, rows), _rows(inside, rows))
-    return out
+        np.subtract(n, r, out=out)
+        out *= np.float32(1.5)
+        out /= denominator
+
+    return _index(kernel, (nir, red), masked, inside)
 
 
 def rgb(red: np.ndarray, green: np.ndarray, blue: np.ndarray, scale: float, offset: float,
