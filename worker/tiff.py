@@ -278,12 +278,10 @@ class _TileCopier:
             view = view[os.write(self.fd, view):]
 
     def copy(self, src: int, offset: int, size: int, name: str) -> None:
-        last = os.pread(src, 4, offset + size - 4) if size >= 4 else b""
-        if size < 4 or len(last) != 4:
-            last = os.pread(src, size, offset)
-            if len(last) != size:
-                raise ValueError(f"truncated tile in {name}")
-            last = last[-4:].rjust(4, b"\0")
+        tail = min(size, 4)  # the trailer repeats the tile's last 4 bytes (fewer: padded)
+        last = os.pread(src, tail, offset + size - tail)
+        if len(last) != tail:
+            raise ValueError(f"truncated tile in {name}")
         self._write(struct.pack(self.order + "I", size))
         done = 0
         while done < size and self.in_kernel:
@@ -303,7 +301,7 @@ class _TileCopier:
             if len(data) != size - done:
                 raise ValueError(f"truncated tile in {name}")
             self._write(data)
-        self._write(last)
+        self._write(last.rjust(4, b"\0"))
         self.position += size + 8
 
 
