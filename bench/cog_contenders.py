@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.cog import describe, gatherer, zeroed
+from worker.cog import describe, gatherer
 from worker.profiles import cog_options
 
 
@@ -48,7 +48,7 @@ class _ScratchThenTranslate:
         self.descriptions, self.scales, self.offsets = descriptions, scales, offsets
         self.colorinterp = tuple(colorinterp or ())
         self.tags, self.band_tags = dict(tags or {}), list(band_tags or [])
-        self.stats = gatherer(statistics, self.count)
+        self.stats = gatherer(statistics, self.count, self.nodata)
         self.options = cog_options(**(options or {}))
         self.rows_written = 0
         folder, base = os.path.split(self.path)
@@ -78,7 +78,7 @@ class _ScratchThenTranslate:
         self._ds.write(data, window=Window(0, row_off, cols, rows))
         self.rows_written += rows
         if self.stats is not None:
-            self.stats.add(*zeroed(data, self.nodata))
+            self.stats.add(data)
 
     def _translate(self) -> None:
         raise NotImplementedError  # each contender's own finish

@@ -2,8 +2,8 @@
 
 One pass, no second read, bounded memory, whatever the tile size:
 * count, mean and standard deviation (population, as numpy's default) from running sums:
-  each strip's count, mean and sum of squared deviations in float64, merged with Chan's
-  formula, so they are exact to float64 rounding;
+  each strip's sums of deviations from a shift close to the mean, in float64, merged with
+  Chan's formula, so they stay exact to float64 rounding however far the mean is from 0;
 * median, p10 and p90 from a fixed histogram of BIN_WIDTH (2e-5) bins over the index's
   range (products.Product.valid_range, [-1, 1] for an unbounded index like EVI); values
   outside the range are kept exactly. Each order statistic is taken as the centre of its
@@ -21,7 +21,7 @@ import numpy as np
 
 from qgis_rsbatch.core import products
 
-from .compute import row_chunks
+from . import kernels
 
 #: histogram bin width: order statistics within half of it (1e-5) of the exact value
 BIN_WIDTH = 2e-5
@@ -46,43 +46,28 @@ class IndexStats:
         self.minimum, self.maximum = math.inf, -math.inf
         self.outside: list[np.ndarray] = []  # exact values beyond the histogram's range
 
-    def add(self, values: np.ndarray, valid: np.ndarray | None = None) -> None:
+    def add(self, values: np.ndarray) -> None:
         """Take a block of the index, (rows, cols) or (1, rows, cols): its valid pixels are
-        where `valid` is True, or where it is not NaN (masked, no data, outside the AOI).
-        CogWriter passes its valid mask, so the pixels are told apart only once."""
-        flat = values.reshape(-1, values.shape[-1])
-        keep = ~np.isnan(flat) if valid is None else valid.reshape(flat.shape)
-        self.pixels += keep.size
-        for rows in row_chunks(flat.shape):  # a cache-sized chunk of pixels at a time
-            picked = flat[rows][keep[rows]]
-            if picked.size:
-                self._merge(picked)
-
-    def _merge(self, picked: np.ndarray) -> None:
-        n = int(picked.size)
-        low, high = float(picked.min()), float(picked.max())
+        those that are not NaN (masked, no data, outside the AOI). One pass (kernels.py):
+        count, extremes and sums of deviations from a shift (the mean so far, or the
+        block's first value) merged with Chan's formula, and the histogram."""
+        self.pixels += values.size
+        shift = self.mean if self.count else math.nan  # NaN: the kernel takes the first value
+        n, low, high, shift, first, second, outside = kernels.index_sums(
+            values, shift, self.low, self.high, 1.0 / BIN_WIDTH, self.histogram)
+        if not n:
+            return
+        if outside:  # beyond the histogram's range (an unbounded index): kept exactly
+            valid = values[~np.isnan(values)].astype(np.float64)
+            self.outside.append(valid[(valid < self.low) | (valid > self.high)])
         self.minimum, self.maximum = min(self.minimum, low), max(self.maximum, high)
-        valid = picked.astype(np.float64)
-        mean = float(np.add.reduce(valid)) / n
-        deviations = valid - mean
-        m2 = float(np.einsum("i,i->", deviations, deviations))  # not BLAS: no idle threads
+        mean = shift + first / n
+        m2 = max(second - first * first / n, 0.0)  # Σ(x − mean)² of the block
         total = self.count + n
         delta = mean - self.mean
         self.mean += delta * n / total
         self.m2 += m2 + delta * delta * self.count * n / total
         self.count = total
-        scaled = np.subtract(valid, self.low, out=deviations)
-        scaled *= 1.0 / BIN_WIDTH
-        if low >= self.low and high <= self.high:
-            # the usual case, every value in range: truncation is the floor of a value ≥ 0,
-            # and only the top edge (or a value rounding up to it) reaches index `bins`
-            self.histogram += np.bincount(scaled.astype(np.intp), minlength=self.bins + 1)
-            return
-        index = np.floor(scaled).astype(np.int64)
-        index[valid == self.high] = self.bins - 1  # the top edge belongs to the last bin
-        inside = (index >= 0) & (index < self.bins)
-        self.histogram += np.bincount(index[inside], minlength=self.bins + 1)
-        self.outside.append(valid[~inside])
 
     def tags(self, band: int = 0) -> dict[str, str]:
         """The COG's band statistics (GDAL's STATISTICS_* metadata) of these pixels."""

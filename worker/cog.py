@@ -24,58 +24,43 @@ import numpy as np
 
 from qgis_rsbatch.core.scratch import new_token, scratch_path
 
-from . import tiff
+from . import kernels, tiff
 from .outputs import is_out_of_space, space_slack
 from .profiles import cog_options
 
 
 class _Stats:
-    """Running band statistics over valid pixels, as GDAL stores them (STATISTICS_*)."""
+    """Running band statistics over valid pixels, as GDAL stores them (STATISTICS_*): a
+    pixel is valid where every band holds data. 8- and 16-bit data are summed exactly in
+    integers, anything else in float64."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, nodata: Any = None) -> None:
+        self.count = count
+        self.mode, self.nodata = kernels.nodata_mode(nodata)
         self.n = np.zeros(count, np.int64)
-        self.total = np.zeros(count, np.float64)
-        self.squares = np.zeros(count, np.float64)
-        self.low = np.full(count, np.inf)
-        self.high = np.full(count, -np.inf)
         self.pixels = 0
+        self.total: np.ndarray | None = None  # the accumulators, typed by the first strip
+        self.squares = self.low = self.high = np.zeros(0)
 
-    def add(self, zeroed: np.ndarray, valid: np.ndarray) -> None:
-        """Add a strip whose invalid pixels are 0 (`valid` says which): no copies made."""
-        self.pixels += valid.size
-        n = int(np.count_nonzero(valid))
-        if n == 0:
-            return
-        big, small = ((np.iinfo(zeroed.dtype).max, np.iinfo(zeroed.dtype).min)
-                      if zeroed.dtype.kind in "ui" else (np.inf, -np.inf))
-        invalid = valid.size - n
-        for band, values in enumerate(zeroed):
-            self.n[band] += n
-            self.squares[band] += np.einsum("ij,ij->", values, values, dtype=np.float64)
-            if values.dtype.kind == "u":
-                # unsigned (RGB): an exact integer sum, and since the invalid pixels are the
-                # zeros, min and max need no mask when no valid pixel is 0 itself
-                self.total[band] += int(np.add.reduce(values, axis=None, dtype=np.uint64))
-                if invalid == 0 or values.size - np.count_nonzero(values) == invalid:
-                    high = values.max()
-                    low = values.min() if invalid == 0 else (values - values.dtype.type(1)
-                                                             ).min() + 1
-                    self.low[band] = min(self.low[band], float(low))
-                    self.high[band] = max(self.high[band], float(high))
-                    continue
-            else:
-                self.total[band] += np.add.reduce(values, axis=None, dtype=np.float64)
-            low = np.minimum.reduce(values, axis=None, where=valid, initial=big)
-            high = np.maximum.reduce(values, axis=None, where=valid, initial=small)
-            self.low[band] = min(self.low[band], float(low))
-            self.high[band] = max(self.high[band], float(high))
+    def add(self, data: np.ndarray) -> None:
+        """Add a strip (bands, rows, cols)."""
+        if self.total is None:
+            exact = data.dtype.kind in "ub" and data.dtype.itemsize <= 2
+            kind = np.uint64 if exact else np.float64
+            self.total, self.squares = np.zeros(self.count, kind), np.zeros(self.count, kind)
+            self.low = np.full(self.count, np.iinfo(np.uint64).max if exact else np.inf, kind)
+            self.high = np.full(self.count, 0 if exact else -np.inf, kind)
+        self.pixels += kernels.band_sums(data, self.mode, self.nodata, self.n, self.total,
+                                         self.squares, self.low, self.high)
 
     def tags(self, band: int) -> dict[str, str]:
         n = int(self.n[band])
-        if n == 0:
+        if n == 0 or self.total is None:
             return {"STATISTICS_VALID_PERCENT": "0"}
-        mean = self.total[band] / n
-        var = max(self.squares[band] / n - mean * mean, 0.0)
+        # exact integers stay integers until this division: Python rounds it once
+        total, squares = self.total[band].item(), self.squares[band].item()
+        mean = total / n
+        var = max(squares / n - mean * mean, 0.0)
         return {
             "STATISTICS_MINIMUM": repr(float(self.low[band])),
             "STATISTICS_MAXIMUM": repr(float(self.high[band])),
@@ -88,12 +73,12 @@ class _Stats:
         return float(self.n.max()) / max(self.pixels, 1)
 
 
-def gatherer(statistics: bool | Any, count: int) -> Any:
+def gatherer(statistics: bool | Any, count: int, nodata: Any = None) -> Any:
     """A writer's band statistics: True, its own sums (`_Stats`); False, none; or the
     gatherer the caller keeps (an index's aoistats.IndexStats, whose AOI statistics come
-    from the same pass)."""
+    from the same pass). A gatherer takes each strip as written: `add(data)`."""
     if statistics is True:
-        return _Stats(count)
+        return _Stats(count, nodata)
     return None if statistics is False else statistics
 
 
@@ -112,17 +97,6 @@ def valid_mask(data: np.ndarray, nodata: Any) -> np.ndarray:
     for band in data[1:]:  # band by band: no (bands, rows, cols) temporary
         valid &= holds(band)
     return valid
-
-
-def zeroed(data: np.ndarray, nodata: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(data with its invalid pixels set to 0, valid mask): what `_Stats.add` and the
-    overview sums take. No copy when nodata is already 0."""
-    valid = valid_mask(data, nodata)
-    if nodata in (0, None) and data.dtype.kind in "ui":
-        return data, valid
-    if data.dtype.kind in "uib":  # a product with 0/1 rather than a masked copy
-        return np.multiply(data, valid, dtype=data.dtype), valid
-    return np.where(valid, data, np.zeros((), data.dtype)), valid
 
 
 def describe(ds: Any, writer: Any) -> None:
@@ -150,28 +124,13 @@ def describe(ds: Any, writer: Any) -> None:
 
 
 class _Level:
-    """One overview level being built: carries an odd leftover row between strips."""
+    """One overview level being built: carries an odd leftover row of the level above it
+    between strips (pixels above level 1, sums and counts deeper)."""
 
     def __init__(self, width: int, height: int) -> None:
         self.width, self.height = width, height
-        self.sums: np.ndarray | None = None    # (bands, rows, cols) float64 carry
-        self.counts: np.ndarray | None = None  # (rows, cols) int64 carry
-        self.row = 0                           # next row of this level to write
-
-
-def _halve(sums: np.ndarray, counts: np.ndarray, sum_type: Any,
-           count_type: Any) -> tuple[np.ndarray, np.ndarray]:
-    """2 × 2 block sums of an even number of rows; an odd last column is summed alone."""
-    rows = np.add(sums[:, 0::2], sums[:, 1::2], dtype=sum_type)
-    row_counts = np.add(counts[0::2], counts[1::2], dtype=count_type)
-    width = rows.shape[2]
-    even = width - width % 2
-    half = np.add(rows[:, :, 0:even:2], rows[:, :, 1:even:2])
-    half_counts = np.add(row_counts[:, 0:even:2], row_counts[:, 1:even:2])
-    if width % 2:
-        half = np.concatenate([half, rows[:, :, -1:]], axis=2)
-        half_counts = np.concatenate([half_counts, row_counts[:, -1:]], axis=1)
-    return half, half_counts
+        self.carry: tuple[np.ndarray, np.ndarray | None] | None = None
+        self.row = 0  # next row of this level to write
 
 
 class CogWriter:
@@ -205,7 +164,7 @@ class CogWriter:
         self.descriptions, self.scales, self.offsets = descriptions, scales, offsets
         self.colorinterp = tuple(colorinterp or ())
         self.tags, self.band_tags = dict(tags or {}), list(band_tags or [])
-        self.stats = gatherer(statistics, self.count)
+        self.stats = gatherer(statistics, self.count, self.nodata)
         self.rows_written = 0
         self._closed = False
         self._made = False  # close() put the finished COG at self.path
@@ -271,17 +230,12 @@ class CogWriter:
             raise ValueError("CogWriter takes full-width strips in row order")
         self._datasets[0].write(data, window=Window(0, row_off, cols, rows))
         self.rows_written += rows
-        if self.stats is None and (not self._levels or self.nearest):
-            if self._levels:
-                self._feed_nearest(data, row_off)
-            return
-        sums, valid = zeroed(data, self.nodata)
         if self.stats is not None:
-            self.stats.add(sums, valid)
+            self.stats.add(data)
         if self.nearest:
             self._feed_nearest(data, row_off)
-        elif self._levels:
-            self._feed(0, sums, valid)
+        else:
+            self._feed(0, data, None)
 
     def _feed_nearest(self, data: np.ndarray, row_off: int) -> None:
         from rasterio.windows import Window
@@ -295,65 +249,59 @@ class CogWriter:
                                                                   picked.shape[1]))
                 level.row += picked.shape[1]
 
-    def _feed(self, index: int, sums: np.ndarray, counts: np.ndarray) -> None:
-        """Add full-width rows (sums, counts) of level `index` and pass halves down."""
+    def _feed(self, index: int, block: np.ndarray, counts: np.ndarray | None) -> None:
+        """Add full-width rows of level `index` (its pixels at 0, then sums and counts of
+        the valid pixels beneath) and pass their halves down, an odd last row carried."""
         if index >= len(self._levels):
             return
         level = self._levels[index]
-        if level.sums is not None:
-            sums = np.concatenate([level.sums, sums], axis=1)
-            counts = np.concatenate([level.counts, counts], axis=0)
-            level.sums = level.counts = None
-        even = sums.shape[1] - sums.shape[1] % 2
-        if even < sums.shape[1]:
-            level.sums, level.counts = sums[:, even:].copy(), counts[even:].copy()
+        if level.carry is not None:
+            carried, carried_counts = level.carry
+            level.carry = None
+            block = np.concatenate([carried, block], axis=1)
+            if counts is not None and carried_counts is not None:
+                counts = np.concatenate([carried_counts, counts], axis=0)
+        even = block.shape[1] - block.shape[1] % 2
+        if even < block.shape[1]:
+            level.carry = (block[:, even:].copy(),
+                           None if counts is None else counts[even:].copy())
         if even:
-            # the full-resolution strip is summed in float32 or uint32 with uint8 counts
-            # (exact for four values) to keep memory and time at one strip's worth; the
-            # deeper levels, a quarter the size each, in float64 and int32
-            sum_type: Any
-            count_type: Any
-            if index == 0:
-                sum_type = np.float32 if sums.dtype.kind == "f" else np.uint32
-                count_type = np.uint8
-            else:
-                sum_type, count_type = np.float64, np.int32
-            half_sums, half_counts = _halve(sums[:, :even], counts[:even], sum_type, count_type)
-            self._emit(index, half_sums, half_counts)
-            self._feed(index + 1, half_sums, half_counts)
+            self._halve(index, block[:, :even], None if counts is None else counts[:even])
 
-    def _emit(self, index: int, sums: np.ndarray, counts: np.ndarray) -> None:
+    def _halve(self, index: int, block: np.ndarray, counts: np.ndarray | None) -> None:
+        """Level `index + 1` from rows of level `index` (a last odd row alone): its means
+        written, its sums and counts fed further down. Level 1 is summed in uint32 or
+        float32 with uint8 counts (exact for four values) from the pixels themselves, the
+        deeper ones, a quarter the size each, in float64 and int32 (kernels.py)."""
         from rasterio.windows import Window
 
         level = self._levels[index]
-        # level 1's sums are exact in float32 (four values); deeper ones need float64
-        precision = np.float32 if sums.dtype in (np.float32, np.uint32) else np.float64
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = np.divide(sums, counts, dtype=precision)
-        fill = self.nodata if self.nodata is not None else (
-            0 if np.issubdtype(self.dtype, np.integer) else np.nan)
-        if np.issubdtype(self.dtype, np.integer):
-            np.rint(means, out=means)
-        np.copyto(means, precision(fill), where=counts == 0)
-        rows = means.shape[1]
-        self._datasets[index + 1].write(means.astype(self.dtype),
-                                        window=Window(0, level.row, level.width, rows))
-        level.row += rows
+        bands, rows, cols = block.shape
+        shape = (bands, (rows + 1) // 2, (cols + 1) // 2)
+        means = np.empty(shape, self.dtype)
+        integer = bool(np.issubdtype(self.dtype, np.integer))
+        fill = self.nodata if self.nodata is not None else (0 if integer else np.nan)
+        if index == 0:
+            sums = np.empty(shape, np.float32 if block.dtype.kind == "f" else np.uint32)
+            half_counts = np.empty(shape[1:], np.uint8)
+            mode, nodata = kernels.nodata_mode(self.nodata)
+            kernels.halve_pixels(block, mode, nodata, sums, half_counts, means, fill, integer)
+        else:
+            sums = np.empty(shape, np.float64)
+            half_counts = np.empty(shape[1:], np.int32)
+            kernels.halve_sums(block, counts, sums, half_counts, means, fill, integer)
+        self._datasets[index + 1].write(means, window=Window(0, level.row, level.width,
+                                                             shape[1]))
+        level.row += shape[1]
+        self._feed(index + 1, sums, half_counts)
 
     def _flush(self) -> None:
         """At the end, a level left with one odd row is averaged on its own."""
         for index, level in enumerate(self._levels):
-            if level.sums is not None:
-                sums, counts = level.sums, level.counts
-                level.sums = level.counts = None
-                sums = np.concatenate([sums, np.zeros_like(sums)], axis=1)
-                counts = np.concatenate([counts, np.zeros_like(counts)], axis=0)
-                half_sums, half_counts = _halve(sums, counts, np.float64, np.int32)
-                if index == 0:  # keep level 1's sums in the types _emit expects of it
-                    half_sums = half_sums.astype(np.float32 if sums.dtype.kind == "f"
-                                                 else np.uint32)
-                self._emit(index, half_sums, half_counts)
-                self._feed(index + 1, half_sums, half_counts)
+            if level.carry is not None:
+                block, counts = level.carry
+                level.carry = None
+                self._halve(index, block, counts)
 
     # --- finishing -----------------------------------------------------------------------
     def close(self) -> str:

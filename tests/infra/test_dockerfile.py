@@ -92,3 +92,17 @@ def test_the_pins_are_the_one_worker_list():
 def test_the_container_does_not_run_as_root():
     users = [rest for word, rest in _instructions() if word == "USER"]
     assert users and users[-1] not in ("root", "0")
+
+
+def test_the_image_compiles_the_kernels_where_the_worker_finds_them():
+    """The worker's compiled loops are built into the image, for the installed package
+    (run from outside the source folder, which would shadow it), in the cache folder the
+    environment names, and that folder belongs to the user the worker runs as: a job
+    starts without compiling."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    cache = re.search(r"NUMBA_CACHE_DIR=(\S+)", text)
+    assert cache, "NUMBA_CACHE_DIR is not set"
+    runs = [rest for word, rest in _instructions() if word == "RUN"]
+    assert any("cd / && python -m worker.kernels" in run for run in runs)
+    user = [rest for word, rest in _instructions() if word == "USER"][-1]
+    assert any(f"chown -R {user} {cache.group(1)}" in run for run in runs)

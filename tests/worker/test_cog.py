@@ -230,27 +230,36 @@ def test_assembly_also_writes_bigtiff(tmp_path):
         assert ds.overviews(1) == [2]
 
 
-@pytest.mark.parametrize("nodata", [0, None, 65535])
-def test_unsigned_band_statistics_are_those_of_the_valid_pixels(nodata):
-    """The integer fast path (no mask when the invalid pixels are the zeros) and the masked
-    path agree with numpy on the valid pixels, valid zeros included."""
-    from worker.cog import _Stats, zeroed
+@pytest.mark.parametrize(("dtype", "nodata"), [("uint16", 0), ("uint16", None), ("uint16", 65535),
+                                           ("uint8", 0), ("float32", float("nan")),
+                                           ("float32", -9999.0)])
+def test_band_statistics_are_those_of_the_valid_pixels(dtype, nodata):
+    """Strip by strip, the writer's band statistics agree with numpy on the pixels where
+    every band holds data (a pixel with one band's nodata is left out in all bands), valid
+    zeros included: 8- and 16-bit data summed exactly, floats in float64."""
+    from worker.cog import _Stats, valid_mask
 
     rng = np.random.default_rng(1)
-    data = rng.integers(1, 5000, (3, 300, 400)).astype(np.uint16)
+    data = rng.integers(1, 250 if dtype == "uint8" else 5000, (3, 300, 400)).astype(dtype)
+    if dtype == "float32":
+        data = (data / 1000).astype(dtype)
     data[1, 50:60] = 0 if nodata != 0 else 7   # a valid 0 where 0 is not nodata
     if nodata is not None:
         data[:, :30] = nodata
-    sums, valid = zeroed(data, nodata)
-    stats = _Stats(3)
-    stats.add(sums, valid)
+        data[2, 100:110, 200:] = nodata         # one band's nodata: the pixel is left out
+    stats = _Stats(3, nodata)
+    for row in range(0, 300, 77):               # strips of uneven height
+        stats.add(data[:, row:row + 77])
+    valid = valid_mask(data, nodata)
     for band in range(3):
-        values = data[band][valid]
+        values = data[band][valid].astype(np.float64)
         tags = stats.tags(band)
         assert float(tags["STATISTICS_MINIMUM"]) == values.min()
         assert float(tags["STATISTICS_MAXIMUM"]) == values.max()
         assert float(tags["STATISTICS_MEAN"]) == pytest.approx(values.mean(), rel=1e-12)
         assert float(tags["STATISTICS_STDDEV"]) == pytest.approx(values.std(), rel=1e-9)
+        percent = 100 * valid.sum() / valid.size
+        assert float(tags["STATISTICS_VALID_PERCENT"]) == pytest.approx(percent, abs=1e-4)
 
 
 def test_the_writer_chooses_bigtiff_from_the_sizes_before_writing(tmp_path):

@@ -1,0 +1,249 @@
+"""The worker's per-pixel loops, compiled with numba: one pass over a strip each.
+
+numpy takes one pass over memory per operation, and a COG writer's strip needs many: valid
+masks, zeroed copies, casts, row sums, column sums, a division, rounding, the fill, band
+sums, squares, minimum, maximum, a histogram. Each pass streams tens of MB, so the strip's
+bookkeeping cost more CPU than computing its products. Here each job is one loop that
+reads a pixel once; the arithmetic is the same as the numpy it replaced (same types, same
+order of operations), so the pixels are the same to the bit (tests/worker/test_kernels.py
+holds the numpy reference).
+
+Compiled functions are cached on disk (next to this file, or in NUMBA_CACHE_DIR when this
+folder cannot be written, as in the worker image), so only the first run on a machine pays
+for compiling; `python -m worker.kernels` compiles every signature the worker uses ahead of
+that (the image does it at build time).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+
+if "NUMBA_CACHE_DIR" not in os.environ and not os.access(os.path.dirname(__file__), os.W_OK):
+    # numba caches next to the source; where that is read-only (an installed package), in
+    # a folder of our own, so that it never fails for want of a writable home
+    os.environ["NUMBA_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), "rsbatch-numba")
+
+import numba  # after NUMBA_CACHE_DIR: numba reads it once, on import
+
+#: how a strip says which pixels hold no data: not at all, by a value, or by NaN
+NO_NODATA, NODATA_VALUE, NODATA_NAN = 0, 1, 2
+
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+
+def nodata_mode(nodata: Any) -> tuple[int, float]:
+    """(mode, value) for the kernels from a profile's nodata (None, NaN or a number)."""
+    if nodata is None:
+        return NO_NODATA, 0.0
+    if isinstance(nodata, float) and np.isnan(nodata):
+        return NODATA_NAN, 0.0
+    return NODATA_VALUE, float(nodata)
+
+
+@_jit
+def _holds(data: Any, row: int, mode: int, nodata: float, mask: Any) -> None:
+    """mask[col] = 1 where every band of `data[:, row]` holds data, else 0."""
+    bands, _, cols = data.shape
+    for col in range(cols):
+        mask[col] = 1
+    if mode == NO_NODATA:
+        return
+    for band in range(bands):
+        if mode == NODATA_NAN:
+            for col in range(cols):
+                mask[col] &= np.uint8(not np.isnan(data[band, row, col]))
+        else:
+            for col in range(cols):
+                mask[col] &= np.uint8(data[band, row, col] != nodata)
+
+
+@_jit
+def halve_pixels(data: Any, mode: int, nodata: float, sums: Any, counts: Any, means: Any,
+                 fill: float, integer: bool) -> None:
+    """Level 1 of the pyramid from full-resolution rows: 2 × 2 sums of the valid pixels
+    (`sums`: uint32 for integer data, float32 for floats, rows summed first, then the two
+    columns), their counts (uint8) and means (`sums / counts` in float32, rounded half to
+    even for integer data, `fill` where no pixel is valid) in the output's dtype.
+
+    Output row i takes input rows 2i and 2i + 1; when 2i + 1 is past the end (the last
+    row of an odd height) it takes row 2i alone, and an odd last column is taken alone."""
+    _, rows, cols = data.shape
+    bands, out_rows, out_cols = sums.shape
+    pairs = cols // 2
+    top = np.empty(cols, np.uint8)
+    bottom = np.empty(cols, np.uint8)
+    zero = np.zeros(1, sums.dtype)[0]  # 0 in the sums' type
+    for i in range(out_rows):
+        r0 = 2 * i
+        r1 = min(r0 + 1, rows - 1)
+        _holds(data, r0, mode, nodata, top)
+        if r0 + 1 < rows:
+            _holds(data, r1, mode, nodata, bottom)
+        else:
+            bottom[:] = 0
+        for j in range(pairs):
+            counts[i, j] = top[2 * j] + bottom[2 * j] + top[2 * j + 1] + bottom[2 * j + 1]
+        if cols % 2:
+            counts[i, pairs] = top[cols - 1] + bottom[cols - 1]
+        for band in range(bands):
+            for j in range(out_cols):
+                c0 = 2 * j
+                c1 = min(c0 + 1, cols - 1)
+                a = zero + data[band, r0, c0] if top[c0] else zero
+                b = zero + data[band, r1, c0] if bottom[c0] else zero
+                if c0 + 1 < cols:
+                    c = zero + data[band, r0, c1] if top[c1] else zero
+                    d = zero + data[band, r1, c1] if bottom[c1] else zero
+                    sums[band, i, j] = (a + b) + (c + d)
+                else:
+                    sums[band, i, j] = a + b
+            for j in range(out_cols):
+                count = counts[i, j]
+                mean = np.float32(sums[band, i, j]) / np.float32(count)
+                if integer:
+                    mean = np.rint(mean)
+                means[band, i, j] = fill if count == 0 else mean
+
+
+@_jit
+def halve_sums(sums: Any, counts: Any, half_sums: Any, half_counts: Any, means: Any,
+               fill: float, integer: bool) -> None:
+    """A deeper level from the one above's sums and counts: 2 × 2 sums in float64 and
+    counts in int32 (rows first, then columns; a missing last row or column adds nothing),
+    means in float64, rounded half to even for integer data, `fill` where the count is 0."""
+    bands, rows, cols = sums.shape
+    _, out_rows, out_cols = half_sums.shape
+    for i in range(out_rows):
+        r0 = 2 * i
+        r1 = r0 + 1
+        for j in range(out_cols):
+            c0 = 2 * j
+            c1 = c0 + 1
+            count = np.int32(counts[r0, c0])
+            if r1 < rows:
+                count += np.int32(counts[r1, c0])
+            if c1 < cols:
+                right_count = np.int32(counts[r0, c1])
+                if r1 < rows:
+                    right_count += np.int32(counts[r1, c1])
+                count += right_count
+            half_counts[i, j] = count
+        for band in range(bands):
+            for j in range(out_cols):
+                c0 = 2 * j
+                c1 = c0 + 1
+                total = np.float64(sums[band, r0, c0])
+                if r1 < rows:
+                    total += np.float64(sums[band, r1, c0])
+                if c1 < cols:
+                    right = np.float64(sums[band, r0, c1])
+                    if r1 < rows:
+                        right += np.float64(sums[band, r1, c1])
+                    total += right
+                half_sums[band, i, j] = total
+                count = half_counts[i, j]
+                mean = total / np.float64(count)
+                if integer:
+                    mean = np.rint(mean)
+                means[band, i, j] = fill if count == 0 else mean
+
+
+@_jit
+def band_sums(data: Any, mode: int, nodata: float, counts: Any, totals: Any, squares: Any,
+              lows: Any, highs: Any) -> int:
+    """Add a strip's valid pixels (every band holds data) to each band's running count,
+    sum, sum of squares (in the accumulators' own type: uint64 exact for 8- and 16-bit
+    data, float64 otherwise), minimum and maximum. Returns the strip's pixel count."""
+    bands, rows, cols = data.shape
+    holds = np.empty(cols, np.uint8)
+    zero = np.zeros(1, totals.dtype)[0]  # 0 in the accumulators' type
+    for row in range(rows):
+        _holds(data, row, mode, nodata, holds)
+        valid = 0
+        for col in range(cols):
+            valid += holds[col]
+        if valid == 0:
+            continue
+        for band in range(bands):
+            total = zero
+            square = zero
+            low = lows[band]
+            high = highs[band]
+            for col in range(cols):
+                if holds[col]:
+                    value = zero + data[band, row, col]
+                    total += value
+                    square += value * value
+                    low = min(low, value)
+                    high = max(high, value)
+            counts[band] += valid
+            totals[band] += total
+            squares[band] += square
+            lows[band] = low
+            highs[band] = high
+    return rows * cols
+
+
+@_jit
+def index_sums(values: Any, shift: Any, low: float, high: float, per_bin: float,
+               histogram: Any) -> tuple[int, float, float, float, float, float, int]:
+    """One pass over an index's block (NaN = not valid): (count, minimum, maximum, shift,
+    Σ(x − shift), Σ(x − shift)², how many lie outside [low, high]), where a NaN `shift`
+    becomes the first valid value; the values inside are counted in `histogram` at bin
+    ⌊(x − low) · per_bin⌋, in float64."""
+    count = 0
+    outside = 0
+    minimum: Any = math.inf
+    maximum: Any = -math.inf
+    first: Any = 0.0
+    second: Any = 0.0
+    block = values.reshape(-1, values.shape[-1])
+    for row in range(block.shape[0]):
+        row_first: Any = 0.0  # a row's sums apart, then added: the rounding error grows
+        row_second: Any = 0.0  # with a row's length plus the number of rows, not their product
+        for value32 in block[row]:
+            if np.isnan(value32):
+                continue
+            value = np.float64(value32)  # not float(): numba keeps float32 a float32
+            if count == 0 and np.isnan(shift):
+                shift = value
+            count += 1
+            minimum = min(minimum, value)
+            maximum = max(maximum, value)
+            deviation = value - shift
+            row_first += deviation
+            row_second += deviation * deviation
+            if low <= value <= high:
+                histogram[np.intp((value - low) * per_bin)] += 1
+            else:
+                outside += 1
+        first += row_first
+        second += row_second
+    return count, minimum, maximum, shift, first, second, outside
+
+
+def warm() -> None:
+    """Compile (or load from the cache) every signature the worker uses."""
+    for dtype, nodata in ((np.uint16, 0), (np.uint8, 0), (np.uint8, 255), (np.float32, np.nan),
+                          (np.uint16, None), (np.float32, None)):
+        data = np.zeros((1, 3, 3), dtype)
+        mode, value = nodata_mode(nodata)
+        integer = np.dtype(dtype).kind in "ui"
+        sums = np.zeros((1, 2, 2), np.uint32 if integer else np.float32)
+        counts = np.zeros((2, 2), np.uint8)
+        halve_pixels(data, mode, value, sums, counts, np.zeros((1, 2, 2), dtype), 0.0, integer)
+        halve_sums(sums, counts, np.zeros((1, 1, 1)), np.zeros((1, 1), np.int32),
+                   np.zeros((1, 1, 1), dtype), 0.0, integer)
+        accumulator = np.uint64 if integer else np.float64
+        band_sums(data, mode, value, np.zeros(1, np.int64), np.zeros(1, accumulator),
+                  np.zeros(1, accumulator), np.zeros(1, accumulator), np.zeros(1, accumulator))
+    index_sums(np.zeros((1, 2, 2), np.float32), 0.0, -1.0, 1.0, 1.0, np.zeros(3, np.int64))
+
+
+if __name__ == "__main__":
+    warm()
