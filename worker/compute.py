@@ -1,4 +1,5 @@
-"""The products, block by block: pure numpy, no I/O (DESIGN.md "Outputs").
+"""The products, block by block: compiled loops over numpy arrays (kernels.jit), one pass
+per product and no temporaries; no I/O (DESIGN.md "Outputs").
 
 Reflectance = DN × scale + offset, clamped at 0 (as Sentinel Hub's harmonized values).
 The offset matters: from processing baseline 04.00 on, DNs carry +1000 and an NDVI that
@@ -7,11 +8,14 @@ ignores it is biased towards 0 (red and NIR both look 0.1 brighter).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from qgis_rsbatch.core import products
+
+from .kernels import jit
 
 #: SCL classes masked out of the indices (products.MASKED_SCL)
 MASKED_SCL = np.array(products.MASKED_SCL, dtype=np.uint8)
@@ -19,51 +23,10 @@ MASKED_SCL = np.array(products.MASKED_SCL, dtype=np.uint8)
 RGB_QUANTIFICATION = 10000.0
 
 
-#: pixels computed at once: a chunk's temporaries (a few float32 rows) stay in the CPU's
-#: cache, where a whole strip's would stream through memory and fault in fresh pages
-CHUNK_PIXELS = 1 << 18
-
-
-def row_chunks(shape: tuple[int, ...]) -> Iterator[slice]:
-    """Slices of rows of a (…, rows, cols) block, about CHUNK_PIXELS pixels each."""
-    rows, cols = shape[-2], shape[-1]
-    step = max(1, CHUNK_PIXELS // max(cols, 1))
-    for start in range(0, rows, step):
-        yield slice(start, min(rows, start + step))
-
-
-def _rows(array: np.ndarray | None, rows: slice) -> np.ndarray | None:
-    return None if array is None else array[..., rows, :]
-
-
-def reflectance(dn: np.ndarray, scale: float, offset: float) -> np.ndarray:
-    """Surface reflectance as float32, clamped at 0 (computed in float64: the general path
-    for offsets that are not whole DNs, where float32 would misjudge values near 0)."""
-    out = dn * scale + offset
-    np.maximum(out, 0, out=out)
-    return out.astype(np.float32)
-
-
 def _offset_dn(scale: float, offset: float) -> int | None:
     """The offset in DNs when it is a whole number of them (−1000 for baseline 04.00)."""
     shift = offset / scale
     return round(shift) if abs(shift - round(shift)) < 1e-6 and shift <= 0 else None
-
-
-def _above(dn: np.ndarray, low: int) -> np.ndarray:
-    """max(DN, low) − low in the DNs' own unsigned type (a subtraction that stops at 0:
-    numpy's integer maximum is scalar code, this is three vectorised passes)."""
-    if dn.dtype.kind != "u" or low > np.iinfo(dn.dtype).max:
-        return np.subtract(np.maximum(dn, low), low, dtype=np.promote_types(dn.dtype, np.int64))
-    out = np.subtract(dn, dn.dtype.type(low))  # wraps where DN < low …
-    out *= dn >= dn.dtype.type(low)            # … which becomes 0
-    return out
-
-
-def _shifted(dn: np.ndarray, shift: int) -> np.ndarray:
-    """max(DN + shift, 0) as float32: reflectance / scale, exact for 16-bit DNs (taken in
-    integers and cast once)."""
-    return _above(dn, -shift).astype(np.float32)
 
 
 def cloud_mask(scl: np.ndarray) -> np.ndarray:
@@ -73,18 +36,106 @@ def cloud_mask(scl: np.ndarray) -> np.ndarray:
     return lookup.take(scl)
 
 
-def _index(kernel: Callable[[tuple[np.ndarray, ...], np.ndarray], None],
-           dns: tuple[np.ndarray, ...], masked: np.ndarray | None,
-           inside: np.ndarray | None) -> np.ndarray:
-    """A float32 index a chunk of rows at a time: `kernel(DN chunks, out chunk)` writes a
-    chunk's values, then `_masked` sets NaN where the chunk has no data, is masked or lies
-    outside the AOI."""
-    out = np.empty(dns[0].shape, np.float32)
-    for rows in row_chunks(out.shape):
-        chunk = tuple(dn[rows] for dn in dns)
-        kernel(chunk, out[rows])
-        _masked(out[rows], chunk, _rows(masked, rows), _rows(inside, rows))
-    return out
+# --- compiled per-pixel loops (kernels.jit): one pass over a strip, no temporaries -------
+# `masked` and `inside` may be None (numba compiles that case without the test), and a
+# whole-DN offset (`_offset_dn`) is passed as `low` = −shift ≥ 0, or −1 for none.
+
+@jit(inline="always")
+def _reflectance32(dn: Any, scale: float, offset: float, low: int) -> Any:
+    """Reflectance as float32, clamped at 0. With a whole-DN offset it is taken in
+    integers, exactly: max(DN − low, 0) is reflectance / scale. Otherwise DN × scale +
+    offset in float64 (where float32 would misjudge values near 0), rounded once."""
+    if low >= 0:
+        above = np.int64(dn) - low
+        return np.float32(above if above > 0 else 0)
+    return np.float32(max(dn * scale + offset, 0.0))
+
+
+@jit(inline="always")
+def _void(masked: Any, inside: Any, row: int, col: int) -> bool:
+    """Masked (cloud, shadow …) or outside the AOI."""
+    if masked is not None and masked[row, col]:
+        return True
+    return inside is not None and not inside[row, col]
+
+
+@jit
+def _normalized_difference(a: Any, b: Any, scale: float, offset: float, low: int,
+                           masked: Any, inside: Any, out: Any) -> None:
+    nan = np.float32(np.nan)
+    for row in range(a.shape[0]):
+        for col in range(a.shape[1]):
+            dn_a, dn_b = a[row, col], b[row, col]
+            if dn_a == 0 or dn_b == 0 or _void(masked, inside, row, col):
+                out[row, col] = nan
+                continue
+            fa = _reflectance32(dn_a, scale, offset, low)
+            fb = _reflectance32(dn_b, scale, offset, low)
+            out[row, col] = (fa - fb) / (fa + fb)  # both 0: 0/0 is NaN
+
+
+@jit
+def _evi(nir: Any, red: Any, blue: Any, scale: float, offset: float, masked: Any,
+         inside: Any, out: Any) -> None:
+    nan = np.float32(np.nan)
+    for row in range(nir.shape[0]):
+        for col in range(nir.shape[1]):
+            dn_n, dn_r, dn_b = nir[row, col], red[row, col], blue[row, col]
+            if dn_n == 0 or dn_r == 0 or dn_b == 0 or _void(masked, inside, row, col):
+                out[row, col] = nan
+                continue
+            n = max(dn_n * scale + offset, 0.0)
+            r = max(dn_r * scale + offset, 0.0)
+            b = max(dn_b * scale + offset, 0.0)
+            denominator = n + 6.0 * r - 7.5 * b + 1.0
+            out[row, col] = nan if denominator == 0 else 2.5 * (n - r) / denominator
+
+
+@jit
+def _savi(nir: Any, red: Any, scale: float, offset: float, masked: Any, inside: Any,
+          out: Any) -> None:
+    nan = np.float32(np.nan)
+    for row in range(nir.shape[0]):
+        for col in range(nir.shape[1]):
+            dn_n, dn_r = nir[row, col], red[row, col]
+            if dn_n == 0 or dn_r == 0 or _void(masked, inside, row, col):
+                out[row, col] = nan
+                continue
+            n = _reflectance32(dn_n, scale, offset, -1)
+            r = _reflectance32(dn_r, scale, offset, -1)
+            out[row, col] = (n - r) * np.float32(1.5) / (n + r + np.float32(0.5))
+
+
+@jit
+def _rgb(red: Any, green: Any, blue: Any, scale: float, offset: float, low: int,
+         inside: Any, out: Any) -> None:
+    for row in range(red.shape[0]):
+        for col in range(red.shape[1]):
+            dns = (red[row, col], green[row, col], blue[row, col])
+            void = dns[0] == 0 or dns[1] == 0 or dns[2] == 0 or _void(None, inside, row, col)
+            for band in range(3):
+                if void:
+                    out[band, row, col] = 0
+                elif low >= 0:  # reflectance × 10000 is DN − low: integer arithmetic
+                    out[band, row, col] = max(np.int64(dns[band]) - low, 1)  # valid: ≥ 1
+                else:
+                    value = _reflectance32(dns[band], scale, offset, -1)
+                    value = np.rint(value * np.float32(RGB_QUANTIFICATION))
+                    out[band, row, col] = min(max(value, np.float32(1)), np.float32(65535))
+
+
+def _low(scale: float, offset: float) -> int:
+    """The kernels' `low`: −(whole-DN offset), or −1 when the offset is not whole DNs."""
+    shift = _offset_dn(scale, offset)
+    return -1 if shift is None else -shift
+
+
+def reflectance(dn: np.ndarray, scale: float, offset: float) -> np.ndarray:
+    """Surface reflectance as float32, clamped at 0 (computed in float64: the general path
+    for offsets that are not whole DNs, where float32 would misjudge values near 0)."""
+    out = dn * scale + offset
+    np.maximum(out, 0, out=out)
+    return out.astype(np.float32)
 
 
 def normalized_difference(a: np.ndarray, b: np.ndarray, scale: float, offset: float,
@@ -96,38 +147,9 @@ def normalized_difference(a: np.ndarray, b: np.ndarray, scale: float, offset: fl
     When the offset is a whole number of DNs the ratio is taken of DN + offset directly:
     the scale cancels, and the arithmetic is exact.
     """
-    shift = _offset_dn(scale, offset)
-
-    def kernel(dns: tuple[np.ndarray, ...], out: np.ndarray) -> None:
-        if shift is None:
-            fa, fb = (reflectance(dn, scale, offset) for dn in dns)
-        else:
-            fa, fb = (_shifted(dn, shift) for dn in dns)
-        total = fa + fb
-        np.subtract(fa, fb, out=out)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out /= total  # where A + B = 0 both are 0, and 0/0 is already NaN
-
-    return _index(kernel, (a, b), masked, inside)
-
-
-def _masked(out: np.ndarray, dns: tuple[np.ndarray, ...], masked: np.ndarray | None,
-            inside: np.ndarray | None) -> None:
-    """NaN in `out` where any input DN is 0 (no data), where `masked`, and outside the AOI."""
-    invalid = _no_data(dns, inside)
-    if masked is not None:
-        invalid |= masked
-    np.copyto(out, np.float32(np.nan), where=invalid)
-
-
-def _no_data(dns: tuple[np.ndarray, ...], inside: np.ndarray | None) -> np.ndarray:
-    """True where any input DN is 0 or the pixel lies outside the AOI."""
-    invalid = dns[0] == 0
-    for dn in dns[1:]:
-        invalid |= dn == 0
-    if inside is not None:
-        invalid |= ~inside
-    return invalid
+    out = np.empty(a.shape, np.float32)
+    _normalized_difference(a, b, scale, offset, _low(scale, offset), masked, inside, out)
+    return out
 
 
 def ndvi(red: np.ndarray, nir: np.ndarray, scale: float, offset: float,
@@ -142,31 +164,21 @@ def evi(nir: np.ndarray, red: np.ndarray, blue: np.ndarray, scale: float, offset
     denominator is 0, besides NDVI's rules.
 
     EVI is unbounded: a bright blue (haze, snow) brings the denominator near 0, where
-    float32 arithmetic would lose the digits, so it is computed in float64 a chunk of rows
-    at a time and rounded once to float32.
+    float32 arithmetic would lose the digits, so it is computed in float64 and rounded
+    once to float32.
     """
-    def kernel(dns: tuple[np.ndarray, ...], out: np.ndarray) -> None:
-        n, r, b = (np.maximum(dn * scale + offset, 0.0) for dn in dns)
-        denominator = n + 6.0 * r - 7.5 * b + 1.0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            value = 2.5 * (n - r) / denominator
-        value[denominator == 0] = np.nan
-        out[...] = value
-
-    return _index(kernel, (nir, red, blue), masked, inside)
+    out = np.empty(nir.shape, np.float32)
+    _evi(nir, red, blue, scale, offset, masked, inside, out)
+    return out
 
 
 def savi(nir: np.ndarray, red: np.ndarray, scale: float, offset: float,
          masked: np.ndarray | None = None, inside: np.ndarray | None = None) -> np.ndarray:
-    """1.5 (N − R)/(N + R + 0.5) of reflectances (B08, B04), soil factor L = 0.5."""
-    def kernel(dns: tuple[np.ndarray, ...], out: np.ndarray) -> None:
-        n, r = (reflectance(dn, scale, offset) for dn in dns)
-        denominator = n + r + np.float32(0.5)  # ≥ 0.5: reflectances are clamped at 0
-        np.subtract(n, r, out=out)
-        out *= np.float32(1.5)
-        out /= denominator
-
-    return _index(kernel, (nir, red), masked, inside)
+    """1.5 (N − R)/(N + R + 0.5) of reflectances (B08, B04), soil factor L = 0.5; the
+    denominator is ≥ 0.5, as reflectances are clamped at 0."""
+    out = np.empty(nir.shape, np.float32)
+    _savi(nir, red, scale, offset, masked, inside, out)
+    return out
 
 
 def rgb(red: np.ndarray, green: np.ndarray, blue: np.ndarray, scale: float, offset: float,
@@ -179,22 +191,8 @@ def rgb(red: np.ndarray, green: np.ndarray, blue: np.ndarray, scale: float, offs
     composite leaves the clouds out.
     """
     out = np.empty((3, *red.shape), dtype=np.uint16)
-    shift = _offset_dn(scale, offset) if np.isclose(scale * RGB_QUANTIFICATION, 1) else None
-    for rows in row_chunks(red.shape):
-        dns = (red[rows], green[rows], blue[rows])
-        nodata = _no_data(dns, _rows(inside, rows))
-        for index, dn in enumerate(dns):
-            band = out[index, rows]
-            if shift is not None:  # reflectance × 10000 is DN + shift: integer arithmetic
-                # max(DN + shift, 1): a valid pixel stays ≥ 1
-                np.add(_above(dn, 1 - shift), 1, out=band, casting="unsafe")
-            else:
-                values = reflectance(dn, scale, offset)
-                values *= np.float32(RGB_QUANTIFICATION)
-                np.rint(values, out=values)
-                np.clip(values, 1, 65535, out=values)
-                band[...] = values
-            band *= ~nodata  # 0 where any band has no data (a product, not a masked copy)
+    whole = np.isclose(scale * RGB_QUANTIFICATION, 1)
+    _rgb(red, green, blue, scale, offset, _low(scale, offset) if whole else -1, inside, out)
     return out
 
 

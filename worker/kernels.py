@@ -1,5 +1,9 @@
 """The worker's per-pixel loops, compiled with numba: one pass over a strip each.
 
+Here the COG writer's (overviews, band statistics) and the AOI statistics' loops, and
+`jit`, the one way the worker compiles: the products' own loops sit beside their formulas
+in compute.py.
+
 numpy takes one pass over memory per operation, and a COG writer's strip needs many: valid
 masks, zeroed copies, casts, row sums, column sums, a division, rounding, the fill, band
 sums, squares, minimum, maximum, a histogram. Each pass streams tens of MB, so the strip's
@@ -33,7 +37,14 @@ import numba  # after NUMBA_CACHE_DIR: numba reads it once, on import
 #: how a strip says which pixels hold no data: not at all, by a value, or by NaN
 NO_NODATA, NODATA_VALUE, NODATA_NAN = 0, 1, 2
 
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+
+def jit(function: Any = None, **options: Any) -> Any:
+    """numba.njit with the worker's settings: cached on disk, the GIL released (GDAL's
+    threads and the worker's other threads run meanwhile), numpy's error model (x / 0 is
+    inf or NaN, as in numpy, not an exception). `@jit` or `@jit(option=…)`."""
+    settings = {"cache": True, "nogil": True, "error_model": "numpy", **options}
+    return numba.njit(**settings) if function is None else numba.njit(**settings)(function)
 
 
 def nodata_mode(nodata: Any) -> tuple[int, float]:
@@ -45,7 +56,7 @@ def nodata_mode(nodata: Any) -> tuple[int, float]:
     return NODATA_VALUE, float(nodata)
 
 
-@_jit
+@jit
 def _holds(data: Any, row: int, mode: int, nodata: float, mask: Any) -> None:
     """mask[col] = 1 where every band of `data[:, row]` holds data, else 0."""
     bands, _, cols = data.shape
@@ -62,7 +73,7 @@ def _holds(data: Any, row: int, mode: int, nodata: float, mask: Any) -> None:
                 mask[col] &= np.uint8(data[band, row, col] != nodata)
 
 
-@_jit
+@jit
 def halve_pixels(data: Any, mode: int, nodata: float, sums: Any, counts: Any, means: Any,
                  fill: float, integer: bool) -> None:
     """Level 1 of the pyramid from full-resolution rows: 2 × 2 sums of the valid pixels
@@ -78,6 +89,7 @@ def halve_pixels(data: Any, mode: int, nodata: float, sums: Any, counts: Any, me
     top = np.empty(cols, np.uint8)
     bottom = np.empty(cols, np.uint8)
     zero = np.zeros(1, sums.dtype)[0]  # 0 in the sums' type
+    fill32 = np.float32(fill)
     for i in range(out_rows):
         r0 = 2 * i
         r1 = min(r0 + 1, rows - 1)
@@ -91,26 +103,28 @@ def halve_pixels(data: Any, mode: int, nodata: float, sums: Any, counts: Any, me
         if cols % 2:
             counts[i, pairs] = top[cols - 1] + bottom[cols - 1]
         for band in range(bands):
-            for j in range(out_cols):
-                c0 = 2 * j
-                c1 = min(c0 + 1, cols - 1)
-                a = zero + data[band, r0, c0] if top[c0] else zero
-                b = zero + data[band, r1, c0] if bottom[c0] else zero
-                if c0 + 1 < cols:
-                    c = zero + data[band, r0, c1] if top[c1] else zero
-                    d = zero + data[band, r1, c1] if bottom[c1] else zero
-                    sums[band, i, j] = (a + b) + (c + d)
-                else:
-                    sums[band, i, j] = a + b
+            upper, lower, out = data[band, r0], data[band, r1], sums[band, i]
+            for j in range(pairs):  # no branch but the selects: the loop vectorizes
+                c0, c1 = 2 * j, 2 * j + 1
+                a = zero + upper[c0] if top[c0] else zero
+                b = zero + lower[c0] if bottom[c0] else zero
+                c = zero + upper[c1] if top[c1] else zero
+                d = zero + lower[c1] if bottom[c1] else zero
+                out[j] = (a + b) + (c + d)
+            if cols % 2:
+                a = zero + upper[cols - 1] if top[cols - 1] else zero
+                b = zero + lower[cols - 1] if bottom[cols - 1] else zero
+                out[pairs] = a + b
+            level = means[band, i]
             for j in range(out_cols):
                 count = counts[i, j]
-                mean = np.float32(sums[band, i, j]) / np.float32(count)
+                mean = np.float32(out[j]) / np.float32(count)
                 if integer:
                     mean = np.rint(mean)
-                means[band, i, j] = fill if count == 0 else mean
+                level[j] = fill32 if count == 0 else mean
 
 
-@_jit
+@jit
 def halve_sums(sums: Any, counts: Any, half_sums: Any, half_counts: Any, means: Any,
                fill: float, integer: bool) -> None:
     """A deeper level from the one above's sums and counts: 2 × 2 sums in float64 and
@@ -153,7 +167,7 @@ def halve_sums(sums: Any, counts: Any, half_sums: Any, half_counts: Any, means: 
                 means[band, i, j] = fill if count == 0 else mean
 
 
-@_jit
+@jit
 def band_sums(data: Any, mode: int, nodata: float, counts: Any, totals: Any, squares: Any,
               lows: Any, highs: Any) -> int:
     """Add a strip's valid pixels (every band holds data) to each band's running count,
@@ -189,13 +203,36 @@ def band_sums(data: Any, mode: int, nodata: float, counts: Any, totals: Any, squ
     return rows * cols
 
 
-@_jit
+@jit(fastmath={"reassoc", "nsz"})
+def _row_moments(line: Any, shift: float) -> tuple[int, Any, Any, Any, Any]:
+    """(count, minimum, maximum, Σ(x − shift), Σ(x − shift)²) of a row's values that are
+    not NaN, in float64. The sums may be taken in any order (fastmath "reassoc"), so they
+    run as vector partial sums: as exact as a sequential sum, or more."""
+    count = 0
+    minimum: Any = math.inf
+    maximum: Any = -math.inf
+    first: Any = 0.0
+    second: Any = 0.0
+    for value32 in line:
+        valid = not np.isnan(value32)
+        value = np.float64(value32)  # not float(): numba keeps a float32 a float32
+        deviation = value - shift if valid else 0.0
+        count += valid
+        first += deviation
+        second += deviation * deviation
+        minimum = min(minimum, value) if valid else minimum
+        maximum = max(maximum, value) if valid else maximum
+    return count, minimum, maximum, first, second
+
+
+@jit
 def index_sums(values: Any, shift: Any, low: float, high: float, per_bin: float,
                histogram: Any) -> tuple[int, float, float, float, float, float, int]:
     """One pass over an index's block (NaN = not valid): (count, minimum, maximum, shift,
     Σ(x − shift), Σ(x − shift)², how many lie outside [low, high]), where a NaN `shift`
     becomes the first valid value; the values inside are counted in `histogram` at bin
-    ⌊(x − low) · per_bin⌋, in float64."""
+    ⌊(x − low) · per_bin⌋, in float64. Row by row: a row's sums are added to the block's,
+    so the rounding error grows with a row's length plus the number of rows."""
     count = 0
     outside = 0
     minimum: Any = math.inf
@@ -204,26 +241,26 @@ def index_sums(values: Any, shift: Any, low: float, high: float, per_bin: float,
     second: Any = 0.0
     block = values.reshape(-1, values.shape[-1])
     for row in range(block.shape[0]):
-        row_first: Any = 0.0  # a row's sums apart, then added: the rounding error grows
-        row_second: Any = 0.0  # with a row's length plus the number of rows, not their product
-        for value32 in block[row]:
-            if np.isnan(value32):
-                continue
-            value = np.float64(value32)  # not float(): numba keeps float32 a float32
-            if count == 0 and np.isnan(shift):
-                shift = value
-            count += 1
-            minimum = min(minimum, value)
-            maximum = max(maximum, value)
-            deviation = value - shift
-            row_first += deviation
-            row_second += deviation * deviation
-            if low <= value <= high:
-                histogram[np.intp((value - low) * per_bin)] += 1
-            else:
-                outside += 1
+        line = block[row]
+        if np.isnan(shift):
+            for value32 in line:
+                if not np.isnan(value32):
+                    shift = np.float64(value32)
+                    break
+            if np.isnan(shift):
+                continue  # nothing valid yet
+        n, row_min, row_max, row_first, row_second = _row_moments(line, shift)
+        count += n
+        minimum = min(minimum, row_min)
+        maximum = max(maximum, row_max)
         first += row_first
         second += row_second
+        for value32 in line:
+            value = np.float64(value32)
+            if low <= value <= high:
+                histogram[np.intp((value - low) * per_bin)] += 1
+            elif not np.isnan(value):
+                outside += 1
     return count, minimum, maximum, shift, first, second, outside
 
 
@@ -243,6 +280,13 @@ def warm() -> None:
         band_sums(data, mode, value, np.zeros(1, np.int64), np.zeros(1, accumulator),
                   np.zeros(1, accumulator), np.zeros(1, accumulator), np.zeros(1, accumulator))
     index_sums(np.zeros((1, 2, 2), np.float32), 0.0, -1.0, 1.0, 1.0, np.zeros(3, np.int64))
+    from . import compute  # its products' loops (compute imports `jit` from here)
+
+    bands = {key: np.ones((2, 2), np.uint16)
+             for key in ("red", "green", "blue", "nir", "swir16", "swir22")}
+    for product in compute.COMPUTE:
+        for void in (None, np.zeros((2, 2), bool)):
+            compute.compute(product, bands, 0.0001, -0.1, void, void)
 
 
 if __name__ == "__main__":
