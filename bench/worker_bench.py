@@ -131,8 +131,9 @@ def codec_table(scene: str, size: int) -> list[dict]:
                 ndvi[0, row:row + win.height] = compute.ndvi(red, nir, 0.0001, -0.1)
                 rgb[:, row:row + win.height] = compute.rgb(red, g.read(1, window=win),
                                                            b.read(1, window=win), 0.0001, -0.1)
+        # the codecs the worker's tile encoder writes (worker/tiles.py): zstd and DEFLATE
         choices = [("ZSTD", 1, 512), ("ZSTD", 3, 512), ("ZSTD", 9, 512), ("DEFLATE", 1, 512),
-                   ("DEFLATE", 6, 512), ("LZW", None, 512), ("ZSTD", 1, 256), ("ZSTD", 1, 1024)]
+                   ("DEFLATE", 6, 512), ("ZSTD", 1, 256), ("ZSTD", 1, 1024)]
         rows = []
         for product, data in (("ndvi", ndvi), ("rgb", rgb)):
             spec = product_profile(product)
@@ -144,8 +145,6 @@ def codec_table(scene: str, size: int) -> list[dict]:
             profile["transform"] = Affine(*profile["transform"])
             for codec, level, block in choices:
                 for predictor in (spec["predictor"], None):
-                    if codec == "LZW" and predictor is None:
-                        continue
                     path = os.path.join(work, "out.tif")
                     options = {"compress": codec, "level": level, "predictor": predictor}
                     started = time.perf_counter()

@@ -1,12 +1,15 @@
 """One writer and one checker for Cloud-Optimized GeoTIFFs.
 
-`CogWriter` takes full-width strips in row order. Each strip is compressed once, by GDAL's
-worker threads, into a tiled scratch GeoTIFF for the full resolution; the writer also
-averages it down into every overview level as it goes (nodata-aware, exact means of the
-valid full-resolution pixels) and writes those into scratch files of their own. `close()`
-moves the compressed tiles into the COG layout (`tiff.assemble`) under a scratch name
+`CogWriter` takes full-width strips in row order. Each strip is cut into tiles and
+compressed once, by the worker's tile encoder (tiles.py, on a pool of threads while the
+next strip is computed), into a scratch file of tiles for the full resolution; the writer
+also averages it down into every overview level as it goes (nodata-aware, exact means of
+the valid full-resolution pixels, kernels.py) and encodes those the same way. GDAL writes
+each level's IFD — tags, georeferencing, metadata, statistics — without a pixel. `close()`
+puts IFDs and tiles together in the COG layout (`tiff.assemble`) under a scratch name
 beside the destination and renames it into place: no pixel is compressed twice, memory
-holds one strip, and no reader ever sees a half-written file under the final name.
+holds a strip and a few rows of tiles, and no reader ever sees a half-written file under
+the final name.
 
 Its checker is `worker.cogcheck.validate_cog`, which reads the TIFF structure itself.
 """
@@ -24,9 +27,9 @@ import numpy as np
 
 from qgis_rsbatch.core.scratch import new_token, scratch_path
 
-from . import kernels, tiff
+from . import kernels, tiff, tiles
 from .outputs import is_out_of_space, space_slack
-from .profiles import cog_options
+from .profiles import cog_options, cores_share
 
 
 class _Stats:
@@ -200,17 +203,27 @@ class CogWriter:
             creation["photometric"] = "RGB"
         self._levels = [_Level(w, h) for w, h in sizes[1:]]
         self._paths = [scratch_path(self.path, f"L{i}.tif", token) for i in range(len(sizes))]
+        self._tile_paths = [scratch_path(self.path, f"L{i}.tiles", token)
+                            for i in range(len(sizes))]
         self._datasets: list[Any] = []
+        self._encoders: list[tiles.TileEncoder] = []
         try:
             for index, (w, h) in enumerate(sizes):
                 level_profile = dict(creation, width=w, height=h)
                 if index:
                     level_profile.pop("crs")
                     level_profile.pop("transform")
+                # GDAL writes the level's IFD (tags, georeferencing, metadata) and no
+                # pixel; the tiles are the encoder's
                 with warnings.catch_warnings():  # overview levels carry no georeferencing
                     warnings.simplefilter("ignore", NotGeoreferencedWarning)
                     self._datasets.append(rasterio.open(self._paths[index], "w",
                                                         **level_profile))
+                self._encoders.append(tiles.TileEncoder(
+                    self._tile_paths[index], width=w, height=h, bands=self.count,
+                    dtype=self.dtype, blocksize=blocksize, codec=options["compress"],
+                    level=options.get("level"), predictor=options.get("predictor"),
+                    nodata=self.nodata, pool=tiles.shared_pool(cores_share())))
         except BaseException:
             self.abort()
             raise
@@ -223,12 +236,10 @@ class CogWriter:
     # --- writing -------------------------------------------------------------------------
     def write(self, data: np.ndarray, row_off: int, col_off: int = 0) -> None:
         """Write `data` (bands, rows, cols): full-width rows, directly after the last ones."""
-        from rasterio.windows import Window
-
         _, rows, cols = data.shape
         if col_off != 0 or cols != self.profile["width"] or row_off != self.rows_written:
             raise ValueError("CogWriter takes full-width strips in row order")
-        self._datasets[0].write(data, window=Window(0, row_off, cols, rows))
+        self._encoders[0].write(data)
         self.rows_written += rows
         if self.stats is not None:
             self.stats.add(data)
@@ -238,15 +249,12 @@ class CogWriter:
             self._feed(0, data, None)
 
     def _feed_nearest(self, data: np.ndarray, row_off: int) -> None:
-        from rasterio.windows import Window
-
         for index, level in enumerate(self._levels, start=1):
             step = 2 ** index
             first = -(-row_off // step) * step - row_off
             picked = data[:, first::step, ::step]
             if picked.shape[1]:
-                self._datasets[index].write(picked, window=Window(0, level.row, level.width,
-                                                                  picked.shape[1]))
+                self._encoders[index].write(picked)
                 level.row += picked.shape[1]
 
     def _feed(self, index: int, block: np.ndarray, counts: np.ndarray | None) -> None:
@@ -273,8 +281,6 @@ class CogWriter:
         written, its sums and counts fed further down. Level 1 is summed in uint32 or
         float32 with uint8 counts (exact for four values) from the pixels themselves, the
         deeper ones, a quarter the size each, in float64 and int32 (kernels.py)."""
-        from rasterio.windows import Window
-
         level = self._levels[index]
         bands, rows, cols = block.shape
         shape = (bands, (rows + 1) // 2, (cols + 1) // 2)
@@ -290,8 +296,7 @@ class CogWriter:
             sums = np.empty(shape, np.float64)
             half_counts = np.empty(shape[1:], np.int32)
             kernels.halve_sums(block, counts, sums, half_counts, means, fill, integer)
-        self._datasets[index + 1].write(means, window=Window(0, level.row, level.width,
-                                                             shape[1]))
+        self._encoders[index + 1].write(means)
         level.row += shape[1]
         self._feed(index + 1, sums, half_counts)
 
@@ -316,7 +321,9 @@ class CogWriter:
             describe(self._datasets[0], self)
             for ds in self._datasets:
                 ds.close()
-            tiff.assemble(self._paths, self._part, bigtiff=self.bigtiff)
+            places = [encoder.close() for encoder in self._encoders]
+            tiff.assemble(self._paths, self._part, bigtiff=self.bigtiff,
+                          tiles=list(zip(self._tile_paths, places)))
             os.replace(self._part, self.path)
             self._closed = self._made = True
             return self.path
@@ -341,7 +348,9 @@ class CogWriter:
         for ds in self._datasets:
             if not ds.closed:
                 ds.close()
-        for path in (*self._paths, self._part):
+        for encoder in self._encoders:
+            encoder.abort()
+        for path in (*self._paths, *self._tile_paths, self._part):
             for candidate in (path, path + ".aux.xml"):
                 if os.path.exists(candidate):
                     os.remove(candidate)

@@ -280,7 +280,21 @@ def warm() -> None:
         band_sums(data, mode, value, np.zeros(1, np.int64), np.zeros(1, accumulator),
                   np.zeros(1, accumulator), np.zeros(1, accumulator), np.zeros(1, accumulator))
     index_sums(np.zeros((1, 2, 2), np.float32), 0.0, -1.0, 1.0, 1.0, np.zeros(3, np.int64))
-    from . import compute  # its products' loops (compute imports `jit` from here)
+    from . import compute, tiles  # their loops (both import `jit` from here)
+
+    for dtype, predictor in ((np.uint16, 2), (np.uint8, 2), (np.uint16, 1), (np.float32, 1)):
+        tile = np.zeros((2, 2), dtype)
+        tiles._interleave(np.zeros((1, 3, 3), dtype), 0, 2, 0, predictor, tile)
+        for mode, value in (nodata_mode(0), nodata_mode(None), nodata_mode(np.nan)):
+            if mode != NODATA_NAN:
+                tiles._all_nodata(np.zeros((1, 3, 3), dtype), 0, 2, 0, 2, mode, value)
+    for floating, unsigned in ((np.float32, np.uint32), (np.float64, np.uint64)):
+        data = np.zeros((1, 3, 3), floating)
+        tiles._all_nodata(data, 0, 2, 0, 2, NODATA_NAN, 0.0)
+        tiles._all_nodata(data, 0, 2, 0, 2, NO_NODATA, 0.0)
+        tiles._float_planes(data.view(unsigned), 0, 2, 0, 1, data.itemsize,
+                            np.zeros(2 * data.itemsize, np.uint8),
+                            np.zeros((2, 2 * data.itemsize), np.uint8))
 
     bands = {key: np.ones((2, 2), np.uint16)
              for key in ("red", "green", "blue", "nir", "swir16", "swir22")}

@@ -1,11 +1,12 @@
 """TIFF structure, read and written directly: IFDs, tags and tile offsets.
 
 GDAL's COG driver can only make a COG by re-encoding a finished source, so every pixel
-would be compressed twice. Instead the writer lets GDAL compress each pyramid level once,
-into plain tiled GeoTIFFs, and `assemble` moves the compressed tiles, untouched, into one
-file in the Cloud-Optimized layout: all IFDs first, then the tiles of the smallest
-overview up to the full resolution, each tile with GDAL's size leader and trailer, under
-GDAL's structural-metadata header. The same reader backs the independent COG checker.
+would be compressed twice. Instead each pyramid level is compressed once — by the worker's
+tile encoder (tiles.py), or by GDAL into a plain tiled GeoTIFF — and `assemble` moves the
+compressed tiles, untouched, into one file in the Cloud-Optimized layout: all IFDs first,
+then the tiles of the smallest overview up to the full resolution, each tile with GDAL's
+size leader and trailer, under GDAL's structural-metadata header. The same reader backs
+the independent COG checker.
 """
 
 from __future__ import annotations
@@ -217,9 +218,14 @@ def _needs_64_bits(levels: list[TiffInfo]) -> bool:
 
 
 def assemble(level_paths: Sequence[str], dest: str, *, bigtiff: bool | None = None,
-             classic_limit: int = CLASSIC_LIMIT) -> None:
+             classic_limit: int = CLASSIC_LIMIT,
+             tiles: Sequence[tuple[str, Sequence[tuple[int, int]]]] | None = None) -> None:
     """Write `dest` as a COG from single-image tiled TIFFs: full resolution first, then
     each overview, all with the same tiling, compression and bands.
+
+    `tiles`, when given, holds each level's compressed tiles apart from its TIFF (whose
+    own tiles are then empty): (file, [(offset, size) of each tile, row-major]), as the
+    worker's tile encoder (tiles.py) writes them.
 
     BigTIFF when asked, or (`bigtiff` None) when the classic layout, planned exactly from
     the tiles' sizes before anything is written, would end beyond `classic_limit` bytes (a
@@ -228,11 +234,22 @@ def assemble(level_paths: Sequence[str], dest: str, *, bigtiff: bool | None = No
     try:
         levels = [read_structure(fh, max_ifds=1) for fh in handles]
         order = levels[0].order
-        tiles = [list(zip(info.ifds[0].array(TAG_TILE_OFFSETS),
-                          info.ifds[0].array(TAG_TILE_COUNTS))) for info in levels]
+        if tiles is None:
+            places = [list(zip(info.ifds[0].array(TAG_TILE_OFFSETS),
+                               info.ifds[0].array(TAG_TILE_COUNTS))) for info in levels]
+            sources = list(level_paths)
+        else:
+            places = [list(level) for _, level in tiles]
+            sources = [path for path, _ in tiles]
+            for fh in handles:
+                fh.close()
+            handles = [open(path, "rb") for path in sources]  # noqa: SIM115 - closed below
+            for info, level in zip(levels, places):
+                if len(level) != len(info.ifds[0].array(TAG_TILE_OFFSETS)):
+                    raise ValueError("a level's tiles do not match its IFD's tile count")
         if bigtiff is None:
-            bigtiff = _needs_64_bits(levels) or _layout(levels, tiles, False)[3] > classic_limit
-        plan, ifd_offsets, new_offsets, end = _layout(levels, tiles, bigtiff)
+            bigtiff = _needs_64_bits(levels) or _layout(levels, places, False)[3] > classic_limit
+        plan, ifd_offsets, new_offsets, end = _layout(levels, places, bigtiff)
         if not bigtiff and end > CLASSIC_LIMIT:
             raise ValueError("output exceeds 4 GB; BigTIFF needed")
         ghost = _ghost_header()
@@ -247,16 +264,16 @@ def assemble(level_paths: Sequence[str], dest: str, *, bigtiff: bool | None = No
             for index, fields in enumerate(plan.fields):
                 following = ifd_offsets[index + 1] if index + 1 < len(ifd_offsets) else 0
                 _write_ifd(out, order, plan, fields, ifd_offsets[index], following,
-                           new_offsets[index], [s for _, s in tiles[index]])
+                           new_offsets[index], [s for _, s in places[index]])
             out.flush()
             tiles_out = _TileCopier(out.fileno(), order)
             for index in reversed(range(len(levels))):
-                for (offset, size), target in zip(tiles[index], new_offsets[index]):
+                for (offset, size), target in zip(places[index], new_offsets[index]):
                     if size == 0:
                         continue
                     if tiles_out.position != target - 4:
                         raise AssertionError("COG layout plan and writer disagree")
-                    tiles_out.copy(handles[index].fileno(), offset, size, level_paths[index])
+                    tiles_out.copy(handles[index].fileno(), offset, size, sources[index])
     finally:
         for fh in handles:
             fh.close()
