@@ -28,13 +28,18 @@ from .worker_bench import RESULTS, machine, scene_dir
 #: (pattern on a sample's call chain, its stage), first match wins; the chain is the
 #: sample's frames, innermost first, as `perf script` prints them
 STAGES = (
-    (r"ZSTD_compress", "compress the outputs (zstd)"),
+    (r"ZSTD_compress|zstandard/backend_c", "compress the outputs (zstd)"),
     (r"TIFFWriteEncoded|WriteEncodedTile|GTiffDataset::WriteEncoded|ThreadCompressionFunc",
      "encode the output tiles: predictor, copies (libtiff, GDAL)"),
+    # the compiled loops, named through the perf map numba writes (NUMBA_ENABLE_PROFILING)
+    (r"_interleave|_float_planes|_all_nodata",
+     "cut the output tiles, predictor (compiled, tiles.py)"),
+    (r"halve_pixels|halve_sums", "overviews (compiled, kernels.py)"),
+    (r"band_sums|index_sums|_row_moments", "band and AOI statistics (compiled, kernels.py)"),
+    (r"_normalized_difference|_evi|_savi|_rgb", "compute the products (compiled, compute.py)"),
     (r"libdeflate|inflate", "decode the inputs (DEFLATE)"),
     (r"TIFFReadEncoded|ReadEncodedTile|ThreadDecompressionFunc|TIFFReadFromUserBuffer",
      "decode the inputs: predictor, copies (libtiff, GDAL)"),
-    (r"DatasetWriterBase|io_multi_band", "hand strips to GDAL's block cache (rasterio write)"),
     (r"DatasetReaderBase|IReadBlock|io_band", "take strips from GDAL (rasterio read)"),
     (r"copy_file_range", "assemble the COG (copy_file_range)"),
     (r"page_fault|clear_page|clear_huge_page", "kernel: page faults (zeroing fresh memory)"),
@@ -70,7 +75,8 @@ def profile(scene: str, products: str, rate: int) -> tuple[dict[str, float], flo
         subprocess.run(["perf", "record", "-e", "cpu-clock", "-F", str(rate),
                         "--call-graph", "dwarf,32768", "-o", data, "--", sys.executable,
                         "-m", "bench.variants", "ours", scene, os.path.join(work, "out"),
-                        products], check=True, capture_output=True)
+                        products], check=True, capture_output=True,
+                       env={**os.environ, "NUMBA_ENABLE_PROFILING": "1"})
         script = subprocess.run(["perf", "script", "-i", data, "-F", "comm,tid,ip,sym,dso"],
                                 check=True, capture_output=True, text=True).stdout
     finally:
