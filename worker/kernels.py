@@ -292,7 +292,7 @@ def warm() -> None:
         data = np.zeros((1, 3, 3), floating)
         tiles._all_nodata(data, 0, 2, 0, 2, NODATA_NAN, 0.0)
         tiles._all_nodata(data, 0, 2, 0, 2, NO_NODATA, 0.0)
-        tiles._float_planes(data.view(unsigned), 0, 2, 0, 1, data.itemsize,
+        tiles._float_planes(data.view(unsigned), 0, 2, 0, np.zeros(2, unsigned),
                             np.zeros(2 * data.itemsize, np.uint8),
                             np.zeros((2, 2 * data.itemsize), np.uint8))
 

@@ -70,12 +70,16 @@ def _interleave(data: Any, first: int, count: int, col: int, predictor: int,
         source = data[:, first + i, col:col + width]
         for band in range(bands):
             if predictor == 2:
+                # over slices from 0 (no index to check for wrapping): vector code
                 line[band] = source[band, 0]
-                for j in range(1, width):
-                    line[j * bands + band] = source[band, j] - source[band, j - 1]
+                current, previous = source[band, 1:], source[band, :width - 1]
+                out = line[bands + band::bands]
+                for j in range(width - 1):
+                    out[j] = current[j] - previous[j]
             else:
+                out = line[band::bands]
                 for j in range(width):
-                    line[j * bands + band] = source[band, j]
+                    out[j] = source[band, j]
         line[width * bands:] = 0
         if predictor == 2 and width < size:  # the first 0 past the edge, predicted
             for band in range(bands):
@@ -83,32 +87,43 @@ def _interleave(data: Any, first: int, count: int, col: int, predictor: int,
 
 
 @jit
-def _float_planes(bits: Any, first: int, count: int, col: int, bands: int, itemsize: int,
-                  planes: Any, tile: Any) -> None:
+def _float_planes(bits: Any, first: int, count: int, col: int, samples: Any, planes: Any,
+                  tile: Any) -> None:
     """TIFF's floating-point predictor (3), row by row: each sample's bytes (`bits`: the
     data viewed as unsigned integers of its size) split into planes, most significant
-    first, then each byte less the byte `bands` before it. 0 past the image's edges."""
-    _, _, cols = bits.shape
+    first, then each byte less the byte `bands` before it. 0 past the image's edges.
+    `samples` (a row of `bits`' type) and `planes` (a row of bytes) are scratch rows; each
+    step is a loop of its own over contiguous memory, so that it runs as vector code."""
+    bands, _, cols = bits.shape
     size = tile.shape[0]
     width = min(size, cols - col)
-    samples = size * bands
-    total = samples * itemsize
+    count_samples = size * bands
+    itemsize = tile.shape[1] // count_samples
+    total = count_samples * itemsize
     for i in range(size):
         line = tile[i]
         if i >= count:
             line[:] = 0
             continue
-        planes[:] = 0
-        for band in range(bands):
-            source = bits[band, first + i, col:col + width]
-            for plane in range(itemsize):
-                shift = 8 * (itemsize - 1 - plane)
-                out = planes[plane * samples + band:(plane + 1) * samples:bands]
+        if bands == 1:  # the row's samples, pixel-interleaved
+            samples[:width] = bits[0, first + i, col:col + width]
+        else:
+            for band in range(bands):
+                source = bits[band, first + i]
                 for j in range(width):
-                    out[j] = (source[j] >> shift) & 0xFF
+                    samples[j * bands + band] = source[col + j]
+        samples[width * bands:] = 0
+        for plane in range(itemsize):  # byte planes, most significant first
+            shift = 8 * (itemsize - 1 - plane)
+            base = plane * count_samples
+            for k in range(count_samples):
+                planes[base + k] = (samples[k] >> shift) & 0xFF
         line[:bands] = planes[:bands]
-        for k in range(bands, total):
-            line[k] = planes[k] - planes[k - bands]
+        # each byte less the one `bands` before it, over slices that start at 0: indices
+        # numba need not check for wrapping around, so the loop runs as vector code
+        current, previous, out = planes[bands:total], planes[:total - bands], line[bands:total]
+        for k in range(total - bands):
+            out[k] = np.uint8(current[k] - previous[k])
 
 
 _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
@@ -226,10 +241,11 @@ class TileEncoder:
             return None
         size, bands, itemsize = self.blocksize, self.bands, self.dtype.itemsize
         if self.predictor == 3:
+            unsigned = np.uint32 if itemsize == 4 else np.uint64
             tile = _LOCAL.buffer((size, size * bands * itemsize), np.uint8)
+            samples = _LOCAL.buffer((size * bands,), unsigned)
             planes = _LOCAL.buffer((size * bands * itemsize,), np.uint8)
-            bits = rows.view(np.uint32 if itemsize == 4 else np.uint64)
-            _float_planes(bits, first, count, col, bands, itemsize, planes, tile)
+            _float_planes(rows.view(unsigned), first, count, col, samples, planes, tile)
         else:
             tile = _LOCAL.buffer((size, size * bands), self.dtype)
             _interleave(rows, first, count, col, self.predictor, tile)
