@@ -132,39 +132,33 @@ def halve_sums(sums: Any, counts: Any, half_sums: Any, half_counts: Any, means: 
     means in float64, rounded half to even for integer data, `fill` where the count is 0."""
     bands, rows, cols = sums.shape
     _, out_rows, out_cols = half_sums.shape
+    pairs = cols // 2
+    no_sums = np.zeros(cols, sums.dtype)  # the row below the last of an odd height
+    no_counts = np.zeros(cols, counts.dtype)
     for i in range(out_rows):
-        r0 = 2 * i
-        r1 = r0 + 1
-        for j in range(out_cols):
-            c0 = 2 * j
-            c1 = c0 + 1
-            count = np.int32(counts[r0, c0])
-            if r1 < rows:
-                count += np.int32(counts[r1, c0])
-            if c1 < cols:
-                right_count = np.int32(counts[r0, c1])
-                if r1 < rows:
-                    right_count += np.int32(counts[r1, c1])
-                count += right_count
-            half_counts[i, j] = count
+        r0, r1 = 2 * i, 2 * i + 1
+        top, bottom = counts[r0], counts[r1] if r1 < rows else no_counts
+        out = half_counts[i]
+        for j in range(pairs):  # whole column pairs without a branch: vector code
+            out[j] = (np.int32(top[2 * j]) + np.int32(bottom[2 * j])
+                      + (np.int32(top[2 * j + 1]) + np.int32(bottom[2 * j + 1])))
+        if cols % 2:
+            out[pairs] = np.int32(top[cols - 1]) + np.int32(bottom[cols - 1])
         for band in range(bands):
+            upper, lower = sums[band, r0], sums[band, r1] if r1 < rows else no_sums
+            total = half_sums[band, i]
+            for j in range(pairs):
+                total[j] = ((np.float64(upper[2 * j]) + np.float64(lower[2 * j]))
+                            + (np.float64(upper[2 * j + 1]) + np.float64(lower[2 * j + 1])))
+            if cols % 2:
+                total[pairs] = np.float64(upper[cols - 1]) + np.float64(lower[cols - 1])
+            level = means[band, i]
             for j in range(out_cols):
-                c0 = 2 * j
-                c1 = c0 + 1
-                total = np.float64(sums[band, r0, c0])
-                if r1 < rows:
-                    total += np.float64(sums[band, r1, c0])
-                if c1 < cols:
-                    right = np.float64(sums[band, r0, c1])
-                    if r1 < rows:
-                        right += np.float64(sums[band, r1, c1])
-                    total += right
-                half_sums[band, i, j] = total
-                count = half_counts[i, j]
-                mean = total / np.float64(count)
+                count = out[j]
+                mean = total[j] / np.float64(count)
                 if integer:
                     mean = np.rint(mean)
-                means[band, i, j] = fill if count == 0 else mean
+                level[j] = fill if count == 0 else mean
 
 
 @jit
