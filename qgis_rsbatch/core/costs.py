@@ -13,9 +13,9 @@ from typing import Any
 #: the worker on a full 10980 × 10980 tile from local files (`make bench`,
 #: bench/results/worker.json): wall seconds per measured product set, both vCPUs busy
 WORKER_BENCH: dict[str, Any] = {
-    "seconds": {("rgb", "ndvi"): 9.39, ("ndvi",): 4.38, ("rgb",): 6.59},
+    "seconds": {("rgb", "ndvi"): 7.79, ("ndvi",): 4.12, ("rgb",): 5.56},
     "vcpus": 2,
-    "source": "bench/results/worker.md, 2026-12-06 21:32 UTC, 2 vCPUs",
+    "source": "bench/results/worker.md, 2026-12-07 00:45 UTC, 2 vCPUs",
 }
 #: a cell's fixed cost whatever its window: process start, imports, metadata reads (s)
 START_UP_SECONDS = 2.0

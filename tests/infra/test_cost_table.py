@@ -41,8 +41,7 @@ def test_the_worker_timings_are_the_benchmarks():
     assert set(ours) == set(costs.WORKER_BENCH["seconds"])
     for products, seconds in costs.WORKER_BENCH["seconds"].items():
         assert seconds == pytest.approx(ours[products], abs=0.05), products
-    assert measured["date"].startswith("2026-12-06")
-    assert "2026-12-06" in costs.WORKER_BENCH["source"]
+    assert measured["date"][:10] in costs.WORKER_BENCH["source"]  # the same run
 
 
 def test_the_readmes_speed_table_is_the_benchmarks():
