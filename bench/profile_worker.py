@@ -31,12 +31,6 @@ STAGES = (
     (r"ZSTD_compress|zstandard/backend_c", "compress the outputs (zstd)"),
     (r"TIFFWriteEncoded|WriteEncodedTile|GTiffDataset::WriteEncoded|ThreadCompressionFunc",
      "encode the output tiles: predictor, copies (libtiff, GDAL)"),
-    # the compiled loops, named through the perf map numba writes (NUMBA_ENABLE_PROFILING)
-    (r"_interleave|_float_planes|_all_nodata",
-     "cut the output tiles, predictor (compiled, tiles.py)"),
-    (r"halve_pixels|halve_sums", "overviews (compiled, kernels.py)"),
-    (r"band_sums|index_sums|_row_moments", "band and AOI statistics (compiled, kernels.py)"),
-    (r"_normalized_difference|_evi|_savi|_rgb", "compute the products (compiled, compute.py)"),
     (r"libdeflate|inflate", "decode the inputs (DEFLATE)"),
     (r"TIFFReadEncoded|ReadEncodedTile|ThreadDecompressionFunc|TIFFReadFromUserBuffer",
      "decode the inputs: predictor, copies (libtiff, GDAL)"),
@@ -47,6 +41,9 @@ STAGES = (
 )
 #: (pattern on the innermost two frames, its stage) for samples no call chain above claims
 LEAF_STAGES = (
+    # numba's compiled code, loaded from its cache: perf cannot name the functions, but with
+    # NUMBA_ENABLE_PROFILING it places their addresses under the process's perf map
+    (r"perf-\d+\.map", "the worker's compiled loops (products, overviews, statistics, tile cuts)"),
     (r"_multiarray_umath|_umath", "numpy: products, masks, statistics, overviews"),
     (r"python3", "the Python interpreter"),
     (r"kallsyms", "kernel: other"),
@@ -76,7 +73,7 @@ def profile(scene: str, products: str, rate: int) -> tuple[dict[str, float], flo
                         "--call-graph", "dwarf,32768", "-o", data, "--", sys.executable,
                         "-m", "bench.variants", "ours", scene, os.path.join(work, "out"),
                         products], check=True, capture_output=True,
-                       env={**os.environ, "NUMBA_ENABLE_PROFILING": "1"})
+                       env={**os.environ, "NUMBA_ENABLE_PROFILING": "1"})  # see LEAF_STAGES
         script = subprocess.run(["perf", "script", "-i", data, "-F", "comm,tid,ip,sym,dso"],
                                 check=True, capture_output=True, text=True).stdout
     finally:
@@ -108,8 +105,8 @@ def stage_table(seconds: dict[str, float]) -> list[str]:
     """The second table: the worker's stages, and the rest (GDAL's threads, glue)."""
     total = seconds.pop("_process")
     rows = sorted(seconds.items(), key=lambda kv: -kv[1])
-    rows.append(("the rest: GDAL's threads (decoding the inputs, compressing the outputs), "
-                 "Python glue, start-up", total - sum(seconds.values())))
+    rows.append(("the rest: GDAL's threads (decoding the inputs), Python glue, imports, "
+                 "start-up", total - sum(seconds.values())))
     lines = ["| worker stage (thread CPU, exclusive) | CPU seconds | share |",
              "|---|---:|---:|"]
     lines += [f"| {stage} | {cpu:.2f} | {100 * cpu / total:.1f} % |" for stage, cpu in rows]
@@ -145,8 +142,8 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "Another run, without perf: a clock on each stage function of the worker "
         "(bench/stage_clock.py), counting the calling thread's CPU time, exclusive of the "
-        "stages it calls. GDAL's own threads run no worker code: their decoding and "
-        "compression are in the rest, and in the table above.",
+        "stages it calls. GDAL's own threads run no worker code: their decoding is in the "
+        "rest, and in the table above; the tile encoder's pool threads are clocked.",
         "",
         *stage_table(stage_seconds(scene, args.products)),
     ]
