@@ -38,10 +38,14 @@ REQUIREMENTS = PACKAGE / "worker_requirements.txt"
 #: where the plugin ZIP carries the `worker` package: a plain folder (no __init__), so the
 #: worker is never importable as a top-level `worker` from QGIS's own process
 BUNDLED = "bundled"
-#: what the set-up imports to prove the environment works, and reports
-PROBE = ("import json, sys, numpy, rasterio; print(json.dumps({'python': sys.version.split()[0],"
-         " 'numpy': numpy.__version__, 'rasterio': rasterio.__version__,"
-         " 'gdal': rasterio.__gdal_version__}))")
+#: what the set-up imports to prove the environment works (every worker dependency: an
+#: environment made by an older plugin may lack a newer one), and reports
+PROBE = ("import json, sys, numpy, rasterio, numba, zstandard; print(json.dumps({'python': "
+         "sys.version.split()[0], 'numpy': numpy.__version__, 'rasterio': rasterio.__version__,"
+         " 'gdal': rasterio.__gdal_version__, 'numba': numba.__version__}))")
+#: what the set-up downloads and installs (worker_requirements.txt on Linux x86-64, Python
+#: 3.11: llvmlite, numba's compiler, is the largest), said before the analyst agrees to it
+DOWNLOAD_MB, INSTALLED_MB = 140, 480
 POLL_SECONDS = 0.2
 
 Progress = Callable[[float, str], None]

@@ -71,7 +71,8 @@ class WorkerCheck:
 _PROBE = """
 import importlib, json, sys
 found = {}
-for name in ("numpy", "rasterio", "worker.cli", "qgis_rsbatch.core.backends.local"):
+for name in ("numpy", "rasterio", "numba", "zstandard", "worker.cli",
+             "qgis_rsbatch.core.backends.local"):
     try:
         module = importlib.import_module(name)
         found[name] = getattr(module, "__version__", "ok")
@@ -133,7 +134,7 @@ def _check_worker_python(python: str | None) -> WorkerCheck:
         return WorkerCheck(True, python, f"Python {report['python']}, rasterio "
                                          f"{found['rasterio']} (GDAL {report.get('gdal')}), "
                                          f"numpy {found['numpy']}")
-    packages = [n for n in ("numpy", "rasterio") if n in missing]
+    packages = [n for n in ("numpy", "rasterio", "numba", "zstandard") if n in missing]
     steps = []
     if packages:
         steps.append(f"{python} -m pip install {' '.join(packages)}")

@@ -26,6 +26,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core.estimate import DEFAULT_SPOT_PRICE
+from ..core.workerenv import DOWNLOAD_MB, INSTALLED_MB
 from ..environments import worker_env_folder, worker_python
 from ..tasks import FunctionTask
 from .backends import WorkerCheck, check_worker_python, forget_checks
@@ -70,9 +71,10 @@ class SettingsPanel(QWidget):
         self.setup_button = QPushButton(self.tr("Set up worker environment"), self)
         self.setup_button.setToolTip(self.tr(
             "Makes a private Python environment for the worker in the QGIS profile folder "
-            "(rsbatch/worker-env) with the Python QGIS runs, and downloads rasterio, numpy "
-            "and boto3 into it (about 70 MB; pip follows PIP_INDEX_URL, PIP_FIND_LINKS, "
-            "PIP_NO_INDEX and QGIS's proxy)."))
+            "(rsbatch/worker-env) with the Python QGIS runs, and downloads rasterio, numpy, "
+            "numba, zstandard and boto3 into it (about {download} MB, {installed} MB "
+            "installed; pip follows PIP_INDEX_URL, PIP_FIND_LINKS, PIP_NO_INDEX and QGIS's "
+            "proxy).").format(download=DOWNLOAD_MB, installed=INSTALLED_MB))
         self.aws_check = QCheckBox(self.tr("also boto3 for AWS jobs"), self)
         self.remove_button = QPushButton(self.tr("Remove"), self)
         self.remove_button.setToolTip(self.tr("Delete the worker environment and boto3 "

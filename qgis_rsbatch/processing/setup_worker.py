@@ -16,6 +16,7 @@ from qgis.core import (
 )
 
 from ..core.errors import RsbatchError
+from ..core.workerenv import DOWNLOAD_MB, INSTALLED_MB
 from .common import RsbatchAlgorithm, fail
 
 PYPI = "https://pypi.org/simple/"
@@ -44,12 +45,13 @@ class SetupWorkerAlgorithm(RsbatchAlgorithm):
     def shortHelpString(self) -> str:
         return self.tr(
             "Makes the private Python environment that local jobs run their workers in "
-            "(rasterio with its own GDAL, numpy, boto3: about 70 MB to download, 250 MB "
-            "installed) under the QGIS profile folder (rsbatch/worker-env), with the Python "
-            "QGIS runs. pip follows PIP_INDEX_URL, PIP_FIND_LINKS, PIP_NO_INDEX and QGIS's "
-            "proxy. Optionally also installs boto3 for AWS jobs (rsbatch/aws-libs), adding only "
-            "what QGIS lacks. Does nothing when the environment already works, unless "
-            "'Set up again' is ticked.")
+            "(rasterio with its own GDAL, numpy, numba, zstandard, boto3: about {download} MB "
+            "to download, {installed} MB installed) under the QGIS profile folder "
+            "(rsbatch/worker-env), with the Python QGIS runs. pip follows PIP_INDEX_URL, "
+            "PIP_FIND_LINKS, PIP_NO_INDEX and QGIS's proxy. Optionally also installs boto3 for "
+            "AWS jobs (rsbatch/aws-libs), adding only what QGIS lacks. Does nothing when the "
+            "environment already works, unless 'Set up again' is ticked."
+        ).format(download=DOWNLOAD_MB, installed=INSTALLED_MB)
 
     def initAlgorithm(self, config: Any = None) -> None:
         self.addParameter(QgsProcessingParameterBoolean(

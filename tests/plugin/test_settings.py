@@ -108,6 +108,22 @@ def test_worker_check_says_what_to_install(tmp_path):
     assert not missing.ok and "not an executable" in missing.message
 
 
+def test_worker_check_refuses_an_environment_made_before_the_worker_needed_numba(tmp_path):
+    """An environment set up by an older plugin has numpy and rasterio but not numba and
+    zstandard: the check names them (and the set-up runs again), rather than letting the
+    first cell fail on an import."""
+    hidden = tmp_path / "hide"
+    hidden.mkdir()
+    (hidden / "sitecustomize.py").write_text(
+        "import sys\nsys.modules['numba'] = None\nsys.modules['zstandard'] = None\n")
+    python = tmp_path / "python"
+    python.write_text(f"#!/bin/sh\nPYTHONPATH={hidden} exec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    result = check_worker_python(str(python))
+    assert not result.ok
+    assert "pip install numba zstandard" in result.message
+
+
 def test_worker_check_from_the_settings_tab(dock):
     panel = dock.settings_panel
     wait_until(lambda: panel.last_check is not None, 60, "the check made on opening")
