@@ -284,8 +284,17 @@ def setup_worker_env(folder: str | os.PathLike, *, base: str | None = None,
                 f"the worker environment was not set up: {pip_failure(output)} from "
                 f"{pip_source(env)} (offline? point pip at a wheelhouse with PIP_FIND_LINKS="
                 f"<folder> and PIP_NO_INDEX=1); nothing was installed. By hand: {by_hand}")
-        report(0.9, "checking that rasterio works")
+        report(0.85, "checking that rasterio works")
         versions = describe_python(python, worker_process_env(env))
+        # numba compiles the worker's loops on first use (~15 s) and caches them beside the
+        # worker's code: done here, once, rather than by each worker of the first job
+        report(0.9, "compiling the worker's loops (once)")
+        code, output = run_step([python, "-m", "worker.kernels"], env=worker_process_env(env),
+                                cancelled=cancelled)
+        if code != 0:
+            raise DependencyMissing(
+                f"the worker's loops did not compile ({pip_failure(output)}); nothing was "
+                f"changed. By hand: {by_hand}")
         swap_in(scratch, final)
         report(1.0, f"worker environment ready: rasterio {versions['rasterio']}, "
                     f"GDAL {versions['gdal']}")

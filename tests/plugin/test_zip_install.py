@@ -126,6 +126,10 @@ def test_a_zip_install_sets_up_its_worker_and_runs_a_job(plugin_zip, wheelhouse,
     steps = qgis_session(home, [
         {"do": "modules"},
         {"do": "algorithm", "id": "rsbatch:setupworker", "params": {"AWS": True}},
+        {"do": "python", "code": (  # what the set-up compiled, before any worker ran
+            "import pathlib\nresult['compiled'] = sorted(p.name.split('.')[0] for p in "
+            f"pathlib.Path({str(plugin_dir / 'bundled' / 'worker' / '__pycache__')!r})"
+            ".glob('*.nbi'))")},
         {"do": "python", "code": (
             "from qgis_rsbatch.environments import generate_samples, profile_worker_python, "
             "samples_folder\nresult.update(generate_samples(profile_worker_python(), "
@@ -134,7 +138,7 @@ def test_a_zip_install_sets_up_its_worker_and_runs_a_job(plugin_zip, wheelhouse,
         {"do": "python", "code": MODULES_BEFORE_AND_AFTER_BOTO3},
         {"do": "modules"},
     ], wheelhouse)
-    modules, setup, samples, job, aws, after = steps
+    modules, setup, compiled, samples, job, aws, after = steps
     # the plugin ran from the profile, not from this checkout; QGIS never imported rasterio
     files = [f for f in modules["files"].values() if f]
     assert files and all(f.startswith(str(plugin_dir)) for f in files), files
@@ -146,6 +150,9 @@ def test_a_zip_install_sets_up_its_worker_and_runs_a_job(plugin_zip, wheelhouse,
     assert python == str(profile / "rsbatch" / "worker-env" / "bin" / "python")
     assert setup["result"]["RASTERIO"] == "1.4.4" and setup["result"]["GDAL"]
     assert not list((profile / "rsbatch").glob("*.partial"))
+    # the set-up compiled the worker's loops beside its code, once for every worker after
+    assert compiled["ok"], compiled.get("traceback")
+    assert {"kernels", "tiles", "compute"} <= set(compiled["result"]["compiled"])
     assert samples["ok"], samples.get("error")
     assert samples["result"]["catalog"] == str(catalog)
 
