@@ -149,48 +149,48 @@ def test_index_sums_count_the_histogram_and_the_values_beyond_it():
     np.testing.assert_array_equal(histogram, want)
 
 
-def test_a_read_only_install_caches_its_compiled_loops_in_a_folder_of_its_own():
+def test_a_read_only_install_caches_its_compiled_loops_in_a_folder_of_its_own(tmp_path):
     """Installed where the worker may not write (site-packages of an image, a shared
-    Python) and run by a user without a home, the kernels cache under the temporary
-    folder instead of failing to import; a second process loads them from there. As root
-    the processes run as `nobody`, for whom the package's folder is really read-only."""
+    Python) by a user who cannot write its home either, the kernels cache under the temporary
+    folder instead of failing to import (numba: "no locator available"); a second process
+    loads them from there. The package's folder is made read-only for real: immutable
+    (chattr +i) when the tests run as root, whom permissions do not stop."""
     import os
     import shutil
     import subprocess
     import sys
-    import tempfile
 
-    as_nobody: list[str] = []
-    if os.geteuid() == 0:
-        if not shutil.which("setpriv"):
-            pytest.skip("root writes anywhere, and setpriv is missing")
-        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    root = tempfile.mkdtemp()  # not pytest's tmp_path: its parents shut `nobody` out
+    package = tmp_path / "site" / "worker"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    shutil.copy(kernels.__file__, package / "kernels.py")
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    as_root = os.geteuid() == 0
+    if as_root:
+        locked = subprocess.run(["chattr", "+i", str(package)], capture_output=True,
+                                check=False) if shutil.which("chattr") else None
+        if locked is None or locked.returncode != 0:
+            pytest.skip("root writes anywhere, and this file system has no immutable flag")
+    else:
+        package.chmod(0o555)
     try:
-        os.chmod(root, 0o755)
-        package = os.path.join(root, "site", "worker")
-        os.makedirs(package)
-        open(os.path.join(package, "__init__.py"), "w").close()
-        shutil.copy(kernels.__file__, os.path.join(package, "kernels.py"))
-        os.chmod(package, 0o555)
-        temporary = os.path.join(root, "tmp")
-        os.mkdir(temporary)
-        os.chmod(temporary, 0o777)
+        assert not os.access(package, os.W_OK)
         env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
-        env.update(TMPDIR=temporary, HOME="/nonexistent")
+        env.update(TMPDIR=str(temporary), HOME=str(package))  # a home it cannot write
         script = ("import os, sys; sys.path.insert(0, sys.argv[1]); "
                   "from worker import kernels; kernels.warm(); "
                   "print(os.environ['NUMBA_CACHE_DIR'])")
         for _ in range(2):
-            out = subprocess.run([*as_nobody, sys.executable, "-c", script,
-                                  os.path.join(root, "site")],
+            out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "site")],
                                  env=env, capture_output=True, text=True, check=False)
             assert out.returncode == 0, out.stderr
-            assert out.stdout.strip() == os.path.join(temporary, "rsbatch-numba")
+            assert out.stdout.strip() == str(temporary / "rsbatch-numba")
         cached = [name for _, _, names in os.walk(temporary) for name in names]
         assert any(name.endswith(".nbi") for name in cached)
         assert sorted(os.listdir(package)) == ["__init__.py", "kernels.py"]
     finally:
-        for folder, _, _ in os.walk(root):
-            os.chmod(folder, 0o755)
-        shutil.rmtree(root)
+        if as_root:
+            subprocess.run(["chattr", "-i", str(package)], check=False)
+        else:
+            package.chmod(0o755)
