@@ -128,12 +128,11 @@ def describe(ds: Any, writer: Any) -> None:
 
 class _Level:
     """One overview level being built: carries an odd leftover row of the level above it
-    between strips (pixels above level 1, sums and counts deeper)."""
+    between strips (pixels above level 1, sums and counts deeper). Where its rows go is
+    its tile encoder's to keep."""
 
-    def __init__(self, width: int, height: int) -> None:
-        self.width, self.height = width, height
+    def __init__(self) -> None:
         self.carry: tuple[np.ndarray, np.ndarray | None] | None = None
-        self.row = 0  # next row of this level to write
 
 
 class CogWriter:
@@ -201,7 +200,7 @@ class CogWriter:
             # must be set at creation; GDAL refuses it later. Bands after the third are
             # TIFF extra samples (undefined), e.g. a composite's count of observations.
             creation["photometric"] = "RGB"
-        self._levels = [_Level(w, h) for w, h in sizes[1:]]
+        self._levels = [_Level() for _ in sizes[1:]]
         self._paths = [scratch_path(self.path, f"L{i}.tif", token) for i in range(len(sizes))]
         self._tile_paths = [scratch_path(self.path, f"L{i}.tiles", token)
                             for i in range(len(sizes))]
@@ -249,13 +248,12 @@ class CogWriter:
             self._feed(0, data, None)
 
     def _feed_nearest(self, data: np.ndarray, row_off: int) -> None:
-        for index, level in enumerate(self._levels, start=1):
+        for index in range(1, len(self._levels) + 1):
             step = 2 ** index
             first = -(-row_off // step) * step - row_off
             picked = data[:, first::step, ::step]
             if picked.shape[1]:
                 self._encoders[index].write(picked)
-                level.row += picked.shape[1]
 
     def _feed(self, index: int, block: np.ndarray, counts: np.ndarray | None) -> None:
         """Add full-width rows of level `index` (its pixels at 0, then sums and counts of
@@ -281,7 +279,6 @@ class CogWriter:
         written, its sums and counts fed further down. Level 1 is summed in uint32 or
         float32 with uint8 counts (exact for four values) from the pixels themselves, the
         deeper ones, a quarter the size each, in float64 and int32 (kernels.py)."""
-        level = self._levels[index]
         bands, rows, cols = block.shape
         shape = (bands, (rows + 1) // 2, (cols + 1) // 2)
         means = np.empty(shape, self.dtype)
@@ -297,7 +294,6 @@ class CogWriter:
             half_counts = np.empty(shape[1:], np.int32)
             kernels.halve_sums(block, counts, sums, half_counts, means, fill, integer)
         self._encoders[index + 1].write(means)
-        level.row += shape[1]
         self._feed(index + 1, sums, half_counts)
 
     def _flush(self) -> None:

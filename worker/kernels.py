@@ -56,6 +56,14 @@ def nodata_mode(nodata: Any) -> tuple[int, float]:
     return NODATA_VALUE, float(nodata)
 
 
+@jit(inline="always")
+def holds_data(value: Any, mode: int, nodata: float) -> bool:
+    """Whether one sample holds data under `nodata_mode`'s (mode, value)."""
+    if mode == NODATA_NAN:
+        return not np.isnan(value)
+    return mode == NO_NODATA or value != nodata
+
+
 @jit
 def _holds(data: Any, row: int, mode: int, nodata: float, mask: Any) -> None:
     """mask[col] = 1 where every band of `data[:, row]` holds data, else 0."""

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .kernels import jit, nodata_mode
+from .kernels import NO_NODATA, NODATA_VALUE, holds_data, jit, nodata_mode
 
 #: codecs the encoder writes (TIFF compression tag values are GDAL's to write)
 CODECS = ("ZSTD", "DEFLATE", "NONE")
@@ -35,19 +35,14 @@ CODECS = ("ZSTD", "DEFLATE", "NONE")
 def _all_nodata(data: Any, first: int, count: int, col: int, size: int, mode: int,
                 nodata: float) -> bool:
     """Whether every sample of the image inside the tile is nodata (0 without a nodata
-    value); stops at the first that is not, which is nearly always the first."""
+    value, as GDAL's SPARSE_OK); stops at the first that is not, nearly always the first."""
+    if mode == NO_NODATA:  # no nodata value: a tile of zeros is the empty one
+        mode, nodata = NODATA_VALUE, 0.0
     bands, _, cols = data.shape
     for row in range(first, first + count):
         for band in range(bands):
             for c in range(col, min(col + size, cols)):
-                value = data[band, row, c]
-                if mode == 2:
-                    if not np.isnan(value):
-                        return False
-                elif mode == 1:
-                    if value != nodata:
-                        return False
-                elif value != 0:
+                if holds_data(data[band, row, c], mode, nodata):
                     return False
     return True
 
